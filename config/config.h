@@ -1,0 +1,62 @@
+/*
+ * The pipeline configuration: a YAML file parsed by libyaml into a jansson
+ * tree, validated against one schema (types, required keys, defaults,
+ * unknown keys rejected), then exposed as a typed struct. The raw tree stays
+ * available (Config.tree, defaults filled in) for later features, and every
+ * error names file:line:column and the key, so nothing connects on a bad
+ * config.
+ */
+#ifndef TM_CONFIG_H
+#define TM_CONFIG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct TableName {
+    char *schema; /* unquoted, case as in the catalog */
+    char *name;
+} TableName;
+
+typedef struct ConfigEndpoint {
+    char *conninfo;      /* libpq conninfo string or URI */
+    char *password_file; /* optional: passed to libpq as passfile */
+} ConfigEndpoint;
+
+typedef struct Config {
+    char *path;
+    char *pipeline;
+    struct {
+        ConfigEndpoint conn;
+        char *slot;        /* default tidemark_<pipeline> */
+        char *publication; /* default tidemark_<pipeline> */
+        size_t ntables;    /* 0: all tables of schema public */
+        TableName *tables;
+    } source;
+    struct {
+        char *type; /* "postgres" (more sinks come with their issues) */
+        ConfigEndpoint conn;
+    } target;
+    struct {
+        long batch_max_changes;  /* close a target txn after this many changes */
+        long status_interval_ms; /* standby status update interval */
+    } apply;
+    struct {
+        char *level;  /* error|warning|notice|info|debug */
+        char *format; /* auto|text|json|journal */
+    } log;
+    json_t *tree; /* the validated tree with defaults filled in */
+} Config;
+
+/*
+ * Loads and validates path. Returns 0 and *out, or a negative errno-style
+ * code with tm_error() set to "FILE:LINE:COL: KEY: what is wrong".
+ */
+int config_load(const char *path, Config **out);
+
+/* Same, from a string (name is used in messages); for tests. */
+int config_load_string(const char *name, const char *yaml, Config **out);
+
+void config_free(Config *cfg);
+
+#endif
