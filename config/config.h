@@ -57,6 +57,22 @@ int config_load(const char *path, Config **out);
 /* Same, from a string (name is used in messages); for tests. */
 int config_load_string(const char *name, const char *yaml, Config **out);
 
+/* Frees everything cfg owns; NULL is fine. */
 void config_free(Config *cfg);
+
+/*
+ * Fills PQconnectdbParams arrays (call it with expand_dbname = 1): "dbname"
+ * carries the conninfo string or URI, "passfile" the password_file when set,
+ * then a NULL terminator. max is the capacity of each array, terminator
+ * included. Returns the number of pairs, or -ENOSPC when max is too small.
+ * The values point into ep.
+ */
+int config_connect_params(const ConfigEndpoint *ep, const char **keys, const char **vals, int max);
+
+/*
+ * Returns malloc'd "schema.name" for messages, each part double-quoted (with
+ * "" for a quote) only when it is not a plain lower-case identifier.
+ */
+char *config_table_display(const TableName *t);
 
 #endif

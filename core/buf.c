@@ -44,10 +44,11 @@ void buf_putc(Buf *b, char c)
 void buf_printf(Buf *b, const char *fmt, ...)
 {
     va_list ap;
+    char probe[1]; /* not NULL: gcc's sanitizer build flags a NULL buffer */
     int n;
 
     va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
+    n = vsnprintf(probe, sizeof(probe), fmt, ap);
     va_end(ap);
     if (n < 0)
         return;

@@ -58,11 +58,12 @@ char *xstrndup(const char *s, size_t n)
 char *xasprintf(const char *fmt, ...)
 {
     va_list ap;
+    char probe[1]; /* not NULL: gcc's sanitizer build flags a NULL buffer */
     int n;
     char *p;
 
     va_start(ap, fmt);
-    n = vsnprintf(NULL, 0, fmt, ap);
+    n = vsnprintf(probe, sizeof(probe), fmt, ap);
     va_end(ap);
     if (n < 0)
         xalloc_die();

@@ -1,4 +1,139 @@
-int main(void)
+/*
+ * The tidemark command line: dispatches subcommands, parses their options,
+ * loads the config and reports failures as one line on stderr with a
+ * non-zero exit code. Long-running work lives in the modules it calls.
+ */
+#include "config/config.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "daemon/pipeline.h"
+#include "tm_version.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+enum { EXIT_USAGE = 2 };
+
+static void usage_main(FILE *out)
 {
+    fputs("Usage: tidemark COMMAND [OPTIONS]\n"
+          "\n"
+          "Change-data-capture sync for PostgreSQL migrations: tails logical replication\n"
+          "from a source and applies every change to a target, exactly once.\n"
+          "\n"
+          "Commands:\n"
+          "  run        run one pipeline in the foreground until SIGTERM/SIGINT\n"
+          "\n"
+          "Options:\n"
+          "  -h, --help     show this help\n"
+          "  -V, --version  show the version\n"
+          "\n"
+          "Run 'tidemark COMMAND --help' for a command's options.\n",
+          out);
+}
+
+static void usage_run(FILE *out)
+{
+    fputs("Usage: tidemark run --config FILE [OPTIONS]\n"
+          "\n"
+          "Runs the pipeline described by FILE: on first start it creates the publication\n"
+          "and the slot on the source and copies the rows the tables already hold; then it\n"
+          "streams every change to the target, with the watermark committed in the same\n"
+          "target transaction as the data. SIGTERM or SIGINT stops it cleanly (exit 0).\n"
+          "\n"
+          "Options:\n"
+          "  -c, --config FILE       pipeline configuration (YAML)\n"
+          "      --log-level LEVEL   error, warning, notice, info, debug (overrides log.level)\n"
+          "      --log-format FMT    auto, text, json, journal (overrides log.format)\n"
+          "  -h, --help              show this help\n",
+          out);
+}
+
+static int die(const char *what)
+{
+    fprintf(stderr, "tidemark: %s%s%s\n", what ? what : "", what && *tm_error() ? ": " : "",
+            tm_error());
+    return 1;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"log-format", required_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL, *level_s = NULL, *format_s = NULL;
+    LogLevel level;
+    LogFormat format;
+    Config *cfg = NULL;
+    int c, rc;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            path = optarg;
+            break;
+        case 'l':
+            level_s = optarg;
+            break;
+        case 'f':
+            format_s = optarg;
+            break;
+        case 'h':
+            usage_run(stdout);
+            return 0;
+        default:
+            usage_run(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (!path || optind < argc) {
+        fprintf(stderr, "tidemark run: %s\n",
+                !path ? "--config FILE is required" : "unexpected argument");
+        usage_run(stderr);
+        return EXIT_USAGE;
+    }
+    if (config_load(path, &cfg) < 0)
+        return die(NULL);
+    if (log_level_parse(level_s ? level_s : cfg->log.level, &level) < 0 ||
+        log_format_parse(format_s ? format_s : cfg->log.format, &format) < 0) {
+        config_free(cfg);
+        return die(NULL);
+    }
+    log_init(format, level);
+    log_set_pipeline(cfg->pipeline);
+    rc = pipeline_run(cfg);
+    if (rc < 0) {
+        log_error("%s", tm_error());
+        config_free(cfg);
+        return die(NULL);
+    }
+    config_free(cfg);
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage_main(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage_main(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("tidemark %s\n", TM_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    fprintf(stderr, "tidemark: unknown command \"%s\" (see 'tidemark --help')\n", argv[1]);
+    return EXIT_USAGE;
 }

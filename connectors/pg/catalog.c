@@ -1,1 +1,308 @@
-/* stub */
+/*
+ * Catalog queries against the source (and the target's table existence).
+ * Tables are looked up by name with parameters, never by splicing, and the
+ * publication is always an explicit table list with publish_via_partition_root
+ * so a partitioned source table arrives under its own name.
+ */
+#include "connectors/pg/catalog.h"
+#include "connectors/pg/pgconn.h"
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/relcache.h"
+#include "core/xmalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const TABLE_SQL =
+    "SELECT c.oid, n.nspname, c.relname, c.relreplident, c.relkind,"
+    " EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),"
+    " EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)"
+    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace ";
+
+static int load_columns(PGconn *src, SourceTable *t)
+{
+    char oidbuf[16];
+    const char *params[1] = {oidbuf};
+    PGresult *res;
+    int rc;
+
+    snprintf(oidbuf, sizeof(oidbuf), "%u", t->oid);
+    rc = pgconn_query(src,
+                      "SELECT attname FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0"
+                      " AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+                      1, params, &res);
+    if (rc < 0)
+        return tm_fail_ctx(rc, "reading columns of %s", t->display);
+    t->ncols = (size_t)PQntuples(res);
+    t->cols = xcalloc(t->ncols ? t->ncols : 1, sizeof(char *));
+    for (size_t i = 0; i < t->ncols; i++)
+        t->cols[i] = xstrdup(PQgetvalue(res, (int)i, 0));
+    PQclear(res);
+    return 0;
+}
+
+static void fill_table(SourceTable *t, PGresult *res, int row)
+{
+    t->oid = (uint32_t)strtoul(PQgetvalue(res, row, 0), NULL, 10);
+    t->schema = xstrdup(PQgetvalue(res, row, 1));
+    t->name = xstrdup(PQgetvalue(res, row, 2));
+    t->display = relcache_display_name(t->schema, t->name);
+    t->replident = PQgetvalue(res, row, 3)[0];
+    t->relkind = PQgetvalue(res, row, 4)[0];
+    t->has_pk = PQgetvalue(res, row, 5)[0] == 't';
+    t->has_ident_index = PQgetvalue(res, row, 6)[0] == 't';
+}
+
+static int resolve_listed(PGconn *src, const Config *cfg, SourceTables *out)
+{
+    char *sql = xasprintf("%s WHERE n.nspname = $1 AND c.relname = $2", TABLE_SQL);
+    int rc = 0;
+
+    out->t = xcalloc(cfg->source.ntables, sizeof(SourceTable));
+    for (size_t i = 0; i < cfg->source.ntables; i++) {
+        const TableName *tn = &cfg->source.tables[i];
+        const char *params[2] = {tn->schema, tn->name};
+        PGresult *res;
+        char *disp = relcache_display_name(tn->schema, tn->name);
+
+        rc = pgconn_query(src, sql, 2, params, &res);
+        if (rc < 0) {
+            free(disp);
+            goto out;
+        }
+        if (PQntuples(res) != 1) {
+            PQclear(res);
+            rc = tm_fail(-ENOENT, "table %s (source.tables) does not exist on the source", disp);
+            free(disp);
+            goto out;
+        }
+        char kind = PQgetvalue(res, 0, 4)[0];
+        if (kind != 'r' && kind != 'p') {
+            PQclear(res);
+            rc = tm_fail(-EINVAL, "%s (source.tables) is not a table (relkind '%c')", disp, kind);
+            free(disp);
+            goto out;
+        }
+        free(disp);
+        fill_table(&out->t[out->n++], res, 0);
+        PQclear(res);
+    }
+out:
+    free(sql);
+    return rc;
+}
+
+static int resolve_public(PGconn *src, SourceTables *out)
+{
+    char *sql = xasprintf("%s WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')"
+                          " AND NOT c.relispartition ORDER BY c.relname",
+                          TABLE_SQL);
+    PGresult *res;
+    int rc = pgconn_query(src, sql, 0, NULL, &res);
+
+    free(sql);
+    if (rc < 0)
+        return rc;
+    out->t = xcalloc((size_t)PQntuples(res) + 1, sizeof(SourceTable));
+    for (int i = 0; i < PQntuples(res); i++)
+        fill_table(&out->t[out->n++], res, i);
+    PQclear(res);
+    return 0;
+}
+
+int catalog_resolve(PGconn *src, const Config *cfg, SourceTables *out)
+{
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    rc = cfg->source.ntables ? resolve_listed(src, cfg, out) : resolve_public(src, out);
+    if (rc < 0)
+        goto fail;
+    if (out->n == 0) {
+        rc = tm_fail(-ENOENT, "no tables to replicate: schema public on the source has no tables"
+                              " and source.tables is empty");
+        goto fail;
+    }
+    for (size_t i = 0; i < out->n; i++) {
+        rc = load_columns(src, &out->t[i]);
+        if (rc < 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    catalog_tables_release(out);
+    return rc;
+}
+
+void catalog_tables_release(SourceTables *tabs)
+{
+    if (!tabs || !tabs->t)
+        return;
+    for (size_t i = 0; i < tabs->n; i++) {
+        SourceTable *t = &tabs->t[i];
+
+        free(t->schema);
+        free(t->name);
+        free(t->display);
+        for (size_t c = 0; c < t->ncols; c++)
+            free(t->cols[c]);
+        free(t->cols);
+    }
+    free(tabs->t);
+    tabs->t = NULL;
+    tabs->n = 0;
+}
+
+int catalog_check_identity(const SourceTables *tabs)
+{
+    Buf bad = BUF_INIT;
+    int nbad = 0;
+    int rc = 0;
+
+    for (size_t i = 0; i < tabs->n; i++) {
+        const SourceTable *t = &tabs->t[i];
+        bool ok = t->replident == 'f' || (t->replident == 'i' && t->has_ident_index) ||
+                  (t->replident == 'd' && t->has_pk);
+
+        if (!ok) {
+            buf_printf(&bad, "%s%s", nbad++ ? ", " : "", t->display);
+        }
+    }
+    if (nbad) {
+        rc = tm_fail(-EINVAL,
+                     "%s %s no primary key and no replica identity; once published, the source"
+                     " would reject UPDATE and DELETE on %s. Fix on the source with ALTER TABLE"
+                     " ... REPLICA IDENTITY FULL, or REPLICA IDENTITY USING INDEX on a unique"
+                     " index over NOT NULL columns",
+                     buf_cstr(&bad), nbad == 1 ? "has" : "have", nbad == 1 ? "it" : "them");
+    }
+    buf_release(&bad);
+    return rc;
+}
+
+static void append_table_list(PGconn *src, Buf *sql, const SourceTables *tabs)
+{
+    for (size_t i = 0; i < tabs->n; i++) {
+        char *q = pgconn_qualified(src, tabs->t[i].schema, tabs->t[i].name);
+
+        buf_printf(sql, "%s%s", i ? ", " : "", q);
+        free(q);
+    }
+}
+
+static bool publication_matches(PGresult *res, const SourceTables *tabs)
+{
+    if ((size_t)PQntuples(res) != tabs->n)
+        return false;
+    for (size_t i = 0; i < tabs->n; i++) {
+        bool found = false;
+
+        for (int r = 0; r < PQntuples(res) && !found; r++)
+            found = strcmp(PQgetvalue(res, r, 0), tabs->t[i].schema) == 0 &&
+                    strcmp(PQgetvalue(res, r, 1), tabs->t[i].name) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+int catalog_sync_publication(PGconn *src, const char *pubname, const SourceTables *tabs,
+                             bool may_alter)
+{
+    const char *params[1] = {pubname};
+    PGresult *res;
+    Buf sql = BUF_INIT;
+    char *qpub = pgconn_ident(src, pubname);
+    int rc;
+
+    rc = pgconn_query(src, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, params, &res);
+    if (rc < 0)
+        goto out;
+    bool exists = PQntuples(res) == 1;
+    PQclear(res);
+
+    if (!exists) {
+        buf_printf(&sql, "CREATE PUBLICATION %s FOR TABLE ", qpub);
+        append_table_list(src, &sql, tabs);
+        buf_puts(&sql, " WITH (publish_via_partition_root = true)");
+        rc = pgconn_exec(src, buf_cstr(&sql));
+        if (rc < 0)
+            rc = tm_fail_ctx(rc, "creating publication %s on the source", pubname);
+        goto out;
+    }
+    rc = pgconn_query(src,
+                      "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1",
+                      1, params, &res);
+    if (rc < 0)
+        goto out;
+    bool same = publication_matches(res, tabs);
+    PQclear(res);
+    if (same)
+        goto out;
+    if (!may_alter) {
+        rc = tm_fail(-EINVAL,
+                     "publication %s publishes a different table set than source.tables;"
+                     " adding or removing tables of a pipeline that has finished its initial"
+                     " load is not supported yet (restart the pipeline from scratch: drop the"
+                     " tidemark.watermark row and the slot)",
+                     pubname);
+        goto out;
+    }
+    buf_printf(&sql, "ALTER PUBLICATION %s SET TABLE ", qpub);
+    append_table_list(src, &sql, tabs);
+    rc = pgconn_exec(src, buf_cstr(&sql));
+    if (rc < 0)
+        rc = tm_fail_ctx(rc, "updating publication %s on the source", pubname);
+out:
+    free(qpub);
+    buf_release(&sql);
+    return rc;
+}
+
+int catalog_check_target(PGconn *dst, const SourceTables *tabs, bool require_empty)
+{
+    for (size_t i = 0; i < tabs->n; i++) {
+        const SourceTable *t = &tabs->t[i];
+        char *q = pgconn_qualified(dst, t->schema, t->name);
+        const char *params[1] = {q};
+        PGresult *res;
+        int rc = pgconn_query(dst, "SELECT to_regclass($1) IS NOT NULL", 1, params, &res);
+
+        if (rc < 0) {
+            free(q);
+            return rc;
+        }
+        bool exists = PQgetvalue(res, 0, 0)[0] == 't';
+        PQclear(res);
+        if (!exists) {
+            free(q);
+            return tm_fail(-ENOENT,
+                           "table %s does not exist on the target; create the target schema"
+                           " first",
+                           t->display);
+        }
+        if (require_empty) {
+            char *sql = xasprintf("SELECT EXISTS (SELECT 1 FROM %s)", q);
+
+            rc = pgconn_query(dst, sql, 0, NULL, &res);
+            free(sql);
+            if (rc < 0) {
+                free(q);
+                return rc;
+            }
+            bool nonempty = PQgetvalue(res, 0, 0)[0] == 't';
+            PQclear(res);
+            if (nonempty) {
+                free(q);
+                return tm_fail(-EEXIST,
+                               "target table %s is not empty at the pipeline's first start;"
+                               " the initial load would duplicate rows. Empty it (TRUNCATE) or"
+                               " point the pipeline at an empty target",
+                               t->display);
+            }
+        }
+        free(q);
+    }
+    return 0;
+}

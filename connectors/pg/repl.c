@@ -1,1 +1,223 @@
-/* stub */
+/*
+ * Replication connection (see repl.h). Replication commands take the slot
+ * and publication names as identifiers and string literals of the walsender
+ * grammar, which has no escape syntax of its own: names are validated by the
+ * config (slot) or have their quotes doubled here (publication).
+ */
+#include "connectors/pg/repl.h"
+#include "connectors/pg/pgconn.h"
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+
+#include <string.h>
+
+struct ReplConn {
+    const Config *cfg;
+    PGconn *conn;
+    char *copybuf; /* last PQgetCopyData buffer, freed on the next read */
+    Buf out;
+};
+
+ReplConn *repl_new(const Config *cfg)
+{
+    ReplConn *rc = xcalloc(1, sizeof(*rc));
+
+    rc->cfg = cfg;
+    return rc;
+}
+
+void repl_disconnect(ReplConn *rc)
+{
+    if (rc->copybuf) {
+        PQfreemem(rc->copybuf);
+        rc->copybuf = NULL;
+    }
+    if (rc->conn) {
+        PQfinish(rc->conn);
+        rc->conn = NULL;
+    }
+}
+
+void repl_free(ReplConn *rc)
+{
+    if (!rc)
+        return;
+    repl_disconnect(rc);
+    buf_release(&rc->out);
+    free(rc);
+}
+
+int repl_connect(ReplConn *rc)
+{
+    repl_disconnect(rc);
+    return pgconn_open(&rc->cfg->source.conn, PGCONN_REPLICATION, "source (replication)",
+                       &rc->conn);
+}
+
+PGconn *repl_pgconn(ReplConn *rc)
+{
+    return rc->conn;
+}
+
+int repl_socket(ReplConn *rc)
+{
+    return rc->conn ? PQsocket(rc->conn) : -1;
+}
+
+int repl_slot_lookup(PGconn *sql, const char *slot, bool *exists, bool *active, Lsn *confirmed)
+{
+    const char *params[1] = {slot};
+    PGresult *res;
+    int err = pgconn_query(sql,
+                           "SELECT plugin, active, confirmed_flush_lsn, database ="
+                           " current_database() FROM pg_replication_slots WHERE slot_name = $1",
+                           1, params, &res);
+
+    if (err < 0)
+        return tm_fail_ctx(err, "looking up slot %s", slot);
+    *exists = PQntuples(res) == 1;
+    *active = false;
+    *confirmed = LSN_INVALID;
+    if (*exists) {
+        if (strcmp(PQgetvalue(res, 0, 0), "pgoutput") != 0 || PQgetvalue(res, 0, 3)[0] != 't') {
+            err = tm_fail(-EEXIST,
+                          "replication slot %s exists but is not a pgoutput slot of this"
+                          " database; choose another source.slot",
+                          slot);
+        } else {
+            *active = PQgetvalue(res, 0, 1)[0] == 't';
+            if (!PQgetisnull(res, 0, 2))
+                err = lsn_parse(PQgetvalue(res, 0, 2), confirmed);
+        }
+    }
+    PQclear(res);
+    return err;
+}
+
+int repl_drop_slot(PGconn *sql, const char *slot)
+{
+    const char *params[1] = {slot};
+    int err = pgconn_query(sql, "SELECT pg_drop_replication_slot($1)", 1, params, NULL);
+
+    if (err < 0)
+        return tm_fail_ctx(err, "dropping slot %s", slot);
+    return 0;
+}
+
+int repl_create_slot(ReplConn *rc, Lsn *consistent, char **snapshot)
+{
+    char *sql = xasprintf("CREATE_REPLICATION_SLOT \"%s\" LOGICAL pgoutput (SNAPSHOT 'export')",
+                          rc->cfg->source.slot);
+    PGresult *res = PQexec(rc->conn, sql);
+    int err = 0;
+
+    free(sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 3) {
+        err = tm_fail(-EIO, "creating replication slot %s: %s", rc->cfg->source.slot,
+                      pgconn_errmsg(rc->conn, res));
+        goto out;
+    }
+    err = lsn_parse(PQgetvalue(res, 0, 1), consistent);
+    if (err < 0)
+        goto out;
+    *snapshot = xstrdup(PQgetvalue(res, 0, 2));
+out:
+    PQclear(res);
+    return err;
+}
+
+static void append_literal_ident(Buf *b, const char *name)
+{
+    /* '"name"' with " doubled for the identifier list and ' doubled for the literal. */
+    buf_puts(b, "'\"");
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            buf_putc(b, '"');
+        if (*p == '\'')
+            buf_putc(b, '\'');
+        buf_putc(b, *p);
+    }
+    buf_puts(b, "\"'");
+}
+
+int repl_start(ReplConn *rc, Lsn start)
+{
+    Buf sql = BUF_INIT;
+    PGresult *res;
+    int err = 0;
+
+    buf_printf(&sql, "START_REPLICATION SLOT \"%s\" LOGICAL " LSN_FMT
+                     " (proto_version '1', messages 'true', publication_names ",
+               rc->cfg->source.slot, LSN_ARGS(start));
+    append_literal_ident(&sql, rc->cfg->source.publication);
+    buf_puts(&sql, ")");
+    res = PQexec(rc->conn, buf_cstr(&sql));
+    if (PQresultStatus(res) != PGRES_COPY_BOTH)
+        err = tm_fail(-EIO, "starting replication from slot %s: %s", rc->cfg->source.slot,
+                      pgconn_errmsg(rc->conn, res));
+    PQclear(res);
+    buf_release(&sql);
+    if (err == 0 && PQsetnonblocking(rc->conn, 1) != 0)
+        err = tm_fail(-EIO, "source: cannot switch to non-blocking mode");
+    return err;
+}
+
+int repl_consume(ReplConn *rc)
+{
+    if (!PQconsumeInput(rc->conn))
+        return tm_fail(-EPIPE, "source replication connection: %s",
+                       pgconn_errmsg(rc->conn, NULL));
+    return 0;
+}
+
+int repl_read(ReplConn *rc, WalFrame *frame)
+{
+    int n;
+
+    if (rc->copybuf) {
+        PQfreemem(rc->copybuf);
+        rc->copybuf = NULL;
+    }
+    for (;;) {
+        n = PQgetCopyData(rc->conn, &rc->copybuf, 1);
+        if (n == 0)
+            return 0;
+        if (n == -1) {
+            PGresult *res = PQgetResult(rc->conn);
+            int err = tm_fail(-EPIPE, "source ended the replication stream: %s",
+                              pgconn_errmsg(rc->conn, res));
+
+            PQclear(res);
+            return err;
+        }
+        if (n < 0)
+            return tm_fail(-EPIPE, "source replication connection: %s",
+                           pgconn_errmsg(rc->conn, NULL));
+        int err = walproto_parse((const uint8_t *)rc->copybuf, (size_t)n, frame);
+        if (err < 0)
+            return err;
+        return 1;
+    }
+}
+
+int repl_send_status(ReplConn *rc, Lsn write, Lsn flush, bool reply)
+{
+    buf_clear(&rc->out);
+    walproto_status(&rc->out, write, flush, flush, walproto_now(), reply);
+    if (PQputCopyData(rc->conn, rc->out.data, (int)rc->out.len) != 1)
+        return tm_fail(-EPIPE, "sending status update to the source: %s",
+                       pgconn_errmsg(rc->conn, NULL));
+    return repl_flush(rc);
+}
+
+int repl_flush(ReplConn *rc)
+{
+    int r = PQflush(rc->conn);
+
+    if (r < 0)
+        return tm_fail(-EPIPE, "source replication connection: %s",
+                       pgconn_errmsg(rc->conn, NULL));
+    return r;
+}

@@ -1,0 +1,35 @@
+/*
+ * The relation cache: the source's table shapes as announced by pgoutput
+ * Relation messages, keyed by relation OID. A Relation message is sent
+ * before the first change of a table in each session and again whenever the
+ * table's shape changes, so entries are replaced wholesale; whatever a sink
+ * or transform compiled for the old shape is dropped with it (state_free),
+ * which is how "compiled once per relation" stays correct across ALTER TABLE.
+ */
+#ifndef TM_RELCACHE_H
+#define TM_RELCACHE_H
+
+#include "core/change.h"
+
+#include <stdint.h>
+
+typedef struct RelEntry {
+    RelInfo info;  /* deep copy, owned by the cache */
+    char *display; /* schema.name, quoted where SQL needs it, for logs */
+    void *sink_state;
+    void (*sink_state_free)(void *state);
+} RelEntry;
+
+typedef struct RelCache RelCache;
+
+RelCache *relcache_new(void);
+void relcache_free(RelCache *rc);
+
+/* Deep-copies rel, replacing (and freeing the state of) any entry with its OID. */
+RelEntry *relcache_put(RelCache *rc, const RelInfo *rel);
+RelEntry *relcache_get(RelCache *rc, uint32_t oid);
+
+/* Quotes an identifier for display only (never for SQL: use libpq there). */
+char *relcache_display_name(const char *schema, const char *name);
+
+#endif
