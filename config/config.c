@@ -954,7 +954,6 @@ static int check_tables(const Loader *ld, const Node *node, const char *path)
         free(seen[j].name);
     }
     free(seen);
-    (void)path;
     return rc;
 }
 

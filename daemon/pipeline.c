@@ -427,10 +427,32 @@ static int shutdown_drain(Pipeline *p)
     return rc;
 }
 
+/*
+ * A slot stays "active" for a moment after its previous consumer died (the
+ * walsender notices the closed socket on its next read), e.g. right after a
+ * kill -9 and restart: wait for it with a deadline rather than fail.
+ */
+static int lookup_idle_slot(Pipeline *p, PGconn *src, bool *exists, Lsn *confirmed)
+{
+    bool active = false;
+    int rc;
+
+    for (int tries = 0; tries < 150; tries++) {
+        rc = repl_slot_lookup(src, p->cfg->source.slot, exists, &active, confirmed);
+        if (rc < 0 || !*exists || !active)
+            return rc;
+        if (tries == 0)
+            log_info("slot %s is still held by a previous session; waiting up to 30 s",
+                     p->cfg->source.slot);
+        poll(NULL, 0, 200);
+    }
+    return tm_fail(-EBUSY, "slot %s is in use by another process", p->cfg->source.slot);
+}
+
 /* First start: publication, fresh slot, initial copy in its snapshot. */
 static int first_start(Pipeline *p, PGconn *src, const SourceTables *tabs)
 {
-    bool exists, active;
+    bool exists;
     Lsn confirmed, consistent;
     char *snapshot = NULL;
     int rc;
@@ -439,11 +461,9 @@ static int first_start(Pipeline *p, PGconn *src, const SourceTables *tabs)
     if (rc == 0)
         rc = catalog_sync_publication(src, p->cfg->source.publication, tabs, true);
     if (rc == 0)
-        rc = repl_slot_lookup(src, p->cfg->source.slot, &exists, &active, &confirmed);
+        rc = lookup_idle_slot(p, src, &exists, &confirmed);
     if (rc < 0)
         return rc;
-    if (exists && active)
-        return tm_fail(-EBUSY, "slot %s is in use by another process", p->cfg->source.slot);
     if (exists) {
         /* Left by an initial load that never committed: its snapshot is gone. */
         log_warn("slot %s exists but the target has no watermark for pipeline %s: dropping it"
@@ -468,14 +488,14 @@ static int first_start(Pipeline *p, PGconn *src, const SourceTables *tabs)
 
 static int resume_start(Pipeline *p, PGconn *src, const SourceTables *tabs, Lsn wm)
 {
-    bool exists, active;
+    bool exists;
     Lsn confirmed;
     int rc = catalog_check_target(pgsink_conn(p->sink), tabs, false);
 
     if (rc == 0)
         rc = catalog_sync_publication(src, p->cfg->source.publication, tabs, false);
     if (rc == 0)
-        rc = repl_slot_lookup(src, p->cfg->source.slot, &exists, &active, &confirmed);
+        rc = lookup_idle_slot(p, src, &exists, &confirmed);
     if (rc < 0)
         return rc;
     if (!exists)
@@ -485,8 +505,6 @@ static int resume_start(Pipeline *p, PGconn *src, const SourceTables *tabs, Lsn 
                        " pipeline over (empty the target tables and delete its row from"
                        " tidemark.watermark)",
                        p->cfg->source.slot, LSN_ARGS(wm));
-    if (active)
-        return tm_fail(-EBUSY, "slot %s is in use by another process", p->cfg->source.slot);
     if (confirmed > wm)
         return tm_fail(-EINVAL,
                        "slot %s has confirmed " LSN_FMT " beyond the target's watermark " LSN_FMT

@@ -16,8 +16,8 @@ scripts/demo.sh.  It knows how to:
 Run as a script it offers a small CLI for shell scripts (see `main`):
     python3 tests/e2e/harness.py up DIR          # prints KEY=VALUE lines
     python3 tests/e2e/harness.py down DIR
-    python3 tests/e2e/harness.py wait-caught-up SRC_CONNINFO DST_CONNINFO PIPELINE [TIMEOUT]
-    python3 tests/e2e/harness.py compare SRC_CONNINFO DST_CONNINFO TABLE...
+    python3 tests/e2e/harness.py wait-caught-up SRC DST PIPELINE [--timeout S] [--pid PID]
+    python3 tests/e2e/harness.py compare SRC DST TABLE...
 """
 
 import collections
@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import psycopg
@@ -95,7 +96,10 @@ def make_base_dir(prefix="tidemark-e2e-"):
 
 
 def run(argv, check=True, **kw):
-    """subprocess.run with captured text output; raise with the output on failure."""
+    """subprocess.run with captured text output; raise with the output on failure.
+
+    Runs in / by default: the checkout may be unreadable for the postgres user."""
+    kw.setdefault("cwd", "/")
     res = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
     if check and res.returncode != 0:
         raise RuntimeError("command failed (%d): %s\n%s" % (res.returncode, " ".join(argv), res.stdout))
@@ -224,16 +228,31 @@ def execute(conninfo, query, params=None, options=None):
 
 
 def current_wal_lsn(src_conninfo):
-    return execute(src_conninfo, "SELECT pg_current_wal_lsn()::text")[0][0]
+    """The source's pg_current_wal_lsn() after making every earlier commit durable.
+
+    The clusters run with synchronous_commit=off, so the last commits may be
+    inserted but not yet written: pg_current_wal_lsn() (the write position)
+    would then lag behind them, and the walsender only sends flushed WAL.  A
+    synchronous commit of a transaction that wrote WAL flushes everything
+    before it, so the position read afterwards covers all earlier writes and is
+    one the walsender will reach.  The transaction creates a temporary table
+    (catalog WAL only, nothing a publication can carry).
+    (pg_current_wal_insert_lsn() is not usable: at a page boundary it points
+    past the page header, beyond any record end the walsender reports.)"""
+    with psycopg.connect(src_conninfo, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = on")
+        with conn.transaction():
+            conn.execute("CREATE TEMP TABLE tidemark_test_flush () ON COMMIT DROP")
+        return conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0]
 
 
 def watermark(dst_conninfo, pipeline):
     """The pipeline's watermark LSN on the target as text, or None if absent."""
-    try:
-        rows = execute(dst_conninfo, "SELECT lsn::text FROM tidemark.watermark WHERE pipeline = %s", (pipeline,))
-    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
-        return None
-    return rows[0][0] if rows else None
+    with psycopg.connect(dst_conninfo, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('tidemark.watermark')").fetchone()[0] is None:
+            return None  # not created yet (checked first to keep the server log clean)
+        row = conn.execute("SELECT lsn::text FROM tidemark.watermark WHERE pipeline = %s", (pipeline,)).fetchone()
+    return row[0] if row else None
 
 
 def lsn_ge(conninfo, a, b):
@@ -336,6 +355,37 @@ def compare_tables(src_conninfo, dst_conninfo, tables):
     return not problems, lines, problems
 
 
+class WatermarkSampler(threading.Thread):
+    """Background thread polling the target watermark; records backwards moves."""
+
+    def __init__(self, dst_conninfo, pipeline, interval=0.05):
+        super().__init__(daemon=True)
+        self.dst, self.pipeline, self.interval = dst_conninfo, pipeline, interval
+        self.stop_event = threading.Event()
+        self.last, self.samples, self.violations, self.errors = None, 0, [], []
+
+    def run(self):
+        while not self.stop_event.wait(self.interval):
+            try:
+                wm = watermark(self.dst, self.pipeline)
+                if wm is None:
+                    continue
+                if self.last is not None and not lsn_ge(self.dst, wm, self.last):
+                    self.violations.append((self.last, wm))
+            except Exception as e:  # the target stays up; keep sampling
+                self.errors.append(repr(e))
+                continue
+            self.last = wm
+            self.samples += 1
+
+    def finish(self):
+        """Stop sampling and assert the watermark never moved backwards."""
+        self.stop_event.set()
+        self.join(10)
+        assert not self.violations, "watermark moved backwards (before, after): %s" % self.violations
+        return self
+
+
 # --------------------------------------------------------------------------- daemon helpers
 
 def tidemark_bin():
@@ -398,6 +448,14 @@ class Daemon:
             raise AssertionError("tidemark exited unexpectedly with code %s\n%s" % (
                 self.proc.returncode, self.log_tail()))
 
+    def wait_running(self, seconds):
+        """Let the daemon run for `seconds`; fail at once if it exits meanwhile."""
+        try:
+            self.proc.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return
+        self.check_alive()
+
     def wait_exit(self, timeout=30.0):
         """Wait for the process to exit on its own; return its exit code."""
         try:
@@ -449,40 +507,61 @@ class Daemon:
 
 # --------------------------------------------------------------------------- CLI for shell scripts
 
+def pid_alive(pid):
+    """True if process pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def main(argv):
-    if len(argv) >= 2 and argv[0] == "up":
-        base = argv[1]
-        os.makedirs(base, exist_ok=True)
+    import argparse
+    ap = argparse.ArgumentParser(prog="harness.py", description="Throwaway clusters and checks for scripts.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("up", help="create and start src and dst clusters in DIR; print shell variables")
+    p.add_argument("dir")
+    p = sub.add_parser("down", help="stop the clusters in DIR and remove it")
+    p.add_argument("dir")
+    p = sub.add_parser("wait-caught-up", help="wait until PIPELINE's watermark >= the source WAL position")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("pipeline")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--pid", type=int, help="fail at once if this process (the daemon) exits")
+    p = sub.add_parser("compare", help="compare tables by content; exit 1 on any difference")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("tables", nargs="+")
+    args = ap.parse_args(argv)
+
+    if args.cmd == "up":
+        os.makedirs(args.dir, exist_ok=True)
+        os.chmod(args.dir, 0o755)
         if is_root():
             pw = pwd.getpwnam("postgres")
-            os.chown(base, pw.pw_uid, pw.pw_gid)
-        os.chmod(base, 0o755)
-        src, dst = create_clusters(base)
-        print("PGHOST=%s" % base)
-        print("PGUSER=%s" % src.user)
-        print("SRC_PORT=%d" % src.port)
-        print("DST_PORT=%d" % dst.port)
-        return 0
-    if len(argv) == 2 and argv[0] == "down":
-        destroy_clusters(argv[1])
-        return 0
-    if len(argv) in (4, 5) and argv[0] == "wait-caught-up":
-        timeout = float(argv[4]) if len(argv) == 5 else 60.0
+            os.chown(args.dir, pw.pw_uid, pw.pw_gid)
+        src, dst = create_clusters(args.dir)
+        print("PGHOST=%s\nPGUSER=%s\nSRC_PORT=%d\nDST_PORT=%d" % (args.dir, src.user, src.port, dst.port))
+    elif args.cmd == "down":
+        destroy_clusters(args.dir)
+    elif args.cmd == "wait-caught-up":
+        def alive():
+            if args.pid and not pid_alive(args.pid):
+                raise RuntimeError("process %d exited" % args.pid)
         try:
-            lsn = wait_caught_up(argv[1], argv[2], argv[3], timeout)
-        except TimeoutError as e:
+            print(wait_caught_up(args.src, args.dst, args.pipeline, args.timeout, alive))
+        except (TimeoutError, RuntimeError) as e:
             print(e, file=sys.stderr)
             return 1
-        print(lsn)
-        return 0
-    if len(argv) >= 4 and argv[0] == "compare":
-        ok, lines, problems = compare_tables(argv[1], argv[2], argv[3:])
+    elif args.cmd == "compare":
+        ok, lines, problems = compare_tables(args.src, args.dst, args.tables)
         print("\n".join(lines))
         if problems:
             print("\n".join(problems), file=sys.stderr)
         return 0 if ok else 1
-    print(__doc__, file=sys.stderr)
-    return 2
+    return 0
 
 
 if __name__ == "__main__":

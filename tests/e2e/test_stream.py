@@ -2,8 +2,6 @@
 PostgreSQL to a target PostgreSQL must arrive identical (compared by content),
 across restarts and source reconnects; bad setups must be refused clearly."""
 
-import threading
-
 import harness
 
 LONG_BODY = "(SELECT string_agg(md5(g::text), '') FROM generate_series(1, 32768) g)"  # 1 MiB, incompressible
@@ -13,36 +11,6 @@ def start_and_catch_up(env, **kw):
     d = env.daemon(**kw)
     env.wait_caught_up(d)
     return d
-
-
-class WatermarkSampler(threading.Thread):
-    """Polls the target watermark and records any backwards move."""
-
-    def __init__(self, env, interval=0.05):
-        super().__init__(daemon=True)
-        self.env, self.interval = env, interval
-        self.stop_event = threading.Event()
-        self.last, self.samples, self.violations, self.errors = None, 0, [], []
-
-    def run(self):
-        while not self.stop_event.wait(self.interval):
-            try:
-                wm = self.env.watermark()
-            except Exception as e:  # target is never restarted; record and go on
-                self.errors.append(repr(e))
-                continue
-            if wm is None:
-                continue
-            if self.last is not None and not harness.lsn_ge(self.env.dst, wm, self.last):
-                self.violations.append((self.last, wm))
-            self.last = wm
-            self.samples += 1
-
-    def finish(self):
-        self.stop_event.set()
-        self.join(10)
-        assert not self.violations, "watermark moved backwards: %s" % self.violations
-        return self
 
 
 # --------------------------------------------------------------------------- (a)
@@ -296,7 +264,7 @@ def test_sigterm_and_restart_resume(env):
         CREATE TABLE log_rows (n int, msg text);
         ALTER TABLE log_rows REPLICA IDENTITY FULL;
     """)
-    sampler = WatermarkSampler(env)
+    sampler = harness.WatermarkSampler(env.dst, env.pipeline)
     sampler.start()
     env.src_sql("INSERT INTO items SELECT g, g FROM generate_series(1, 1000) g")
     d = start_and_catch_up(env)
@@ -341,10 +309,10 @@ def test_source_restart_reconnects(env):
     env.src_sql("INSERT INTO r SELECT g, 'before' FROM generate_series(101, 200) g")
     env.wait_caught_up(d)
     for round_no in range(2):
-        env.src_sql("INSERT INTO r SELECT g, 'unconfirmed' FROM generate_series(%s, %s) g",
+        env.src_sql("INSERT INTO r SELECT g, 'unconfirmed' FROM generate_series(%s::int, %s::int) g",
                     (1000 * (round_no + 1), 1000 * (round_no + 1) + 99))
         env.restart_source()
-        env.src_sql("INSERT INTO r SELECT g, 'after' FROM generate_series(%s, %s) g",
+        env.src_sql("INSERT INTO r SELECT g, 'after' FROM generate_series(%s::int, %s::int) g",
                     (1000 * (round_no + 1) + 100, 1000 * (round_no + 1) + 199))
         env.src_sql("UPDATE r SET phase = phase || '+' WHERE id %% 10 = %s", (round_no,))
         env.wait_caught_up(d, timeout=90)
