@@ -88,6 +88,11 @@ trap 'exit 130' INT TERM
 BENCH_DIR=$(pgc_mkdir drain)
 TMLOG="$BENCH_DIR/tidemark.log"
 log "clusters in $BENCH_DIR"
+# Run a private copy: a rebuild of build/ during the run must not change the binary under test.
+cp "$TIDEMARK_BIN" "$BENCH_DIR/tidemark"
+TIDEMARK_ID="$("$BENCH_DIR/tidemark" --version 2>&1 | head -1), $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), sha256 $(sha256sum "$BENCH_DIR/tidemark" | cut -c1-12)"
+TIDEMARK_BIN="$BENCH_DIR/tidemark"
+log "tidemark: $TIDEMARK_ID"
 
 # ---------------------------------------------------------------- 1. clusters
 # The same settings on both clusters (so both anchors apply into an identically configured
@@ -221,6 +226,7 @@ echo
 echo "== drain a pgbench backlog: tidemark vs native logical replication"
 echo "backlog      $BACKLOG_TXNS transactions (pgbench -s $SCALE -c $CLIENTS -j $JOBS -t $TXNS, $PGBENCH_TPS tps at the source), $WAL_MB MB of WAL"
 echo "order        ${DRAINS[*]}"
+echo "tidemark     $TIDEMARK_ID"
 printf '%-12s %8.2f s  %7s txn/s   (watermark >= backlog end; data complete at %.2f s; CPU %.1f s)\n' \
     tidemark "$TM_SECONDS" "$TM_TPS" "$TM_DATA_SECONDS" "$TM_CPU_S"
 printf '%-12s %8.2f s  %7s txn/s   (target data = source; reported to the source at %s s)\n' \

@@ -113,11 +113,29 @@ def cmd_tidemark(a):
                             stdout=log, stderr=log)
     with open(a.pidfile, "w") as f:
         f.write("%d\n" % proc.pid)
-    target = one(src, "SELECT pg_current_wal_lsn()::text") if a.lsn == "now" else a.lsn
+    target = None if a.lsn == "now" else a.lsn
     deadline = t0 + a.timeout
     t_wm = t_data = None
     wm = None
     try:
+        while target is None:
+            # --lsn now (initial copy): once the copy has committed (the watermark row exists), write
+            # a WAL record on the source and wait for the watermark to pass it.  The watermark then
+            # moved during this run, which also sidesteps a stop that hangs when SIGTERM arrives
+            # before the daemon's first target Sync (see docs/BENCHMARKS.md, "tidemark problems").
+            if proc.poll() is not None:
+                fail("tidemark exited with code %s during the initial copy\n%s" % (proc.returncode, tail(a.log)))
+            try:
+                wm = one(dst, "SELECT lsn::text FROM tidemark.watermark WHERE pipeline = %s", (a.pipeline,))
+            except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+                wm = None
+            if wm is not None:
+                # (the function returns the record's end; pg_current_wal_lsn() may still be behind it)
+                target = one(src, "SELECT pg_logical_emit_message(false, 'tidemark-bench', 'copy done')::text")
+                break
+            if time.monotonic() > deadline:
+                fail("tidemark did not finish its initial copy within %.0fs\n%s" % (a.timeout, tail(a.log)))
+            time.sleep(a.interval)
         while True:
             now = time.monotonic()
             if proc.poll() is not None:
@@ -149,6 +167,7 @@ def cmd_tidemark(a):
         except subprocess.TimeoutExpired:
             proc.kill()
             rc = proc.wait()
+            os.unlink(a.pidfile)
             fail("tidemark did not exit within 60s of SIGTERM (killed)\n%s" % tail(a.log))
         os.unlink(a.pidfile)
     if rc != 0:
@@ -210,10 +229,12 @@ def cmd_native(a):
     t0 = time.monotonic()
     dst.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(a.sub)))
     deadline = t0 + a.timeout
-    t_data = None
+    t_data = t_worker = None
     n = None
     while t_data is None:
         now = time.monotonic()
+        if t_worker is None and sub_worker_running(dst, a.sub):
+            t_worker = now - t0
         n = one(dst, "SELECT count(*) FROM public.pgbench_history")
         if n == a.history_count:
             # Applied in commit order, one local transaction per source transaction: the last
@@ -243,6 +264,7 @@ def cmd_native(a):
                       " WHERE subname = %s", (a.sub,))
     disable_and_wait(dst, src, a.sub)
     emit(native_seconds=t_data, native_ack_seconds=t_ack if t_ack is not None else "none",
+         native_worker_seconds=t_worker if t_worker is not None else t_data,
          native_errors=errors)
 
 

@@ -15,7 +15,10 @@ typedef struct Buf {
     size_t cap;
 } Buf;
 
-#define BUF_INIT {NULL, 0, 0}
+#define BUF_INIT                                                                                   \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 void buf_reserve(Buf *b, size_t extra);
 void buf_append(Buf *b, const void *data, size_t len);

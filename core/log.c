@@ -21,8 +21,8 @@ static LogFormat cur_fmt = LOG_FMT_TEXT;
 static char pipeline_name[128];
 
 static const char *level_names[] = {
-    [LOG_LVL_ERROR] = "error",     [LOG_LVL_WARNING] = "warning", [LOG_LVL_NOTICE] = "notice",
-    [LOG_LVL_INFO] = "info",       [LOG_LVL_DEBUG] = "debug",
+    [LOG_LVL_ERROR] = "error", [LOG_LVL_WARNING] = "warning", [LOG_LVL_NOTICE] = "notice",
+    [LOG_LVL_INFO] = "info",   [LOG_LVL_DEBUG] = "debug",
 };
 
 static bool stderr_is_journal(void)

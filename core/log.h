@@ -36,10 +36,10 @@ int log_format_parse(const char *s, LogFormat *out);
 /* table may be NULL; lsn may be LSN_INVALID. */
 void log_write(LogLevel level, const char *table, Lsn lsn, const char *fmt, ...) TM_PRINTF(4, 5);
 
-#define log_error(...) log_write(LOG_LVL_ERROR, NULL, LSN_INVALID, __VA_ARGS__)
-#define log_warn(...)  log_write(LOG_LVL_WARNING, NULL, LSN_INVALID, __VA_ARGS__)
+#define log_error(...)  log_write(LOG_LVL_ERROR, NULL, LSN_INVALID, __VA_ARGS__)
+#define log_warn(...)   log_write(LOG_LVL_WARNING, NULL, LSN_INVALID, __VA_ARGS__)
 #define log_notice(...) log_write(LOG_LVL_NOTICE, NULL, LSN_INVALID, __VA_ARGS__)
-#define log_info(...)  log_write(LOG_LVL_INFO, NULL, LSN_INVALID, __VA_ARGS__)
-#define log_debug(...) log_write(LOG_LVL_DEBUG, NULL, LSN_INVALID, __VA_ARGS__)
+#define log_info(...)   log_write(LOG_LVL_INFO, NULL, LSN_INVALID, __VA_ARGS__)
+#define log_debug(...)  log_write(LOG_LVL_DEBUG, NULL, LSN_INVALID, __VA_ARGS__)
 
 #endif

@@ -12,7 +12,7 @@ typedef uint64_t Lsn;
 
 #define LSN_INVALID ((Lsn)0)
 #define LSN_FMT     "%X/%X"
-#define LSN_ARGS(l) (unsigned)((uint64_t)(l) >> 32), (unsigned)((uint64_t)(l) & 0xffffffffu)
+#define LSN_ARGS(l) (unsigned)((uint64_t)(l) >> 32), (unsigned)((uint64_t)(l)&0xffffffffu)
 
 /* Parses "16/B374D848"; returns 0 or -EINVAL. */
 int lsn_parse(const char *s, Lsn *out);

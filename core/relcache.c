@@ -139,6 +139,7 @@ RelEntry *relcache_put(RelCache *rc, const RelInfo *rel)
         e->info.cols[c].name = xstrdup(rel->cols[c].name);
     }
     e->display = relcache_display_name(e->info.schema, e->info.name);
+    e->table_idx = -1;
 
     if ((rc->count + 1) * 2 > rc->cap)
         grow(rc);

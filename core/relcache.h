@@ -16,6 +16,7 @@
 typedef struct RelEntry {
     RelInfo info;  /* deep copy, owned by the cache */
     char *display; /* schema.name, quoted where SQL needs it, for logs */
+    int table_idx; /* the pipeline's index of this table, -1: not replicated */
     void *sink_state;
     void (*sink_state_free)(void *state);
 } RelEntry;

@@ -17,12 +17,13 @@
 #include "core/log.h"
 #include "core/relcache.h"
 #include "core/xmalloc.h"
-#include "sinks/pg/pgsink.h"
+#include "sinks/sink.h"
 
 #include <ev.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_INFLIGHT       20000
 #define MAX_INFLIGHT_BYTES (64u * 1024 * 1024)
@@ -33,7 +34,9 @@ typedef struct Pipeline {
     Config *cfg;
     struct ev_loop *loop;
     ReplConn *repl;
-    PgSink *sink;
+    Sink *sink;
+    TableSet tabs;
+    Lsn *sync_lsn; /* per table: stream changes committed before it are in the copy */
     RelCache *rels;
     Arena *arena;
     char *encoding;
@@ -64,7 +67,7 @@ static void fail(Pipeline *p, int rc)
 
 static int send_status(Pipeline *p, bool reply)
 {
-    Lsn flush = pgsink_durable(p->sink);
+    Lsn flush = p->sink->ops->durable(p->sink);
     Lsn write = p->received > flush ? p->received : flush;
     int rc;
 
@@ -81,7 +84,7 @@ static int send_status(Pipeline *p, bool reply)
 
 static void update_sink_watchers(Pipeline *p)
 {
-    int r = pgsink_flush(p->sink);
+    int r = p->sink->ops->flush(p->sink);
 
     if (r < 0) {
         fail(p, r);
@@ -95,8 +98,8 @@ static void update_sink_watchers(Pipeline *p)
 
 static bool over_limit(const Pipeline *p)
 {
-    return pgsink_inflight(p->sink) >= MAX_INFLIGHT ||
-           pgsink_inflight_bytes(p->sink) >= MAX_INFLIGHT_BYTES;
+    return p->sink->ops->inflight(p->sink) >= MAX_INFLIGHT ||
+           p->sink->ops->inflight_bytes(p->sink) >= MAX_INFLIGHT_BYTES;
 }
 
 static int handle_row(Pipeline *p, const Change *c)
@@ -113,8 +116,13 @@ static int handle_row(Pipeline *p, const Change *c)
     if (!rel)
         return tm_fail(-EPROTO, "%s for relation %u before its Relation message",
                        pgoutput_kind_name(c->kind), relid);
+    if (rel->table_idx < 0)
+        return tm_fail(-EPROTO, "%s for %s, which is not a table of this pipeline",
+                       pgoutput_kind_name(c->kind), rel->display);
+    if (p->txn.final_lsn < p->sync_lsn[rel->table_idx])
+        return 0; /* committed before the table's copy snapshot: in the copy */
     p->n_changes++;
-    return pgsink_apply(p->sink, rel, c, &p->txn);
+    return p->sink->ops->apply(p->sink, rel, c, &p->txn);
 }
 
 static int handle_truncate(Pipeline *p, const Change *c)
@@ -126,14 +134,22 @@ static int handle_truncate(Pipeline *p, const Change *c)
         return tm_fail(-EPROTO, "Truncate outside a transaction");
     if (p->skip_txn)
         return 0;
+    uint32_t n = 0;
+
     rels = arena_calloc(p->arena, c->truncate.nrels ? c->truncate.nrels : 1, sizeof(*rels));
     for (uint32_t i = 0; i < c->truncate.nrels; i++) {
-        rels[i] = relcache_get(p->rels, c->truncate.relids[i]);
-        if (!rels[i])
+        RelEntry *rel = relcache_get(p->rels, c->truncate.relids[i]);
+
+        if (!rel)
             return tm_fail(-EPROTO, "Truncate of relation %u before its Relation message",
                            c->truncate.relids[i]);
+        if (rel->table_idx < 0)
+            return tm_fail(-EPROTO, "Truncate of %s, which is not a table of this pipeline",
+                           rel->display);
+        if (p->txn.final_lsn >= p->sync_lsn[rel->table_idx])
+            rels[n++] = rel;
     }
-    rc = pgsink_truncate(p->sink, rels, c->truncate.nrels, c->truncate.flags);
+    rc = p->sink->ops->truncate(p->sink, rels, n, c->truncate.flags, &p->txn);
     p->n_changes++;
     return rc;
 }
@@ -156,7 +172,7 @@ static int handle_change(Pipeline *p, const Change *c)
                       "skipping transaction %u: already applied", c->begin.xid);
             return 0;
         }
-        return pgsink_txn_begin(p->sink, &p->txn);
+        return p->sink->ops->txn_begin(p->sink, &p->txn);
     case CHG_COMMIT:
         if (!p->in_txn)
             return tm_fail(-EPROTO, "Commit without Begin");
@@ -169,13 +185,17 @@ static int handle_change(Pipeline *p, const Change *c)
         if (p->skip_txn)
             return 0;
         p->n_txns++;
-        int rc = pgsink_txn_commit(p->sink, &p->txn);
-        if (rc == 0 && (long)pgsink_batch_changes(p->sink) >= p->cfg->apply.batch_max_changes)
-            rc = pgsink_close_batch(p->sink);
+        int rc = p->sink->ops->txn_commit(p->sink, &p->txn);
+        if (rc == 0 &&
+            (long)p->sink->ops->batch_changes(p->sink) >= p->cfg->apply.batch_max_changes)
+            rc = p->sink->ops->close_batch(p->sink);
         return rc;
-    case CHG_RELATION:
-        relcache_put(p->rels, &c->relation);
+    case CHG_RELATION: {
+        RelEntry *e = relcache_put(p->rels, &c->relation);
+
+        e->table_idx = tableset_find(&p->tabs, e->info.schema, e->info.name);
         return 0;
+    }
     case CHG_INSERT:
     case CHG_UPDATE:
     case CHG_DELETE:
@@ -201,9 +221,9 @@ static int handle_frame(Pipeline *p, const WalFrame *f)
         /* Nothing received is in flight outside closed batches: the keepalive's
          * position may be made durable as the watermark (invariant 1). */
         if (!p->in_txn) {
-            rc = pgsink_close_batch(p->sink);
+            rc = p->sink->ops->close_batch(p->sink);
             if (rc == 0)
-                rc = pgsink_idle_watermark(p->sink, f->keepalive.wal_end);
+                rc = p->sink->ops->idle_position(p->sink, f->keepalive.wal_end);
             if (rc < 0)
                 return rc;
         }
@@ -243,7 +263,7 @@ static void pump_source(Pipeline *p)
         }
         if (rc == 0) {
             /* Buffer empty: keep filling the batch while the socket has more. */
-            if ((long)pgsink_batch_changes(p->sink) < p->cfg->apply.batch_max_changes &&
+            if ((long)p->sink->ops->batch_changes(p->sink) < p->cfg->apply.batch_max_changes &&
                 socket_readable(repl_socket(p->repl))) {
                 rc = repl_consume(p->repl);
                 if (rc < 0) {
@@ -263,11 +283,11 @@ static void pump_source(Pipeline *p)
             p->paused = true;
             ev_io_stop(p->loop, &p->repl_r);
             log_debug("backpressure: %zu commands in flight on the target",
-                      pgsink_inflight(p->sink));
+                      p->sink->ops->inflight(p->sink));
         }
     }
     if (p->streaming && !p->in_txn) {
-        rc = pgsink_close_batch(p->sink);
+        rc = p->sink->ops->close_batch(p->sink);
         if (rc < 0) {
             fail(p, rc);
             return;
@@ -302,22 +322,22 @@ static void on_repl_writable(struct ev_loop *loop, ev_io *w, int revents)
 static void on_sink_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
     Pipeline *p = w->data;
-    Lsn before = pgsink_durable(p->sink);
-    int rc = pgsink_process(p->sink);
+    Lsn before = p->sink->ops->durable(p->sink);
+    int rc = p->sink->ops->process(p->sink);
 
     if (rc < 0) {
         fail(p, rc);
         return;
     }
-    if (pgsink_durable(p->sink) > before) {
+    if (p->sink->ops->durable(p->sink) > before) {
         rc = send_status(p, false);
         if (rc < 0) {
             source_lost(p, rc);
             return;
         }
     }
-    if (p->paused && pgsink_inflight(p->sink) < MAX_INFLIGHT / 2 &&
-        pgsink_inflight_bytes(p->sink) < MAX_INFLIGHT_BYTES / 2) {
+    if (p->paused && p->sink->ops->inflight(p->sink) < MAX_INFLIGHT / 2 &&
+        p->sink->ops->inflight_bytes(p->sink) < MAX_INFLIGHT_BYTES / 2) {
         p->paused = false;
         if (p->streaming) {
             ev_io_start(loop, &p->repl_r);
@@ -342,7 +362,7 @@ static void on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 static int start_stream(Pipeline *p)
 {
-    Lsn start = pgsink_durable(p->sink);
+    Lsn start = p->sink->ops->durable(p->sink);
     int rc = repl_connect(p->repl);
 
     if (rc == 0)
@@ -391,9 +411,9 @@ static void source_lost(Pipeline *p, int err)
     repl_disconnect(p->repl);
     /* The open batch may hold a partial transaction: roll it back; the slot
      * resends everything after the durable LSN. */
-    rc = pgsink_abort_batch(p->sink);
+    rc = p->sink->ops->abort_batch(p->sink);
     if (rc == 0)
-        rc = pgsink_drain(p->sink);
+        rc = p->sink->ops->drain(p->sink);
     if (rc < 0) {
         fail(p, rc);
         return;
@@ -411,17 +431,17 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 /* Clean stop: commit complete transactions, abandon a partial one, report. */
 static int shutdown_drain(Pipeline *p)
 {
-    int rc = p->in_txn ? pgsink_abort_batch(p->sink) : pgsink_close_batch(p->sink);
+    int rc = p->in_txn ? p->sink->ops->abort_batch(p->sink) : p->sink->ops->close_batch(p->sink);
 
     if (rc == 0)
-        rc = pgsink_drain(p->sink);
+        rc = p->sink->ops->drain(p->sink);
     if (rc == 0 && p->streaming) {
         rc = send_status(p, false);
         if (rc == 0)
             while (repl_flush(p->repl) == 1)
                 ;
     }
-    log_write(LOG_LVL_INFO, NULL, pgsink_durable(p->sink),
+    log_write(LOG_LVL_INFO, NULL, p->sink->ops->durable(p->sink),
               "stopped: %llu changes in %llu transactions applied this run", p->n_changes,
               p->n_txns);
     return rc;
@@ -449,23 +469,58 @@ static int lookup_idle_slot(Pipeline *p, PGconn *src, bool *exists, Lsn *confirm
     return tm_fail(-EBUSY, "slot %s is in use by another process", p->cfg->source.slot);
 }
 
+static int check_tables(Pipeline *p, bool require_empty)
+{
+    for (size_t i = 0; i < p->tabs.n; i++) {
+        int rc = p->sink->ops->check_table(p->sink, &p->tabs.t[i], require_empty);
+
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Copies tables[0..n) in a snapshot of their own (a temporary slot's). */
+static int copy_pending(Pipeline *p, PGconn *src, TableDef **tables, size_t n)
+{
+    ReplConn *tmp = repl_new(p->cfg);
+    char name[64];
+    char *snapshot = NULL;
+    Lsn lsn;
+    int rc;
+
+    snprintf(name, sizeof(name), "tm_sync_%d_%.40s", (int)getpid(), p->cfg->pipeline);
+    rc = repl_connect(tmp);
+    if (rc == 0)
+        rc = repl_create_slot(tmp, name, true, &lsn, &snapshot);
+    if (rc == 0) {
+        log_write(LOG_LVL_INFO, NULL, lsn, "copying %zu table(s) whose initial copy is not done",
+                  n);
+        rc = initsync_copy(src, p->sink, tables, n, snapshot, lsn);
+    }
+    free(snapshot);
+    repl_free(tmp); /* drops the temporary slot */
+    return rc;
+}
+
 /* First start: publication, fresh slot, initial copy in its snapshot. */
-static int first_start(Pipeline *p, PGconn *src, const SourceTables *tabs)
+static int first_start(Pipeline *p, PGconn *src, Lsn *start)
 {
     bool exists;
     Lsn confirmed, consistent;
     char *snapshot = NULL;
+    TableDef **all = NULL;
     int rc;
 
-    rc = catalog_check_target(pgsink_conn(p->sink), tabs, true);
+    rc = check_tables(p, true);
     if (rc == 0)
-        rc = catalog_sync_publication(src, p->cfg->source.publication, tabs, true);
+        rc = catalog_sync_publication(src, p->cfg->source.publication, &p->tabs, true);
     if (rc == 0)
         rc = lookup_idle_slot(p, src, &exists, &confirmed);
     if (rc < 0)
         return rc;
     if (exists) {
-        /* Left by an initial load that never committed: its snapshot is gone. */
+        /* Left by a first start that never recorded its position. */
         log_warn("slot %s exists but the target has no watermark for pipeline %s: dropping it"
                  " and starting the initial load again",
                  p->cfg->source.slot, p->cfg->pipeline);
@@ -475,50 +530,88 @@ static int first_start(Pipeline *p, PGconn *src, const SourceTables *tabs)
     }
     rc = repl_connect(p->repl);
     if (rc == 0)
-        rc = repl_create_slot(p->repl, &consistent, &snapshot);
-    if (rc < 0)
-        return rc;
-    log_write(LOG_LVL_INFO, NULL, consistent, "created slot %s; copying %zu tables",
-              p->cfg->source.slot, tabs->n);
-    rc = initsync_run(src, pgsink_conn(p->sink), tabs, snapshot, consistent, p->cfg->pipeline);
+        rc = repl_create_slot(p->repl, p->cfg->source.slot, false, &consistent, &snapshot);
+    if (rc == 0)
+        rc = p->sink->ops->init_position(p->sink, consistent, &p->tabs);
+    if (rc == 0) {
+        log_write(LOG_LVL_INFO, NULL, consistent, "created slot %s; copying %zu table(s)",
+                  p->cfg->source.slot, p->tabs.n);
+        all = xcalloc(p->tabs.n, sizeof(*all));
+        for (size_t i = 0; i < p->tabs.n; i++)
+            all[i] = &p->tabs.t[i];
+        rc = initsync_copy(src, p->sink, all, p->tabs.n, snapshot, consistent);
+        free(all);
+    }
     free(snapshot);
     repl_disconnect(p->repl); /* releases the exported snapshot */
+    *start = consistent;
     return rc;
 }
 
-static int resume_start(Pipeline *p, PGconn *src, const SourceTables *tabs, Lsn wm)
+static int resume_start(Pipeline *p, PGconn *src, Lsn *wm)
 {
     bool exists;
     Lsn confirmed;
-    int rc = catalog_check_target(pgsink_conn(p->sink), tabs, false);
+    int rc = check_tables(p, false);
 
     if (rc == 0)
-        rc = catalog_sync_publication(src, p->cfg->source.publication, tabs, false);
+        rc = catalog_sync_publication(src, p->cfg->source.publication, &p->tabs, false);
     if (rc == 0)
         rc = lookup_idle_slot(p, src, &exists, &confirmed);
     if (rc < 0)
         return rc;
     if (!exists)
         return tm_fail(-ENOENT,
-                       "slot %s is missing on the source but the target's watermark is at " LSN_FMT
-                       ": changes since then cannot be streamed without loss. Start the"
-                       " pipeline over (empty the target tables and delete its row from"
-                       " tidemark.watermark)",
-                       p->cfg->source.slot, LSN_ARGS(wm));
-    if (confirmed > wm)
+                       "slot %s is missing on the source but the pipeline has already started"
+                       " (watermark " LSN_FMT "): changes since then cannot be streamed"
+                       " without loss. Start the pipeline over (empty the target tables and"
+                       " delete its rows from tidemark.watermark and tidemark.sync_state)",
+                       p->cfg->source.slot, LSN_ARGS(*wm));
+    if (*wm == LSN_INVALID)
+        *wm = confirmed; /* the sink keeps no position of its own: the slot is it */
+    else if (confirmed > *wm)
         return tm_fail(-EINVAL,
                        "slot %s has confirmed " LSN_FMT " beyond the target's watermark " LSN_FMT
                        ": the changes between them are lost to this target",
-                       p->cfg->source.slot, LSN_ARGS(confirmed), LSN_ARGS(wm));
-    log_write(LOG_LVL_INFO, NULL, wm, "resuming pipeline %s from the target's watermark",
-              p->cfg->pipeline);
+                       p->cfg->source.slot, LSN_ARGS(confirmed), LSN_ARGS(*wm));
+    log_write(LOG_LVL_INFO, NULL, *wm, "resuming pipeline %s", p->cfg->pipeline);
     return 0;
+}
+
+/* Tables whose copy is not committed are copied again, in a new snapshot. */
+static int finish_copies(Pipeline *p, PGconn *src)
+{
+    TableDef **pending = xcalloc(p->tabs.n + 1, sizeof(*pending));
+    size_t npending = 0;
+    int rc = 0;
+
+    for (size_t i = 0; i < p->tabs.n && rc == 0; i++) {
+        bool synced;
+
+        rc = p->sink->ops->table_state(p->sink, &p->tabs.t[i], &synced, &p->sync_lsn[i]);
+        if (rc == 0 && !synced) {
+            rc = p->sink->ops->check_table(p->sink, &p->tabs.t[i], true);
+            pending[npending++] = &p->tabs.t[i];
+        }
+    }
+    if (rc == 0 && npending)
+        rc = copy_pending(p, src, pending, npending);
+    for (size_t i = 0; i < npending && rc == 0; i++) {
+        bool synced;
+        size_t idx = (size_t)(pending[i] - p->tabs.t);
+
+        rc = p->sink->ops->table_state(p->sink, pending[i], &synced, &p->sync_lsn[idx]);
+        if (rc == 0 && !synced)
+            rc = tm_fail(-EIO, "initial copy of %s did not record its sync state",
+                         pending[i]->display);
+    }
+    free(pending);
+    return rc;
 }
 
 static int setup(Pipeline *p)
 {
     PGconn *src = NULL;
-    SourceTables tabs = {0};
     bool found;
     Lsn wm;
     int rc;
@@ -529,24 +622,21 @@ static int setup(Pipeline *p)
     p->encoding = xstrdup(PQparameterStatus(src, "server_encoding"));
     rc = PQsetClientEncoding(src, p->encoding) == 0 ? 0 : tm_fail(-EIO, "source: encoding");
     if (rc == 0)
-        rc = pgsink_connect(p->sink, p->encoding);
+        rc = p->sink->ops->connect(p->sink, p->encoding);
     if (rc == 0)
-        rc = pgsink_read_watermark(p->sink, &found, &wm);
+        rc = p->sink->ops->read_position(p->sink, &found, &wm);
     if (rc == 0)
-        rc = catalog_resolve(src, p->cfg, &tabs);
+        rc = catalog_resolve(src, p->cfg, &p->tabs);
     if (rc == 0)
-        rc = catalog_check_identity(&tabs);
+        rc = catalog_check_identity(&p->tabs);
     if (rc == 0) {
-        if (found)
-            rc = resume_start(p, src, &tabs, wm);
-        else
-            rc = first_start(p, src, &tabs);
+        p->sync_lsn = xcalloc(p->tabs.n, sizeof(Lsn));
+        rc = found ? resume_start(p, src, &wm) : first_start(p, src, &wm);
     }
-    if (rc == 0 && !found)
-        rc = pgsink_read_watermark(p->sink, &found, &wm);
     if (rc == 0)
-        rc = pgsink_start_pipeline(p->sink, wm);
-    catalog_tables_release(&tabs);
+        rc = finish_copies(p, src);
+    if (rc == 0)
+        rc = p->sink->ops->start(p->sink, wm);
     PQfinish(src);
     return rc;
 }
@@ -559,7 +649,9 @@ int pipeline_run(Config *cfg)
     p.cfg = cfg;
     p.loop = ev_default_loop(EVFLAG_AUTO);
     p.repl = repl_new(cfg);
-    p.sink = pgsink_new(cfg);
+    rc = sink_new(cfg, &p.sink);
+    if (rc < 0)
+        return rc;
     p.rels = relcache_new();
     p.arena = arena_new(64 * 1024);
     p.backoff = BACKOFF_MIN_S;
@@ -577,8 +669,8 @@ int pipeline_run(Config *cfg)
 
     ev_io_init(&p.repl_r, on_repl_readable, -1, EV_READ);
     ev_io_init(&p.repl_w, on_repl_writable, -1, EV_WRITE);
-    ev_io_init(&p.sink_r, on_sink_readable, pgsink_socket(p.sink), EV_READ);
-    ev_io_init(&p.sink_w, on_sink_writable, pgsink_socket(p.sink), EV_WRITE);
+    ev_io_init(&p.sink_r, on_sink_readable, p.sink->ops->socket(p.sink), EV_READ);
+    ev_io_init(&p.sink_w, on_sink_writable, p.sink->ops->socket(p.sink), EV_WRITE);
     ev_timer_init(&p.status_timer, on_status_timer, cfg->apply.status_interval_ms / 1000.0,
                   cfg->apply.status_interval_ms / 1000.0);
     ev_timer_init(&p.reconnect_timer, on_reconnect, 0, 0);
@@ -599,7 +691,9 @@ out:
     ev_signal_stop(p.loop, &p.sig_term);
     ev_signal_stop(p.loop, &p.sig_int);
     repl_free(p.repl);
-    pgsink_free(p.sink);
+    sink_free(p.sink);
+    tableset_release(&p.tabs);
+    free(p.sync_lsn);
     relcache_free(p.rels);
     arena_free(p.arena);
     free(p.encoding);

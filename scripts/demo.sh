@@ -73,7 +73,8 @@ trap 'exit 130' INT TERM
 
 DEMO_DIR=$(mktemp -d /tmp/tidemark-demo-XXXXXX)
 say "starting two PostgreSQL 15 clusters in $DEMO_DIR"
-eval "$("$PY" "$HARNESS" up "$DEMO_DIR")"
+cluster_vars=$("$PY" "$HARNESS" up "$DEMO_DIR")
+eval "$cluster_vars"
 export PGHOST PGUSER
 SRC="host=$PGHOST port=$SRC_PORT dbname=shop user=$PGUSER"
 DST="host=$PGHOST port=$DST_PORT dbname=shop_new user=$PGUSER"

@@ -10,7 +10,9 @@
 #      if anything failed or nothing ran.
 #
 # Works as root (CI: clusters then run as the postgres user) and as a normal user.
-# Environment: TIDEMARK_SKIP_UNIT=1 or TIDEMARK_SKIP_E2E=1 skip a stage.
+# Environment: TIDEMARK_SKIP_UNIT=1 or TIDEMARK_SKIP_E2E=1 skip a stage;
+# TIDEMARK_BIN=build-asan/tidemark runs the end-to-end tests against the
+# sanitizer build (a sanitizer report in a daemon log fails the test).
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -76,7 +78,7 @@ for line in lines:
     if not line.strip():
         continue
     t = json.loads(line)
-    out = t.get("stdout") or ""
+    out = (t.get("stdout") or "") + (t.get("stderr") or "")  # cmocka prints its summary on stderr
     p = sum(int(n) for n in re.findall(r"\[  PASSED  \] (\d+) test", out))
     f = sum(int(n) for n in re.findall(r"\[  FAILED  \] (\d+) test", out))
     ok = t.get("result") in ("OK", "EXPECTEDFAIL")
@@ -114,7 +116,7 @@ if [ "${TIDEMARK_SKIP_E2E:-0}" != 1 ]; then
     if [ "$release_ok" = 1 ]; then
         junit=$(mktemp /tmp/tidemark-junit-XXXXXX.xml)
         log "end-to-end tests: $PY -m pytest tests/e2e -v $*"
-        TIDEMARK_BIN="$ROOT/build/tidemark" "$PY" -m pytest tests/e2e -v -p no:cacheprovider \
+        TIDEMARK_BIN="${TIDEMARK_BIN:-$ROOT/build/tidemark}" "$PY" -m pytest tests/e2e -v -p no:cacheprovider \
             --junitxml="$junit" "$@" >&2
         read -r ep ef < <("$PY" - "$junit" <<'EOF'
 import sys

@@ -20,7 +20,7 @@ static const char *const TABLE_SQL =
     " EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)"
     " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace ";
 
-static int load_columns(PGconn *src, SourceTable *t)
+static int load_columns(PGconn *src, TableDef *t)
 {
     char oidbuf[16];
     const char *params[1] = {oidbuf};
@@ -28,21 +28,29 @@ static int load_columns(PGconn *src, SourceTable *t)
     int rc;
 
     snprintf(oidbuf, sizeof(oidbuf), "%u", t->oid);
+    /* Key columns: the replica identity index, or the primary key under identity default. */
     rc = pgconn_query(src,
-                      "SELECT attname FROM pg_attribute WHERE attrelid = $1::oid AND attnum > 0"
-                      " AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
+                      "SELECT a.attname, a.atttypid, EXISTS (SELECT 1 FROM pg_index i"
+                      " WHERE i.indrelid = a.attrelid AND a.attnum = ANY (i.indkey::int2[])"
+                      " AND (i.indisreplident OR (i.indisprimary AND c.relreplident = 'd')))"
+                      " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+                      " WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped"
+                      " AND a.attgenerated = '' ORDER BY a.attnum",
                       1, params, &res);
     if (rc < 0)
         return tm_fail_ctx(rc, "reading columns of %s", t->display);
     t->ncols = (size_t)PQntuples(res);
-    t->cols = xcalloc(t->ncols ? t->ncols : 1, sizeof(char *));
-    for (size_t i = 0; i < t->ncols; i++)
-        t->cols[i] = xstrdup(PQgetvalue(res, (int)i, 0));
+    t->cols = xcalloc(t->ncols ? t->ncols : 1, sizeof(TableColumn));
+    for (size_t i = 0; i < t->ncols; i++) {
+        t->cols[i].name = xstrdup(PQgetvalue(res, (int)i, 0));
+        t->cols[i].type_oid = (uint32_t)strtoul(PQgetvalue(res, (int)i, 1), NULL, 10);
+        t->cols[i].is_key = PQgetvalue(res, (int)i, 2)[0] == 't';
+    }
     PQclear(res);
     return 0;
 }
 
-static void fill_table(SourceTable *t, PGresult *res, int row)
+static void fill_table(TableDef *t, PGresult *res, int row)
 {
     t->oid = (uint32_t)strtoul(PQgetvalue(res, row, 0), NULL, 10);
     t->schema = xstrdup(PQgetvalue(res, row, 1));
@@ -54,12 +62,12 @@ static void fill_table(SourceTable *t, PGresult *res, int row)
     t->has_ident_index = PQgetvalue(res, row, 6)[0] == 't';
 }
 
-static int resolve_listed(PGconn *src, const Config *cfg, SourceTables *out)
+static int resolve_listed(PGconn *src, const Config *cfg, TableSet *out)
 {
     char *sql = xasprintf("%s WHERE n.nspname = $1 AND c.relname = $2", TABLE_SQL);
     int rc = 0;
 
-    out->t = xcalloc(cfg->source.ntables, sizeof(SourceTable));
+    out->t = xcalloc(cfg->source.ntables, sizeof(TableDef));
     for (size_t i = 0; i < cfg->source.ntables; i++) {
         const TableName *tn = &cfg->source.tables[i];
         const char *params[2] = {tn->schema, tn->name};
@@ -93,7 +101,7 @@ out:
     return rc;
 }
 
-static int resolve_public(PGconn *src, SourceTables *out)
+static int resolve_public(PGconn *src, TableSet *out)
 {
     char *sql = xasprintf("%s WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')"
                           " AND NOT c.relispartition ORDER BY c.relname",
@@ -104,14 +112,14 @@ static int resolve_public(PGconn *src, SourceTables *out)
     free(sql);
     if (rc < 0)
         return rc;
-    out->t = xcalloc((size_t)PQntuples(res) + 1, sizeof(SourceTable));
+    out->t = xcalloc((size_t)PQntuples(res) + 1, sizeof(TableDef));
     for (int i = 0; i < PQntuples(res); i++)
         fill_table(&out->t[out->n++], res, i);
     PQclear(res);
     return 0;
 }
 
-int catalog_resolve(PGconn *src, const Config *cfg, SourceTables *out)
+int catalog_resolve(PGconn *src, const Config *cfg, TableSet *out)
 {
     int rc;
 
@@ -131,37 +139,18 @@ int catalog_resolve(PGconn *src, const Config *cfg, SourceTables *out)
     }
     return 0;
 fail:
-    catalog_tables_release(out);
+    tableset_release(out);
     return rc;
 }
 
-void catalog_tables_release(SourceTables *tabs)
-{
-    if (!tabs || !tabs->t)
-        return;
-    for (size_t i = 0; i < tabs->n; i++) {
-        SourceTable *t = &tabs->t[i];
-
-        free(t->schema);
-        free(t->name);
-        free(t->display);
-        for (size_t c = 0; c < t->ncols; c++)
-            free(t->cols[c]);
-        free(t->cols);
-    }
-    free(tabs->t);
-    tabs->t = NULL;
-    tabs->n = 0;
-}
-
-int catalog_check_identity(const SourceTables *tabs)
+int catalog_check_identity(const TableSet *tabs)
 {
     Buf bad = BUF_INIT;
     int nbad = 0;
     int rc = 0;
 
     for (size_t i = 0; i < tabs->n; i++) {
-        const SourceTable *t = &tabs->t[i];
+        const TableDef *t = &tabs->t[i];
         bool ok = t->replident == 'f' || (t->replident == 'i' && t->has_ident_index) ||
                   (t->replident == 'd' && t->has_pk);
 
@@ -181,7 +170,7 @@ int catalog_check_identity(const SourceTables *tabs)
     return rc;
 }
 
-static void append_table_list(PGconn *src, Buf *sql, const SourceTables *tabs)
+static void append_table_list(PGconn *src, Buf *sql, const TableSet *tabs)
 {
     for (size_t i = 0; i < tabs->n; i++) {
         char *q = pgconn_qualified(src, tabs->t[i].schema, tabs->t[i].name);
@@ -191,7 +180,7 @@ static void append_table_list(PGconn *src, Buf *sql, const SourceTables *tabs)
     }
 }
 
-static bool publication_matches(PGresult *res, const SourceTables *tabs)
+static bool publication_matches(PGresult *res, const TableSet *tabs)
 {
     if ((size_t)PQntuples(res) != tabs->n)
         return false;
@@ -207,8 +196,7 @@ static bool publication_matches(PGresult *res, const SourceTables *tabs)
     return true;
 }
 
-int catalog_sync_publication(PGconn *src, const char *pubname, const SourceTables *tabs,
-                             bool may_alter)
+int catalog_sync_publication(PGconn *src, const char *pubname, const TableSet *tabs, bool may_alter)
 {
     const char *params[1] = {pubname};
     PGresult *res;
@@ -258,51 +246,4 @@ out:
     free(qpub);
     buf_release(&sql);
     return rc;
-}
-
-int catalog_check_target(PGconn *dst, const SourceTables *tabs, bool require_empty)
-{
-    for (size_t i = 0; i < tabs->n; i++) {
-        const SourceTable *t = &tabs->t[i];
-        char *q = pgconn_qualified(dst, t->schema, t->name);
-        const char *params[1] = {q};
-        PGresult *res;
-        int rc = pgconn_query(dst, "SELECT to_regclass($1) IS NOT NULL", 1, params, &res);
-
-        if (rc < 0) {
-            free(q);
-            return rc;
-        }
-        bool exists = PQgetvalue(res, 0, 0)[0] == 't';
-        PQclear(res);
-        if (!exists) {
-            free(q);
-            return tm_fail(-ENOENT,
-                           "table %s does not exist on the target; create the target schema"
-                           " first",
-                           t->display);
-        }
-        if (require_empty) {
-            char *sql = xasprintf("SELECT EXISTS (SELECT 1 FROM %s)", q);
-
-            rc = pgconn_query(dst, sql, 0, NULL, &res);
-            free(sql);
-            if (rc < 0) {
-                free(q);
-                return rc;
-            }
-            bool nonempty = PQgetvalue(res, 0, 0)[0] == 't';
-            PQclear(res);
-            if (nonempty) {
-                free(q);
-                return tm_fail(-EEXIST,
-                               "target table %s is not empty at the pipeline's first start;"
-                               " the initial load would duplicate rows. Empty it (TRUNCATE) or"
-                               " point the pipeline at an empty target",
-                               t->display);
-            }
-        }
-        free(q);
-    }
-    return 0;
 }

@@ -1,9 +1,8 @@
 /*
- * Single-connection initial copy (see initsync.h). Rows stream through one
- * CopyData message at a time, so memory stays flat whatever the table size
- * (invariant 6). Everything lands in one target transaction with the
- * watermark: a crash before its commit leaves the target as it was, and the
- * next start redoes the copy from a fresh slot.
+ * Initial copy (see initsync.h). Rows pass one CopyData message at a time, so
+ * memory stays flat whatever the table size (invariant 6). Each table commits
+ * on its own with its sync state: a crash redoes only the tables that had not
+ * committed, in a new snapshot with a new sync LSN.
  */
 #include "connectors/pg/initsync.h"
 #include "connectors/pg/pgconn.h"
@@ -23,73 +22,55 @@ static double now_secs(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static char *column_list(PGconn *conn, const SourceTable *t)
+static char *select_sql(PGconn *conn, const TableDef *t)
 {
     Buf b = BUF_INIT;
+    char *q = pgconn_qualified(conn, t->schema, t->name);
 
+    buf_puts(&b, "COPY (SELECT ");
     for (size_t i = 0; i < t->ncols; i++) {
-        char *q = pgconn_ident(conn, t->cols[i]);
+        char *col = pgconn_ident(conn, t->cols[i].name);
 
-        buf_printf(&b, "%s%s", i ? ", " : "", q);
-        free(q);
+        buf_printf(&b, "%s%s", i ? ", " : "", col);
+        free(col);
     }
-    return b.data ? b.data : xstrdup("");
+    /* ONLY: inheritance children are tables of their own; a partitioned
+     * table's rows live in its partitions, published under its name. */
+    buf_printf(&b, " FROM %s%s) TO STDOUT", t->relkind == 'p' ? "" : "ONLY ", q);
+    free(q);
+    return b.data;
 }
 
-static int expect_copy(PGconn *conn, const char *sql, ExecStatusType want, const char *what)
+static int copy_one(PGconn *src, Sink *sink, const TableDef *t, Lsn sync_lsn)
 {
-    PGresult *res = PQexec(conn, sql);
-    int rc = 0;
-
-    if (PQresultStatus(res) != want)
-        rc = tm_fail(-EIO, "%s: %s", what, pgconn_errmsg(conn, res));
-    PQclear(res);
-    return rc;
-}
-
-static int finish_copy(PGconn *conn, const char *what)
-{
+    char *sql = select_sql(src, t);
+    SinkCopy *sc = NULL;
     PGresult *res;
-    int rc = 0;
-
-    while ((res = PQgetResult(conn)) != NULL) {
-        if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == 0)
-            rc = tm_fail(-EIO, "%s: %s", what, pgconn_errmsg(conn, res));
-        PQclear(res);
-    }
-    return rc;
-}
-
-static int copy_table(PGconn *src, PGconn *dst, const SourceTable *t)
-{
-    char *scols = column_list(src, t);
-    char *dcols = column_list(dst, t);
-    char *sq = pgconn_qualified(src, t->schema, t->name);
-    char *dq = pgconn_qualified(dst, t->schema, t->name);
-    char *ssql = xasprintf("COPY (SELECT %s FROM %s%s) TO STDOUT", scols,
-                           t->relkind == 'p' ? "" : "ONLY ", sq);
-    char *dsql = xasprintf("COPY %s (%s) FROM STDIN", dq, dcols);
     long long rows = 0, bytes = 0;
     double start = now_secs(), last = start;
     char *row = NULL;
     int n, rc;
 
-    rc = expect_copy(src, ssql, PGRES_COPY_OUT, "source: COPY TO STDOUT");
-    if (rc < 0)
+    res = PQexec(src, sql);
+    free(sql);
+    if (PQresultStatus(res) != PGRES_COPY_OUT) {
+        rc = tm_fail(-EIO, "source: COPY TO STDOUT: %s", pgconn_errmsg(src, res));
+        PQclear(res);
         goto out;
-    rc = expect_copy(dst, dsql, PGRES_COPY_IN, "target: COPY FROM STDIN");
+    }
+    PQclear(res);
+    rc = sink->ops->copy_open(sink, t, sync_lsn, &sc);
     if (rc < 0)
-        goto out;
+        goto drain;
     while ((n = PQgetCopyData(src, &row, 0)) > 0) {
-        if (PQputCopyData(dst, row, n) != 1) {
-            rc = tm_fail(-EIO, "target: %s", pgconn_errmsg(dst, NULL));
-            goto out;
-        }
+        rc = sink->ops->copy_rows(sc, row, (size_t)n);
         PQfreemem(row);
         row = NULL;
+        if (rc < 0)
+            goto drain;
         rows++;
         bytes += n;
-        if ((rows & 4095) == 0 && now_secs() - last > 5.0) {
+        if ((rows & 8191) == 0 && now_secs() - last > 5.0) {
             last = now_secs();
             log_write(LOG_LVL_INFO, t->display, LSN_INVALID,
                       "initial copy: %lld rows, %.1f MB so far", rows, bytes / 1e6);
@@ -99,68 +80,65 @@ static int copy_table(PGconn *src, PGconn *dst, const SourceTable *t)
         rc = tm_fail(-EIO, "source: %s", pgconn_errmsg(src, NULL));
         goto out;
     }
-    rc = finish_copy(src, "source: COPY TO STDOUT");
-    if (rc < 0)
-        goto out;
-    if (PQputCopyEnd(dst, NULL) != 1) {
-        rc = tm_fail(-EIO, "target: %s", pgconn_errmsg(dst, NULL));
-        goto out;
+    while ((res = PQgetResult(src)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == 0)
+            rc = tm_fail(-EIO, "source: COPY TO STDOUT: %s", pgconn_errmsg(src, res));
+        PQclear(res);
     }
-    rc = finish_copy(dst, "target: COPY FROM STDIN");
-    if (rc < 0)
-        goto out;
-    log_write(LOG_LVL_INFO, t->display, LSN_INVALID,
-              "initial copy done: %lld rows, %.1f MB in %.1f s", rows, bytes / 1e6,
-              now_secs() - start);
-out:
-    if (row)
+    if (rc == 0)
+        rc = sink->ops->copy_finish(sc, true);
+    if (rc == 0)
+        log_write(LOG_LVL_INFO, t->display, sync_lsn,
+                  "initial copy done: %lld rows, %.1f MB in %.1f s", rows, bytes / 1e6,
+                  now_secs() - start);
+    goto out;
+drain:
+    /* Leave the source connection usable: cancel, then read the rest away. */
+    {
+        PGcancel *cancel = PQgetCancel(src);
+        char errbuf[256];
+
+        if (cancel) {
+            PQcancel(cancel, errbuf, sizeof(errbuf));
+            PQfreeCancel(cancel);
+        }
+    }
+    while ((n = PQgetCopyData(src, &row, 0)) > 0) {
         PQfreemem(row);
+        row = NULL;
+    }
+    while ((res = PQgetResult(src)) != NULL)
+        PQclear(res);
+out:
+    if (sc) {
+        if (rc < 0)
+            sink->ops->copy_finish(sc, false);
+        sink->ops->copy_free(sc);
+    }
     if (rc < 0)
         rc = tm_fail_ctx(rc, "initial copy of %s", t->display);
-    free(scols);
-    free(dcols);
-    free(sq);
-    free(dq);
-    free(ssql);
-    free(dsql);
     return rc;
 }
 
-int initsync_run(PGconn *src, PGconn *dst, const SourceTables *tabs, const char *snapshot,
-                 Lsn consistent, const char *pipeline)
+int initsync_copy(PGconn *src, Sink *sink, TableDef *const *tables, size_t n, const char *snapshot,
+                  Lsn sync_lsn)
 {
     char *lit = PQescapeLiteral(src, snapshot, strlen(snapshot));
-    char *sql = lit ? xasprintf("SET TRANSACTION SNAPSHOT %s", lit) : NULL;
-    char lsnbuf[24];
-    const char *params[2] = {pipeline, lsn_format(consistent, lsnbuf, sizeof(lsnbuf))};
+    char *sql;
     int rc;
 
-    if (lit)
-        PQfreemem(lit);
-    if (!sql)
+    if (!lit)
         return tm_fail(-ENOMEM, "out of memory");
+    sql = xasprintf("SET TRANSACTION SNAPSHOT %s", lit);
+    PQfreemem(lit);
     rc = pgconn_exec(src, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
     if (rc == 0)
         rc = pgconn_exec(src, sql);
     free(sql);
     if (rc < 0)
         return tm_fail_ctx(rc, "source: entering the exported snapshot");
-    rc = pgconn_exec(dst, "BEGIN");
-    for (size_t i = 0; rc == 0 && i < tabs->n; i++)
-        rc = copy_table(src, dst, &tabs->t[i]);
-    if (rc == 0)
-        rc = pgconn_query(dst,
-                          "INSERT INTO tidemark.watermark (pipeline, lsn, commit_time,"
-                          " updated_at) VALUES ($1, $2::pg_lsn, NULL, now())"
-                          " ON CONFLICT (pipeline) DO UPDATE SET lsn = excluded.lsn,"
-                          " updated_at = excluded.updated_at",
-                          2, params, NULL);
-    if (rc == 0)
-        rc = pgconn_exec(dst, "COMMIT");
-    if (rc < 0) {
-        PQclear(PQexec(dst, "ROLLBACK"));
-        PQclear(PQexec(src, "ROLLBACK"));
-        return rc;
-    }
-    return pgconn_exec(src, "COMMIT");
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = copy_one(src, sink, tables[i], sync_lsn);
+    PQclear(PQexec(src, rc == 0 ? "COMMIT" : "ROLLBACK"));
+    return rc;
 }

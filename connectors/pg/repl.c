@@ -106,17 +106,17 @@ int repl_drop_slot(PGconn *sql, const char *slot)
     return 0;
 }
 
-int repl_create_slot(ReplConn *rc, Lsn *consistent, char **snapshot)
+int repl_create_slot(ReplConn *rc, const char *name, bool temporary, Lsn *consistent,
+                     char **snapshot)
 {
-    char *sql = xasprintf("CREATE_REPLICATION_SLOT \"%s\" LOGICAL pgoutput (SNAPSHOT 'export')",
-                          rc->cfg->source.slot);
+    char *sql = xasprintf("CREATE_REPLICATION_SLOT \"%s\"%s LOGICAL pgoutput (SNAPSHOT 'export')",
+                          name, temporary ? " TEMPORARY" : "");
     PGresult *res = PQexec(rc->conn, sql);
     int err = 0;
 
     free(sql);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 3) {
-        err = tm_fail(-EIO, "creating replication slot %s: %s", rc->cfg->source.slot,
-                      pgconn_errmsg(rc->conn, res));
+        err = tm_fail(-EIO, "creating replication slot %s: %s", name, pgconn_errmsg(rc->conn, res));
         goto out;
     }
     err = lsn_parse(PQgetvalue(res, 0, 1), consistent);
@@ -148,8 +148,9 @@ int repl_start(ReplConn *rc, Lsn start)
     PGresult *res;
     int err = 0;
 
-    buf_printf(&sql, "START_REPLICATION SLOT \"%s\" LOGICAL " LSN_FMT
-                     " (proto_version '1', messages 'true', publication_names ",
+    buf_printf(&sql,
+               "START_REPLICATION SLOT \"%s\" LOGICAL " LSN_FMT
+               " (proto_version '1', messages 'true', publication_names ",
                rc->cfg->source.slot, LSN_ARGS(start));
     append_literal_ident(&sql, rc->cfg->source.publication);
     buf_puts(&sql, ")");
@@ -167,8 +168,7 @@ int repl_start(ReplConn *rc, Lsn start)
 int repl_consume(ReplConn *rc)
 {
     if (!PQconsumeInput(rc->conn))
-        return tm_fail(-EPIPE, "source replication connection: %s",
-                       pgconn_errmsg(rc->conn, NULL));
+        return tm_fail(-EPIPE, "source replication connection: %s", pgconn_errmsg(rc->conn, NULL));
     return 0;
 }
 
@@ -217,7 +217,6 @@ int repl_flush(ReplConn *rc)
     int r = PQflush(rc->conn);
 
     if (r < 0)
-        return tm_fail(-EPIPE, "source replication connection: %s",
-                       pgconn_errmsg(rc->conn, NULL));
+        return tm_fail(-EPIPE, "source replication connection: %s", pgconn_errmsg(rc->conn, NULL));
     return r;
 }

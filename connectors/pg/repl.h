@@ -30,11 +30,14 @@ int repl_slot_lookup(PGconn *sql, const char *slot, bool *exists, bool *active, 
 int repl_drop_slot(PGconn *sql, const char *slot);
 
 /*
- * Creates the slot (pgoutput) and exports a snapshot whose visible data is
- * exactly the state at *consistent. The snapshot stays valid until the next
- * command on this connection; *snapshot is malloc'd.
+ * Creates a pgoutput slot and exports a snapshot whose visible data is
+ * exactly the state at *consistent: a transaction is in the snapshot iff its
+ * commit LSN is below it. The snapshot stays valid until the next command on
+ * this connection; *snapshot is malloc'd. A temporary slot vanishes with the
+ * connection (used only for its snapshot).
  */
-int repl_create_slot(ReplConn *rc, Lsn *consistent, char **snapshot);
+int repl_create_slot(ReplConn *rc, const char *name, bool temporary, Lsn *consistent,
+                     char **snapshot);
 
 int repl_start(ReplConn *rc, Lsn start);
 

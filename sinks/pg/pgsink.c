@@ -1,119 +1,75 @@
 /*
- * PostgreSQL sink (see pgsink.h). Every command sent in pipeline mode gets a
- * Pending record in a FIFO; results are matched to it in order, so an error
- * names the table, operation and source LSN it came from. Statements are
- * prepared once per relation shape (the set of columns an UPDATE sets
- * depends on which values were unchanged TOAST, invariant 4) and values
- * always travel as parameters (invariant 7).
+ * PostgreSQL sink: connection and session setup, the tidemark state tables
+ * (watermark, per-table sync state), initial-copy sessions, and the ops
+ * table. The stream apply itself is in pgapply.c.
  */
-#include "sinks/pg/pgsink.h"
+#include "sinks/pg/pgsink_int.h"
 #include "connectors/pg/pgconn.h"
-#include "core/buf.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 
-typedef enum PendKind {
-    PEND_BEGIN,
-    PEND_PREPARE,
-    PEND_STMT,
-    PEND_WATERMARK,
-    PEND_COMMIT,
-    PEND_ROLLBACK,
-    PEND_SYNC,
-} PendKind;
-
-typedef struct Pending {
-    PendKind kind;
-    char op;        /* 'I', 'U', 'D', 'T' for PEND_STMT */
-    bool check_one; /* the command must affect exactly one row */
-    bool got_result;
-    Lsn lsn;        /* PEND_STMT: source commit LSN; PEND_SYNC: batch end LSN (0: none) */
-    PgTime commit_time;
-    size_t bytes; /* parameter bytes queued with it */
-    char table[96];
-} Pending;
-
-typedef struct UpdStmt {
-    struct UpdStmt *next;
-    char *shape; /* per column: 'S' set / '-', then '|', then 'W' where / '-' */
-    char name[24];
-} UpdStmt;
-
-typedef struct SinkRel {
-    char *qname;
-    char **qcols;
-    uint16_t ncols;
-    bool full; /* replica identity full: locate one row by all old values */
-    char ins_name[24];
-    char del_name[24];
-    char *del_shape;
-    UpdStmt *upds;
-} SinkRel;
-
-struct PgSink {
-    const Config *cfg;
+typedef struct PgCopy {
+    PgSink *sink;
+    const TableDef *t;
     PGconn *conn;
-    bool pipelined;
-    /* FIFO ring of pending results */
-    Pending *pend;
-    size_t pend_cap, pend_head, pend_count;
-    /* batch */
-    bool batch_open;
-    bool txn_open;
-    size_t batch_changes;
-    size_t batch_txns;
-    Lsn batch_end;
-    PgTime batch_commit_time;
-    size_t inflight_bytes;
-    Lsn queued_lsn; /* highest LSN a queued batch will make durable */
-    Lsn durable;
-    PgTime durable_commit_time;
-    unsigned long stmt_seq;
-    /* per-call scratch for parameter values */
-    Buf scratch;
-    const char **params;
-    size_t *param_off;
-    size_t params_cap;
-};
+    Lsn sync_lsn;
+    long long rows;
+    bool in_copy;
+} PgCopy;
 
-/* OIDs of built-in types without a btree equality operator. */
-static bool type_needs_text_eq(uint32_t oid)
+static const char *const STATE_SQL =
+    "CREATE SCHEMA IF NOT EXISTS tidemark;"
+    "CREATE TABLE IF NOT EXISTS tidemark.watermark ("
+    " pipeline text PRIMARY KEY,"
+    " lsn pg_lsn NOT NULL,"
+    " commit_time timestamptz,"
+    " updated_at timestamptz NOT NULL DEFAULT now());"
+    "CREATE TABLE IF NOT EXISTS tidemark.sync_state ("
+    " pipeline text NOT NULL,"
+    " schema_name text NOT NULL,"
+    " table_name text NOT NULL,"
+    " part int NOT NULL DEFAULT 0,"
+    " state text NOT NULL CHECK (state IN ('pending', 'copying', 'synced', 'ready')),"
+    " sync_lsn pg_lsn,"
+    " rows bigint,"
+    " updated_at timestamptz NOT NULL DEFAULT now(),"
+    " PRIMARY KEY (pipeline, schema_name, table_name, part))";
+
+int pgsink_open_session(PgSink *s, PGconn **out)
 {
-    switch (oid) {
-    case 114:  /* json */
-    case 199:  /* json[] */
-    case 142:  /* xml */
-    case 143:  /* xml[] */
-    case 600:  /* point */
-    case 601:  /* lseg */
-    case 602:  /* path */
-    case 603:  /* box */
-    case 604:  /* polygon */
-    case 628:  /* line */
-    case 718:  /* circle */
-    case 1017: /* point[] */
-        return true;
-    default:
-        return false;
+    PGconn *conn;
+    int rc = pgconn_open(&s->cfg->target.conn, PGCONN_NORMAL, "target", &conn);
+
+    if (rc < 0)
+        return rc;
+    if (PQsetClientEncoding(conn, s->encoding) != 0) {
+        rc = tm_fail(-EINVAL, "target: cannot set client_encoding %s: %s", s->encoding,
+                     pgconn_errmsg(conn, NULL));
+        goto fail;
     }
+    /* replica: the target's triggers and FK checks must not fire twice for
+     * what the source already validated and cascaded. */
+    rc = pgconn_exec(conn, "SET session_replication_role = replica; SET DateStyle = ISO;"
+                           " SET IntervalStyle = postgres; SET extra_float_digits = 3;"
+                           " SET statement_timeout = 0; SET lock_timeout = 0;"
+                           " SET idle_in_transaction_session_timeout = 0");
+    if (rc < 0) {
+        rc = tm_fail_ctx(rc, "target: setting up the apply session (the target user needs the"
+                             " right to set session_replication_role)");
+        goto fail;
+    }
+    *out = conn;
+    return 0;
+fail:
+    PQfinish(conn);
+    return rc;
 }
 
-PgSink *pgsink_new(const Config *cfg)
-{
-    PgSink *s = xcalloc(1, sizeof(*s));
-
-    s->cfg = cfg;
-    s->pend_cap = 1024;
-    s->pend = xcalloc(s->pend_cap, sizeof(Pending));
-    return s;
-}
-
-void pgsink_disconnect(PgSink *s)
+static void pgsink_disconnect(PgSink *s)
 {
     if (s->conn)
         PQfinish(s->conn);
@@ -125,96 +81,39 @@ void pgsink_disconnect(PgSink *s)
     s->batch_changes = s->batch_txns = 0;
 }
 
-void pgsink_free(PgSink *s)
+static void pgsink_free(Sink *base)
 {
-    if (!s)
-        return;
+    PgSink *s = pgsink_of(base);
+
     pgsink_disconnect(s);
     free(s->pend);
+    free(s->encoding);
     buf_release(&s->scratch);
     free(s->params);
     free(s->param_off);
     free(s);
 }
 
-PGconn *pgsink_conn(PgSink *s)
+static int pgsink_connect(Sink *base, const char *client_encoding)
 {
-    return s->conn;
-}
-
-int pgsink_socket(const PgSink *s)
-{
-    return s->conn ? PQsocket(s->conn) : -1;
-}
-
-Lsn pgsink_durable(const PgSink *s)
-{
-    return s->durable;
-}
-
-PgTime pgsink_durable_commit_time(const PgSink *s)
-{
-    return s->durable_commit_time;
-}
-
-size_t pgsink_inflight(const PgSink *s)
-{
-    return s->pend_count;
-}
-
-size_t pgsink_inflight_bytes(const PgSink *s)
-{
-    return s->inflight_bytes;
-}
-
-bool pgsink_batch_open(const PgSink *s)
-{
-    return s->batch_open;
-}
-
-size_t pgsink_batch_changes(const PgSink *s)
-{
-    return s->batch_changes;
-}
-
-static const char *const STATE_SQL =
-    "CREATE SCHEMA IF NOT EXISTS tidemark;"
-    "CREATE TABLE IF NOT EXISTS tidemark.watermark ("
-    " pipeline text PRIMARY KEY,"
-    " lsn pg_lsn NOT NULL,"
-    " commit_time timestamptz,"
-    " updated_at timestamptz NOT NULL DEFAULT now())";
-
-int pgsink_connect(PgSink *s, const char *client_encoding)
-{
+    PgSink *s = pgsink_of(base);
     int rc;
-    char *sql;
 
     pgsink_disconnect(s);
-    rc = pgconn_open(&s->cfg->target.conn, PGCONN_NORMAL, "target", &s->conn);
+    free(s->encoding);
+    s->encoding = xstrdup(client_encoding);
+    rc = pgsink_open_session(s, &s->conn);
     if (rc < 0)
         return rc;
-    if (PQsetClientEncoding(s->conn, client_encoding) != 0)
-        return tm_fail(-EINVAL, "target: cannot set client_encoding %s: %s", client_encoding,
-                       pgconn_errmsg(s->conn, NULL));
-    /* replica: the target's triggers and FK checks must not fire twice for
-     * what the source already validated and cascaded. */
-    sql = "SET session_replication_role = replica; SET DateStyle = ISO;"
-          " SET IntervalStyle = postgres; SET extra_float_digits = 3;"
-          " SET statement_timeout = 0; SET lock_timeout = 0;"
-          " SET idle_in_transaction_session_timeout = 0";
-    rc = pgconn_exec(s->conn, sql);
-    if (rc < 0)
-        return tm_fail_ctx(rc, "target: setting up the apply session (the target user needs"
-                               " the right to set session_replication_role)");
     rc = pgconn_exec(s->conn, STATE_SQL);
     if (rc < 0)
         return tm_fail_ctx(rc, "target: creating the tidemark state schema");
     return 0;
 }
 
-int pgsink_read_watermark(PgSink *s, bool *found, Lsn *lsn)
+static int pgsink_read_position(Sink *base, bool *found, Lsn *lsn)
 {
+    PgSink *s = pgsink_of(base);
     const char *params[1] = {s->cfg->pipeline};
     PGresult *res;
     int rc = pgconn_query(s->conn,
@@ -236,596 +135,279 @@ int pgsink_read_watermark(PgSink *s, bool *found, Lsn *lsn)
     return rc;
 }
 
-static Pending *pend_push(PgSink *s, PendKind kind)
+static int pgsink_init_position(Sink *base, Lsn lsn, const TableSet *tabs)
 {
-    if (s->pend_count == s->pend_cap) {
-        Pending *n = xcalloc(s->pend_cap * 2, sizeof(Pending));
+    PgSink *s = pgsink_of(base);
+    char lsnbuf[24];
+    const char *wparams[2] = {s->cfg->pipeline, lsn_format(lsn, lsnbuf, sizeof(lsnbuf))};
+    int rc = pgconn_exec(s->conn, "BEGIN");
 
-        for (size_t i = 0; i < s->pend_count; i++)
-            n[i] = s->pend[(s->pend_head + i) % s->pend_cap];
-        free(s->pend);
-        s->pend = n;
-        s->pend_head = 0;
-        s->pend_cap *= 2;
-    }
-    Pending *p = &s->pend[(s->pend_head + s->pend_count) % s->pend_cap];
-    memset(p, 0, sizeof(*p));
-    p->kind = kind;
-    s->pend_count++;
-    return p;
-}
-
-static int send_failed(PgSink *s, const char *what)
-{
-    return tm_fail(-EIO, "target: sending %s: %s", what, pgconn_errmsg(s->conn, NULL));
-}
-
-static int send_simple(PgSink *s, PendKind kind, const char *sql)
-{
-    if (!PQsendQueryParams(s->conn, sql, 0, NULL, NULL, NULL, NULL, 0))
-        return send_failed(s, sql);
-    pend_push(s, kind);
-    return 0;
-}
-
-static int send_prepare(PgSink *s, const char *name, const char *sql, const char *table)
-{
-    if (!PQsendPrepare(s->conn, name, sql, 0, NULL))
-        return send_failed(s, "a prepared statement");
-    Pending *p = pend_push(s, PEND_PREPARE);
-    snprintf(p->table, sizeof(p->table), "%s", table);
-    return 0;
-}
-
-static const char *const WM_SQL =
-    "INSERT INTO tidemark.watermark AS w (pipeline, lsn, commit_time, updated_at)"
-    " VALUES ($1, $2::pg_lsn, '2000-01-01 00:00:00+00'::timestamptz + $3::bigint *"
-    " interval '1 microsecond', now())"
-    " ON CONFLICT (pipeline) DO UPDATE SET lsn = excluded.lsn, commit_time ="
-    " coalesce(excluded.commit_time, w.commit_time), updated_at = excluded.updated_at"
-    " WHERE w.lsn <= excluded.lsn";
-
-int pgsink_start_pipeline(PgSink *s, Lsn durable)
-{
-    if (PQenterPipelineMode(s->conn) != 1)
-        return tm_fail(-EIO, "target: cannot enter pipeline mode: %s",
-                       pgconn_errmsg(s->conn, NULL));
-    if (PQsetnonblocking(s->conn, 1) != 0)
-        return tm_fail(-EIO, "target: cannot switch to non-blocking mode");
-    s->pipelined = true;
-    s->durable = s->queued_lsn = durable;
-    return send_prepare(s, "tm_wm", WM_SQL, "tidemark.watermark");
-}
-
-/* Grows the parameter arrays and resets the scratch buffer for one command. */
-static void params_reset(PgSink *s, size_t n)
-{
-    if (n > s->params_cap) {
-        s->params_cap = n + 16;
-        s->params = xrealloc(s->params, s->params_cap * sizeof(*s->params));
-        s->param_off = xrealloc(s->param_off, s->params_cap * sizeof(*s->param_off));
-    }
-    buf_clear(&s->scratch);
-}
-
-/* Copies a value NUL-terminated into scratch (libpq's text parameters need it). */
-static int param_set(PgSink *s, size_t i, const ColValue *v, const char *table, const char *col)
-{
-    if (v->state == COL_NULL) {
-        s->param_off[i] = SIZE_MAX;
-        return 0;
-    }
-    if (v->state != COL_TEXT)
-        return tm_fail(-EPROTO, "%s.%s: unexpected %s value in the stream", table, col,
-                       v->state == COL_BINARY ? "binary" : "unchanged-TOAST");
-    if (memchr(v->data, '\0', v->len))
-        return tm_fail(-EINVAL, "%s.%s: value contains a NUL byte", table, col);
-    s->param_off[i] = s->scratch.len;
-    buf_append(&s->scratch, v->data, v->len);
-    buf_putc(&s->scratch, '\0');
-    return 0;
-}
-
-/* Resolves offsets to pointers once scratch has stopped growing. */
-static void params_finish(PgSink *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        s->params[i] = s->param_off[i] == SIZE_MAX ? NULL : s->scratch.data + s->param_off[i];
-}
-
-static void sinkrel_free(void *state)
-{
-    SinkRel *r = state;
-
-    if (!r)
-        return;
-    free(r->qname);
-    for (uint16_t i = 0; i < r->ncols; i++)
-        free(r->qcols[i]);
-    free(r->qcols);
-    free(r->del_shape);
-    for (UpdStmt *u = r->upds, *n; u; u = n) {
-        n = u->next;
-        free(u->shape);
-        free(u);
-    }
-    free(r);
-}
-
-static SinkRel *sinkrel_get(PgSink *s, RelEntry *rel)
-{
-    if (rel->sink_state)
-        return rel->sink_state;
-    SinkRel *r = xcalloc(1, sizeof(*r));
-
-    r->qname = pgconn_qualified(s->conn, rel->info.schema, rel->info.name);
-    r->ncols = rel->info.ncols;
-    r->qcols = xcalloc(r->ncols ? r->ncols : 1, sizeof(char *));
-    for (uint16_t i = 0; i < r->ncols; i++)
-        r->qcols[i] = pgconn_ident(s->conn, rel->info.cols[i].name);
-    r->full = rel->info.replident == 'f';
-    rel->sink_state = r;
-    rel->sink_state_free = sinkrel_free;
-    return r;
-}
-
-static void name_stmt(PgSink *s, char *out, size_t len)
-{
-    snprintf(out, len, "tm_s%lu", ++s->stmt_seq);
-}
-
-/* Appends "WHERE ..." locating the row described by the shape's W columns. */
-static void append_where(Buf *sql, const RelEntry *rel, const SinkRel *r, const char *wshape,
-                         int firstparam)
-{
-    int p = firstparam;
-    bool first = true;
-
-    if (r->full)
-        buf_printf(sql, " WHERE ctid = (SELECT ctid FROM %s WHERE ", r->qname);
-    else
-        buf_puts(sql, " WHERE ");
-    for (uint16_t i = 0; i < r->ncols; i++) {
-        if (wshape[i] != 'W')
-            continue;
-        if (!first)
-            buf_puts(sql, " AND ");
-        first = false;
-        if (!r->full)
-            buf_printf(sql, "%s = $%d", r->qcols[i], p++);
-        else if (type_needs_text_eq(rel->info.cols[i].type_oid))
-            buf_printf(sql, "%s::text IS NOT DISTINCT FROM $%d::text", r->qcols[i], p++);
-        else
-            buf_printf(sql, "%s IS NOT DISTINCT FROM $%d", r->qcols[i], p++);
-    }
-    if (first)
-        buf_puts(sql, "false");
-    if (r->full)
-        buf_puts(sql, " LIMIT 1)");
-}
-
-/* Which columns identify the row: key columns, or (FULL) every old value we have. */
-static void where_shape(const RelEntry *rel, const SinkRel *r, const Tuple *old, char *shape)
-{
-    for (uint16_t i = 0; i < r->ncols; i++) {
-        bool use = r->full ? (i < old->ncols && old->cols[i].state != COL_UNCHANGED)
-                           : rel->info.cols[i].is_key;
-        shape[i] = use ? 'W' : '-';
-    }
-    shape[r->ncols] = '\0';
-}
-
-static int check_tuple(const RelEntry *rel, const Tuple *t, const char *what)
-{
-    if (t->ncols != rel->info.ncols)
-        return tm_fail(-EPROTO,
-                       "%s on %s carries %u columns, the relation has %u (stale Relation?)",
-                       what, rel->display, t->ncols, rel->info.ncols);
-    return 0;
-}
-
-static int send_stmt(PgSink *s, const char *name, size_t nparams, char op, bool check_one,
-                     const RelEntry *rel, const TxnInfo *txn)
-{
-    params_finish(s, nparams);
-    if (!PQsendQueryPrepared(s->conn, name, (int)nparams, s->params, NULL, NULL, 0))
-        return send_failed(s, "a statement");
-    Pending *p = pend_push(s, PEND_STMT);
-    p->op = op;
-    p->check_one = check_one;
-    p->lsn = txn ? txn->final_lsn : LSN_INVALID;
-    p->bytes = s->scratch.len;
-    s->inflight_bytes += p->bytes;
-    snprintf(p->table, sizeof(p->table), "%s", rel->display);
-    s->batch_changes++;
-    return 0;
-}
-
-static int apply_insert(PgSink *s, RelEntry *rel, SinkRel *r, const Tuple *t, const TxnInfo *txn)
-{
-    int rc = check_tuple(rel, t, "INSERT");
-
-    if (rc < 0)
-        return rc;
-    if (!r->ins_name[0]) {
-        Buf sql = BUF_INIT;
-
-        buf_printf(&sql, "INSERT INTO %s (", r->qname);
-        for (uint16_t i = 0; i < r->ncols; i++)
-            buf_printf(&sql, "%s%s", i ? ", " : "", r->qcols[i]);
-        buf_puts(&sql, ") VALUES (");
-        for (uint16_t i = 0; i < r->ncols; i++)
-            buf_printf(&sql, "%s$%u", i ? ", " : "", i + 1);
-        buf_puts(&sql, ")");
-        name_stmt(s, r->ins_name, sizeof(r->ins_name));
-        rc = send_prepare(s, r->ins_name, buf_cstr(&sql), rel->display);
-        buf_release(&sql);
-        if (rc < 0)
-            return rc;
-    }
-    params_reset(s, r->ncols);
-    for (uint16_t i = 0; i < r->ncols; i++) {
-        rc = param_set(s, i, &t->cols[i], rel->display, rel->info.cols[i].name);
-        if (rc < 0)
-            return rc;
-    }
-    return send_stmt(s, r->ins_name, r->ncols, 'I', false, rel, txn);
-}
-
-static int apply_update(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg,
-                        const TxnInfo *txn)
-{
-    const Tuple *nt = &chg->update.newtup;
-    const Tuple *ot = chg->update.old_kind ? &chg->update.oldtup : nt;
-    char *shape = xmalloc(2u * r->ncols + 2);
-    UpdStmt *u;
-    size_t np = 0;
-    int rc = check_tuple(rel, nt, "UPDATE");
-
-    if (rc == 0 && chg->update.old_kind)
-        rc = check_tuple(rel, ot, "UPDATE (old row)");
-    if (rc < 0)
-        goto out;
-    for (uint16_t i = 0; i < r->ncols; i++)
-        shape[i] = nt->cols[i].state == COL_UNCHANGED ? '-' : 'S';
-    shape[r->ncols] = '|';
-    where_shape(rel, r, ot, shape + r->ncols + 1);
-    if (!strchr(shape, 'S'))
-        goto out; /* every column unchanged TOAST: nothing to write */
-
-    for (u = r->upds; u && strcmp(u->shape, shape) != 0; u = u->next)
-        ;
-    if (!u) {
-        Buf sql = BUF_INIT;
-        int p = 1;
-
-        u = xcalloc(1, sizeof(*u));
-        u->shape = xstrdup(shape);
-        name_stmt(s, u->name, sizeof(u->name));
-        u->next = r->upds;
-        r->upds = u;
-        buf_printf(&sql, "UPDATE %s SET ", r->qname);
-        for (uint16_t i = 0; i < r->ncols; i++)
-            if (shape[i] == 'S') {
-                buf_printf(&sql, "%s%s = $%d", p > 1 ? ", " : "", r->qcols[i], p);
-                p++;
-            }
-        append_where(&sql, rel, r, shape + r->ncols + 1, p);
-        rc = send_prepare(s, u->name, buf_cstr(&sql), rel->display);
-        buf_release(&sql);
-        if (rc < 0)
-            goto out;
-    }
-    params_reset(s, 2u * r->ncols);
-    for (uint16_t i = 0; i < r->ncols && rc == 0; i++)
-        if (shape[i] == 'S')
-            rc = param_set(s, np++, &nt->cols[i], rel->display, rel->info.cols[i].name);
-    for (uint16_t i = 0; i < r->ncols && rc == 0; i++)
-        if (shape[r->ncols + 1 + i] == 'W')
-            rc = param_set(s, np++, &ot->cols[i], rel->display, rel->info.cols[i].name);
     if (rc == 0)
-        rc = send_stmt(s, u->name, np, 'U', true, rel, txn);
-out:
-    free(shape);
+        rc = pgconn_query(s->conn,
+                          "INSERT INTO tidemark.watermark (pipeline, lsn, updated_at)"
+                          " VALUES ($1, $2::pg_lsn, now())",
+                          2, wparams, NULL);
+    if (rc == 0)
+        rc = pgconn_query(s->conn, "DELETE FROM tidemark.sync_state WHERE pipeline = $1", 1,
+                          wparams, NULL);
+    for (size_t i = 0; rc == 0 && i < tabs->n; i++) {
+        const char *params[3] = {s->cfg->pipeline, tabs->t[i].schema, tabs->t[i].name};
+
+        rc = pgconn_query(s->conn,
+                          "INSERT INTO tidemark.sync_state (pipeline, schema_name, table_name,"
+                          " state) VALUES ($1, $2, $3, 'pending')",
+                          3, params, NULL);
+    }
+    if (rc == 0)
+        return pgconn_exec(s->conn, "COMMIT");
+    PQclear(PQexec(s->conn, "ROLLBACK"));
+    return tm_fail_ctx(rc, "target: recording the pipeline's start position");
+}
+
+static int pgsink_table_state(Sink *base, const TableDef *t, bool *synced, Lsn *sync_lsn)
+{
+    PgSink *s = pgsink_of(base);
+    const char *params[3] = {s->cfg->pipeline, t->schema, t->name};
+    PGresult *res;
+    int rc = pgconn_query(s->conn,
+                          "SELECT bool_and(state IN ('synced', 'ready')), max(sync_lsn)::text"
+                          " FROM tidemark.sync_state WHERE pipeline = $1 AND schema_name = $2"
+                          " AND table_name = $3",
+                          3, params, &res);
+
+    if (rc < 0)
+        return tm_fail_ctx(rc, "target: reading the sync state of %s", t->display);
+    *synced = !PQgetisnull(res, 0, 0) && PQgetvalue(res, 0, 0)[0] == 't';
+    *sync_lsn = LSN_INVALID;
+    if (*synced && !PQgetisnull(res, 0, 1))
+        rc = lsn_parse(PQgetvalue(res, 0, 1), sync_lsn);
+    PQclear(res);
     return rc;
 }
 
-static int apply_delete(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg,
-                        const TxnInfo *txn)
+static int pgsink_check_table(Sink *base, const TableDef *t, bool require_empty)
 {
-    const Tuple *ot = &chg->del.oldtup;
-    char *shape = xmalloc(r->ncols + 1u);
-    size_t np = 0;
-    int rc = check_tuple(rel, ot, "DELETE");
+    PgSink *s = pgsink_of(base);
+    char *q = pgconn_qualified(s->conn, t->schema, t->name);
+    const char *params[1] = {q};
+    PGresult *res;
+    int rc = pgconn_query(s->conn, "SELECT to_regclass($1) IS NOT NULL", 1, params, &res);
 
     if (rc < 0)
         goto out;
-    where_shape(rel, r, ot, shape);
-    if (!r->del_name[0] || strcmp(r->del_shape, shape) != 0) {
-        Buf sql = BUF_INIT;
+    bool exists = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (!exists) {
+        rc = tm_fail(-ENOENT,
+                     "table %s does not exist on the target; create the target schema"
+                     " first",
+                     t->display);
+        goto out;
+    }
+    if (require_empty) {
+        char *sql = xasprintf("SELECT EXISTS (SELECT 1 FROM %s)", q);
 
-        free(r->del_shape);
-        r->del_shape = xstrdup(shape);
-        name_stmt(s, r->del_name, sizeof(r->del_name));
-        buf_printf(&sql, "DELETE FROM %s", r->qname);
-        append_where(&sql, rel, r, shape, 1);
-        rc = send_prepare(s, r->del_name, buf_cstr(&sql), rel->display);
-        buf_release(&sql);
+        rc = pgconn_query(s->conn, sql, 0, NULL, &res);
+        free(sql);
         if (rc < 0)
             goto out;
+        bool nonempty = PQgetvalue(res, 0, 0)[0] == 't';
+        PQclear(res);
+        if (nonempty)
+            rc = tm_fail(-EEXIST,
+                         "target table %s is not empty but its initial copy has not been done;"
+                         " the copy would duplicate rows. Empty it (TRUNCATE) or point the"
+                         " pipeline at an empty target",
+                         t->display);
     }
-    params_reset(s, r->ncols);
-    for (uint16_t i = 0; i < r->ncols && rc == 0; i++)
-        if (shape[i] == 'W')
-            rc = param_set(s, np++, &ot->cols[i], rel->display, rel->info.cols[i].name);
-    if (rc == 0)
-        rc = send_stmt(s, r->del_name, np, 'D', true, rel, txn);
 out:
-    free(shape);
+    free(q);
     return rc;
 }
 
-int pgsink_txn_begin(PgSink *s, const TxnInfo *txn)
+static int copy_exec(PGconn *conn, const char *sql, ExecStatusType want, const char *what)
 {
-    s->txn_open = true;
-    if (s->batch_open)
-        return 0;
-    s->batch_open = true;
-    s->batch_changes = 0;
-    s->batch_txns = 0;
-    return send_simple(s, PEND_BEGIN, "BEGIN");
+    PGresult *res = PQexec(conn, sql);
+    int rc = 0;
+
+    if (PQresultStatus(res) != want)
+        rc = tm_fail(-EIO, "target: %s: %s", what, pgconn_errmsg(conn, res));
+    PQclear(res);
+    return rc;
 }
 
-int pgsink_apply(PgSink *s, RelEntry *rel, const Change *chg, const TxnInfo *txn)
+static int pgsink_copy_open(Sink *base, const TableDef *t, Lsn sync_lsn, SinkCopy **out)
 {
-    SinkRel *r = sinkrel_get(s, rel);
-
-    switch (chg->kind) {
-    case CHG_INSERT:
-        return apply_insert(s, rel, r, &chg->insert.newtup, txn);
-    case CHG_UPDATE:
-        return apply_update(s, rel, r, chg, txn);
-    case CHG_DELETE:
-        return apply_delete(s, rel, r, chg, txn);
-    default:
-        return tm_fail(-EINVAL, "pgsink: change kind '%c' is not a row change", chg->kind);
-    }
-}
-
-int pgsink_truncate(PgSink *s, RelEntry **rels, uint32_t nrels, uint8_t flags)
-{
+    PgSink *s = pgsink_of(base);
+    PgCopy *c = xcalloc(1, sizeof(*c));
     Buf sql = BUF_INIT;
     int rc;
 
-    if (nrels == 0)
-        return 0;
-    buf_puts(&sql, "TRUNCATE ONLY ");
-    for (uint32_t i = 0; i < nrels; i++)
-        buf_printf(&sql, "%s%s", i ? ", " : "", sinkrel_get(s, rels[i])->qname);
-    if (flags & TRUNCATE_RESTART_IDENTITY)
-        buf_puts(&sql, " RESTART IDENTITY");
-    if (flags & TRUNCATE_CASCADE)
-        buf_puts(&sql, " CASCADE");
-    rc = send_simple(s, PEND_STMT, buf_cstr(&sql));
-    if (rc == 0) {
-        Pending *p = &s->pend[(s->pend_head + s->pend_count - 1) % s->pend_cap];
-        p->op = 'T';
-        snprintf(p->table, sizeof(p->table), "%s", rels[0]->display);
-        s->batch_changes++;
+    c->sink = s;
+    c->t = t;
+    c->sync_lsn = sync_lsn;
+    rc = pgsink_open_session(s, &c->conn);
+    if (rc < 0)
+        goto fail;
+    char *q = pgconn_qualified(c->conn, t->schema, t->name);
+    buf_printf(&sql, "COPY %s (", q);
+    free(q);
+    for (size_t i = 0; i < t->ncols; i++) {
+        char *col = pgconn_ident(c->conn, t->cols[i].name);
+
+        buf_printf(&sql, "%s%s", i ? ", " : "", col);
+        free(col);
     }
+    buf_puts(&sql, ") FROM STDIN");
+    rc = copy_exec(c->conn, "BEGIN", PGRES_COMMAND_OK, "BEGIN");
+    if (rc == 0)
+        rc = copy_exec(c->conn, buf_cstr(&sql), PGRES_COPY_IN, "COPY FROM STDIN");
     buf_release(&sql);
-    return rc;
+    if (rc < 0)
+        goto fail;
+    c->in_copy = true;
+    *out = (SinkCopy *)c;
+    return 0;
+fail:
+    if (c->conn)
+        PQfinish(c->conn);
+    free(c);
+    return tm_fail_ctx(rc, "initial copy of %s", t->display);
 }
 
-int pgsink_txn_commit(PgSink *s, const TxnInfo *txn)
+static int pgsink_copy_rows(SinkCopy *sc, const char *data, size_t len)
 {
-    s->txn_open = false;
-    s->batch_txns++;
-    s->batch_end = txn->end_lsn;
-    s->batch_commit_time = txn->commit_time;
+    PgCopy *c = (PgCopy *)sc;
+
+    if (PQputCopyData(c->conn, data, (int)len) != 1)
+        return tm_fail(-EIO, "target: initial copy of %s: %s", c->t->display,
+                       pgconn_errmsg(c->conn, NULL));
+    for (const char *p = data, *end = data + len; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+        c->rows++;
     return 0;
 }
 
-static int send_watermark(PgSink *s, Lsn lsn, PgTime commit_time, bool have_time)
+static int finish_copy_in(PgCopy *c, bool commit)
 {
-    char lsnbuf[24];
-    char timebuf[24];
-    const char *params[3] = {s->cfg->pipeline, lsn_format(lsn, lsnbuf, sizeof(lsnbuf)), NULL};
+    PGresult *res;
+    int rc = 0;
 
-    if (have_time) {
-        snprintf(timebuf, sizeof(timebuf), "%lld", (long long)commit_time);
-        params[2] = timebuf;
-    }
-    if (!PQsendQueryPrepared(s->conn, "tm_wm", 3, params, NULL, NULL, 0))
-        return send_failed(s, "the watermark");
-    Pending *p = pend_push(s, PEND_WATERMARK);
-    p->check_one = true;
-    p->lsn = lsn;
-    return 0;
-}
-
-static int send_sync(PgSink *s, Lsn lsn, PgTime commit_time)
-{
-    if (!PQpipelineSync(s->conn))
-        return send_failed(s, "a pipeline sync");
-    Pending *p = pend_push(s, PEND_SYNC);
-    p->lsn = lsn;
-    p->commit_time = commit_time;
-    if (lsn > s->queued_lsn)
-        s->queued_lsn = lsn;
-    return 0;
-}
-
-int pgsink_close_batch(PgSink *s)
-{
-    int rc;
-
-    if (!s->batch_open || s->txn_open)
-        return 0;
-    if (s->batch_txns == 0)
-        return pgsink_abort_batch(s);
-    rc = send_watermark(s, s->batch_end, s->batch_commit_time, true);
-    if (rc == 0)
-        rc = send_simple(s, PEND_COMMIT, "COMMIT");
-    if (rc == 0)
-        rc = send_sync(s, s->batch_end, s->batch_commit_time);
-    s->batch_open = false;
-    return rc;
-}
-
-int pgsink_abort_batch(PgSink *s)
-{
-    int rc;
-
-    if (!s->batch_open)
-        return 0;
-    s->batch_open = false;
-    s->txn_open = false;
-    rc = send_simple(s, PEND_ROLLBACK, "ROLLBACK");
-    if (rc == 0)
-        rc = send_sync(s, LSN_INVALID, 0);
-    return rc;
-}
-
-int pgsink_idle_watermark(PgSink *s, Lsn lsn)
-{
-    int rc;
-
-    if (s->batch_open || lsn <= s->queued_lsn)
-        return 0;
-    rc = send_watermark(s, lsn, 0, false);
-    if (rc == 0)
-        rc = send_sync(s, lsn, s->durable_commit_time);
-    return rc;
-}
-
-static const char *op_name(char op)
-{
-    switch (op) {
-    case 'I':
-        return "INSERT";
-    case 'U':
-        return "UPDATE";
-    case 'D':
-        return "DELETE";
-    case 'T':
-        return "TRUNCATE";
-    default:
-        return "statement";
-    }
-}
-
-static int result_error(PgSink *s, const Pending *p, PGresult *res)
-{
-    char lsnbuf[24];
-
-    switch (p->kind) {
-    case PEND_STMT:
-        return tm_fail(-EIO, "target: %s on %s (source transaction committed at %s) failed: %s",
-                       op_name(p->op), p->table, lsn_format(p->lsn, lsnbuf, sizeof(lsnbuf)),
-                       pgconn_errmsg(s->conn, res));
-    case PEND_PREPARE:
-        return tm_fail(-EIO, "target: preparing a statement for %s failed: %s", p->table,
-                       pgconn_errmsg(s->conn, res));
-    case PEND_WATERMARK:
-        return tm_fail(-EIO, "target: writing the watermark failed: %s",
-                       pgconn_errmsg(s->conn, res));
-    default:
-        return tm_fail(-EIO, "target: %s", pgconn_errmsg(s->conn, res));
-    }
-}
-
-static int check_result(PgSink *s, Pending *p, PGresult *res)
-{
-    ExecStatusType st = PQresultStatus(res);
-    char lsnbuf[24];
-
-    if (p->kind == PEND_SYNC) {
-        if (st != PGRES_PIPELINE_SYNC)
-            return tm_fail(-EPROTO, "target: expected a pipeline sync, got %s",
-                           PQresStatus(st));
-        return 0;
-    }
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        return result_error(s, p, res);
-    if (p->check_one && strcmp(PQcmdTuples(res), "1") != 0) {
-        if (p->kind == PEND_WATERMARK)
-            return tm_fail(-EIO,
-                           "target: the watermark of pipeline %s is already past %s; another"
-                           " process is applying this pipeline, or the slot was replaced",
-                           s->cfg->pipeline, lsn_format(p->lsn, lsnbuf, sizeof(lsnbuf)));
-        return tm_fail(-EIO,
-                       "target: %s on %s (source transaction committed at %s) matched %s rows"
-                       " instead of 1: the target has diverged from the source; refusing to"
-                       " continue",
-                       op_name(p->op), p->table, lsn_format(p->lsn, lsnbuf, sizeof(lsnbuf)),
-                       PQcmdTuples(res));
-    }
-    return 0;
-}
-
-int pgsink_process(PgSink *s)
-{
-    if (!PQconsumeInput(s->conn))
-        return tm_fail(-EPIPE, "target connection: %s", pgconn_errmsg(s->conn, NULL));
-    while (s->pend_count > 0 && !PQisBusy(s->conn)) {
-        Pending *p = &s->pend[s->pend_head];
-        PGresult *res = PQgetResult(s->conn);
-        int rc;
-
-        if (!res) {
-            /* End of one command's results. */
-            if (p->kind == PEND_SYNC || !p->got_result)
-                return tm_fail(-EPROTO, "target: result stream out of step");
-            s->inflight_bytes -= p->bytes;
-            s->pend_head = (s->pend_head + 1) % s->pend_cap;
-            s->pend_count--;
-            continue;
-        }
-        rc = check_result(s, p, res);
+    c->in_copy = false;
+    if (PQputCopyEnd(c->conn, commit ? NULL : "initial copy abandoned") != 1)
+        return tm_fail(-EIO, "target: %s", pgconn_errmsg(c->conn, NULL));
+    while ((res = PQgetResult(c->conn)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == 0 && commit)
+            rc = tm_fail(-EIO, "target: COPY FROM STDIN: %s", pgconn_errmsg(c->conn, res));
         PQclear(res);
-        if (rc < 0)
-            return rc;
-        if (p->kind != PEND_SYNC) {
-            p->got_result = true;
-            continue;
-        }
-        if (p->lsn > s->durable) {
-            s->durable = p->lsn;
-            s->durable_commit_time = p->commit_time;
-        }
-        s->pend_head = (s->pend_head + 1) % s->pend_cap;
-        s->pend_count--;
     }
+    return rc;
+}
+
+static int pgsink_copy_finish(SinkCopy *sc, bool commit)
+{
+    PgCopy *c = (PgCopy *)sc;
+    char lsnbuf[24], rowsbuf[24];
+    const char *params[5] = {c->sink->cfg->pipeline, c->t->schema, c->t->name,
+                             lsn_format(c->sync_lsn, lsnbuf, sizeof(lsnbuf)), rowsbuf};
+    int rc = 0;
+
+    snprintf(rowsbuf, sizeof(rowsbuf), "%lld", c->rows);
+    if (c->in_copy)
+        rc = finish_copy_in(c, commit);
+    if (rc == 0 && commit)
+        rc = pgconn_query(c->conn,
+                          "INSERT INTO tidemark.sync_state AS s (pipeline, schema_name,"
+                          " table_name, state, sync_lsn, rows, updated_at)"
+                          " VALUES ($1, $2, $3, 'synced', $4::pg_lsn, $5::bigint, now())"
+                          " ON CONFLICT (pipeline, schema_name, table_name, part) DO UPDATE"
+                          " SET state = 'synced', sync_lsn = excluded.sync_lsn,"
+                          " rows = excluded.rows, updated_at = excluded.updated_at",
+                          5, params, NULL);
+    if (rc == 0 && commit)
+        rc = pgconn_exec(c->conn, "COMMIT");
+    if (rc < 0 || !commit)
+        PQclear(PQexec(c->conn, "ROLLBACK"));
+    if (rc < 0)
+        return tm_fail_ctx(rc, "initial copy of %s", c->t->display);
     return 0;
 }
 
-int pgsink_flush(PgSink *s)
+static void pgsink_copy_free(SinkCopy *sc)
 {
-    int r = PQflush(s->conn);
+    PgCopy *c = (PgCopy *)sc;
 
-    if (r < 0)
-        return tm_fail(-EPIPE, "target connection: %s", pgconn_errmsg(s->conn, NULL));
-    return r;
+    if (!c)
+        return;
+    if (c->conn)
+        PQfinish(c->conn);
+    free(c);
 }
 
-int pgsink_drain(PgSink *s)
+static int pgsink_socket(const Sink *base)
 {
-    int rc;
+    const PgSink *s = (const PgSink *)base;
 
-    while (s->pend_count > 0) {
-        struct pollfd pfd = {.fd = PQsocket(s->conn), .events = POLLIN};
+    return s->conn ? PQsocket(s->conn) : -1;
+}
 
-        rc = pgsink_flush(s);
-        if (rc < 0)
-            return rc;
-        if (rc == 1)
-            pfd.events |= POLLOUT;
-        if (poll(&pfd, 1, 1000) < 0 && errno != EINTR)
-            return tm_fail(-errno, "target: poll: %s", strerror(errno));
-        rc = pgsink_process(s);
-        if (rc < 0)
-            return rc;
-    }
-    return pgsink_flush(s) < 0 ? -EPIPE : 0;
+static Lsn pgsink_durable(const Sink *base)
+{
+    return ((const PgSink *)base)->durable;
+}
+
+static size_t pgsink_inflight(const Sink *base)
+{
+    return ((const PgSink *)base)->pend_count;
+}
+
+static size_t pgsink_inflight_bytes(const Sink *base)
+{
+    return ((const PgSink *)base)->inflight_bytes;
+}
+
+static size_t pgsink_batch_changes(const Sink *base)
+{
+    return ((const PgSink *)base)->batch_changes;
+}
+
+static const SinkOps pgsink_ops = {
+    .name = "postgres",
+    .free = pgsink_free,
+    .connect = pgsink_connect,
+    .read_position = pgsink_read_position,
+    .init_position = pgsink_init_position,
+    .table_state = pgsink_table_state,
+    .check_table = pgsink_check_table,
+    .start = pgapply_start,
+    .txn_begin = pgapply_txn_begin,
+    .apply = pgapply_apply,
+    .truncate = pgapply_truncate,
+    .txn_commit = pgapply_txn_commit,
+    .close_batch = pgapply_close_batch,
+    .abort_batch = pgapply_abort_batch,
+    .idle_position = pgapply_idle_position,
+    .process = pgapply_process,
+    .flush = pgapply_flush,
+    .drain = pgapply_drain,
+    .socket = pgsink_socket,
+    .durable = pgsink_durable,
+    .inflight = pgsink_inflight,
+    .inflight_bytes = pgsink_inflight_bytes,
+    .batch_changes = pgsink_batch_changes,
+    .copy_open = pgsink_copy_open,
+    .copy_rows = pgsink_copy_rows,
+    .copy_finish = pgsink_copy_finish,
+    .copy_free = pgsink_copy_free,
+};
+
+Sink *pgsink_new(const Config *cfg)
+{
+    PgSink *s = xcalloc(1, sizeof(*s));
+
+    s->base.ops = &pgsink_ops;
+    s->base.cfg = cfg;
+    s->cfg = cfg;
+    s->pend_cap = 1024;
+    s->pend = xcalloc(s->pend_cap, sizeof(Pending));
+    return &s->base;
 }

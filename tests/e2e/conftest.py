@@ -155,6 +155,14 @@ class Env:
     def cleanup(self):
         for d in self.daemons:
             d.cleanup()
+        reports = [(d.name, d.sanitizer_report()) for d in self.daemons]
+        reports = [(name, r) for name, r in reports if r]
+        try:
+            self._drop_test_objects()
+        finally:
+            assert not reports, "sanitizer report in %s's log:\n%s" % reports[0]
+
+    def _drop_test_objects(self):
         if not self.src_cluster.is_running():
             self.src_cluster.start()
         admin = self.src_cluster.conninfo()

@@ -314,8 +314,8 @@ def table_digest(conn, table):
 
     The alias is unusual on purpose: `t::text` would name a column `t` if the
     table had one, instead of the whole row."""
-    q = sql.SQL("SELECT md5(string_agg(__tm_row::text, E'\\n' ORDER BY __tm_row::text)), count(*) FROM {} __tm_row").format(
-        parse_table(table))
+    q = sql.SQL("SELECT md5(string_agg(__tm_row::text, E'\\n' ORDER BY __tm_row::text)), count(*) "
+                "FROM {} __tm_row").format(parse_table(table))
     return tuple(conn.execute(q).fetchone())
 
 
@@ -499,6 +499,15 @@ class Daemon:
             except OSError:
                 pass
         return "".join(chunks)
+
+    def sanitizer_report(self):
+        """The first ASan/UBSan/LSan report in the logs, or None (for sanitizer builds)."""
+        text = self.log()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            i = text.find(marker)
+            if i >= 0:
+                return text[max(0, i - 200):i + 3000]
+        return None
 
     def log_tail(self, nchars=6000):
         text = self.log()

@@ -22,7 +22,8 @@ def test_dml_and_truncate_several_tables(env):
         CREATE TABLE events (id bigserial PRIMARY KEY, kind text, payload jsonb);
         CREATE TABLE scratch (id int PRIMARY KEY, v text);
     """)
-    env.src_sql("INSERT INTO customers SELECT g, 'c' || g, 'c' || g || '@example.com' FROM generate_series(1, 200) g")
+    env.src_sql("INSERT INTO customers SELECT g, 'c' || g, 'c' || g || '@example.com' "
+                "FROM generate_series(1, 200) g")
     d = start_and_catch_up(env)
     env.src_sql("""
         INSERT INTO customers SELECT g, 'c' || g, NULL FROM generate_series(201, 400) g;
@@ -277,7 +278,6 @@ def test_sigterm_and_restart_resume(env):
     # Changes made while the daemon is down arrive after the restart, once.
     env.src_sql("INSERT INTO log_rows SELECT g % 10, 'batch2' FROM generate_series(1, 500) g")
     env.src_sql("DELETE FROM items WHERE id > 900")
-    env.wait_slot_inactive()
     d.start()
     env.wait_caught_up(d)
     assert env.lsn_ge(env.watermark(), wm1)
@@ -286,7 +286,6 @@ def test_sigterm_and_restart_resume(env):
 
     # A restart with nothing new changes nothing.
     wm2 = env.watermark()
-    env.wait_slot_inactive()
     d.start()
     env.wait_caught_up(d)
     env.src_sql("INSERT INTO log_rows VALUES (1, 'batch3')")

@@ -1,0 +1,34 @@
+/*
+ * TableSet helpers (see table.h).
+ */
+#include "core/table.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void tableset_release(TableSet *set)
+{
+    if (!set || !set->t)
+        return;
+    for (size_t i = 0; i < set->n; i++) {
+        TableDef *t = &set->t[i];
+
+        free(t->schema);
+        free(t->name);
+        free(t->display);
+        for (size_t c = 0; c < t->ncols; c++)
+            free(t->cols[c].name);
+        free(t->cols);
+    }
+    free(set->t);
+    set->t = NULL;
+    set->n = 0;
+}
+
+int tableset_find(const TableSet *set, const char *schema, const char *name)
+{
+    for (size_t i = 0; i < set->n; i++)
+        if (strcmp(set->t[i].schema, schema) == 0 && strcmp(set->t[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}

@@ -1,0 +1,44 @@
+/*
+ * A replicated table as the copy path sees it: names and the replicated
+ * columns (not dropped, not generated) with their types and key flags,
+ * resolved from the source catalog before any row moves. The stream path uses
+ * RelInfo from Relation messages instead; both describe the same table.
+ */
+#ifndef TM_TABLE_H
+#define TM_TABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct TableColumn {
+    char *name;
+    uint32_t type_oid;
+    bool is_key; /* primary key, or replica identity index column */
+} TableColumn;
+
+typedef struct TableDef {
+    uint32_t oid;
+    char *schema;
+    char *name;
+    char *display; /* schema.name for messages */
+    char replident;
+    char relkind; /* 'r' table, 'p' partitioned */
+    bool has_pk;
+    bool has_ident_index;
+    size_t ncols;
+    TableColumn *cols;
+} TableDef;
+
+typedef struct TableSet {
+    size_t n;
+    TableDef *t;
+} TableSet;
+
+/* Frees the contents of every table and the array; accepts an empty set. */
+void tableset_release(TableSet *set);
+
+/* Index of schema.name in set, or -1. */
+int tableset_find(const TableSet *set, const char *schema, const char *name);
+
+#endif

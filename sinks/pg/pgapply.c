@@ -1,0 +1,652 @@
+/*
+ * The PostgreSQL sink's stream path (see pgsink.h). Every command sent in pipeline mode gets a
+ * Pending record in a FIFO; results are matched to it in order, so an error
+ * names the table, operation and source LSN it came from. Statements are
+ * prepared once per relation shape (the set of columns an UPDATE sets
+ * depends on which values were unchanged TOAST, invariant 4) and values
+ * always travel as parameters (invariant 7).
+ */
+#include "sinks/pg/pgsink_int.h"
+#include "connectors/pg/pgconn.h"
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+
+/* OIDs of built-in types without a btree equality operator. */
+static bool type_needs_text_eq(uint32_t oid)
+{
+    switch (oid) {
+    case 114:  /* json */
+    case 199:  /* json[] */
+    case 142:  /* xml */
+    case 143:  /* xml[] */
+    case 600:  /* point */
+    case 601:  /* lseg */
+    case 602:  /* path */
+    case 603:  /* box */
+    case 604:  /* polygon */
+    case 628:  /* line */
+    case 718:  /* circle */
+    case 1017: /* point[] */
+        return true;
+    default:
+        return false;
+    }
+}
+
+static Pending *pend_push(PgSink *s, PendKind kind)
+{
+    if (s->pend_count == s->pend_cap) {
+        Pending *n = xcalloc(s->pend_cap * 2, sizeof(Pending));
+
+        for (size_t i = 0; i < s->pend_count; i++)
+            n[i] = s->pend[(s->pend_head + i) % s->pend_cap];
+        free(s->pend);
+        s->pend = n;
+        s->pend_head = 0;
+        s->pend_cap *= 2;
+    }
+    Pending *p = &s->pend[(s->pend_head + s->pend_count) % s->pend_cap];
+    memset(p, 0, sizeof(*p));
+    p->kind = kind;
+    s->pend_count++;
+    return p;
+}
+
+static int send_failed(PgSink *s, const char *what)
+{
+    return tm_fail(-EIO, "target: sending %s: %s", what, pgconn_errmsg(s->conn, NULL));
+}
+
+static int send_simple(PgSink *s, PendKind kind, const char *sql)
+{
+    if (!PQsendQueryParams(s->conn, sql, 0, NULL, NULL, NULL, NULL, 0))
+        return send_failed(s, sql);
+    pend_push(s, kind);
+    return 0;
+}
+
+static int send_prepare(PgSink *s, const char *name, const char *sql, const char *table)
+{
+    if (!PQsendPrepare(s->conn, name, sql, 0, NULL))
+        return send_failed(s, "a prepared statement");
+    Pending *p = pend_push(s, PEND_PREPARE);
+    snprintf(p->table, sizeof(p->table), "%s", table);
+    return 0;
+}
+
+static const char *const WM_SQL =
+    "INSERT INTO tidemark.watermark AS w (pipeline, lsn, commit_time, updated_at)"
+    " VALUES ($1, $2::pg_lsn, '2000-01-01 00:00:00+00'::timestamptz + $3::bigint *"
+    " interval '1 microsecond', now())"
+    " ON CONFLICT (pipeline) DO UPDATE SET lsn = excluded.lsn, commit_time ="
+    " coalesce(excluded.commit_time, w.commit_time), updated_at = excluded.updated_at"
+    " WHERE w.lsn <= excluded.lsn";
+
+int pgapply_start(Sink *base, Lsn durable)
+{
+    PgSink *s = pgsink_of(base);
+
+    if (PQenterPipelineMode(s->conn) != 1)
+        return tm_fail(-EIO, "target: cannot enter pipeline mode: %s",
+                       pgconn_errmsg(s->conn, NULL));
+    if (PQsetnonblocking(s->conn, 1) != 0)
+        return tm_fail(-EIO, "target: cannot switch to non-blocking mode");
+    s->pipelined = true;
+    s->durable = s->queued_lsn = durable;
+    return send_prepare(s, "tm_wm", WM_SQL, "tidemark.watermark");
+}
+
+/* Grows the parameter arrays and resets the scratch buffer for one command. */
+static void params_reset(PgSink *s, size_t n)
+{
+    if (n > s->params_cap) {
+        s->params_cap = n + 16;
+        s->params = xrealloc(s->params, s->params_cap * sizeof(*s->params));
+        s->param_off = xrealloc(s->param_off, s->params_cap * sizeof(*s->param_off));
+    }
+    buf_clear(&s->scratch);
+}
+
+/* Copies a value NUL-terminated into scratch (libpq's text parameters need it). */
+static int param_set(PgSink *s, size_t i, const ColValue *v, const char *table, const char *col)
+{
+    if (v->state == COL_NULL) {
+        s->param_off[i] = SIZE_MAX;
+        return 0;
+    }
+    if (v->state != COL_TEXT)
+        return tm_fail(-EPROTO, "%s.%s: unexpected %s value in the stream", table, col,
+                       v->state == COL_BINARY ? "binary" : "unchanged-TOAST");
+    if (memchr(v->data, '\0', v->len))
+        return tm_fail(-EINVAL, "%s.%s: value contains a NUL byte", table, col);
+    s->param_off[i] = s->scratch.len;
+    buf_append(&s->scratch, v->data, v->len);
+    buf_putc(&s->scratch, '\0');
+    return 0;
+}
+
+/* Resolves offsets to pointers once scratch has stopped growing. */
+static void params_finish(PgSink *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        s->params[i] = s->param_off[i] == SIZE_MAX ? NULL : s->scratch.data + s->param_off[i];
+}
+
+static void sinkrel_free(void *state)
+{
+    SinkRel *r = state;
+
+    if (!r)
+        return;
+    free(r->qname);
+    for (uint16_t i = 0; i < r->ncols; i++)
+        free(r->qcols[i]);
+    free(r->qcols);
+    free(r->del_shape);
+    for (UpdStmt *u = r->upds, *n; u; u = n) {
+        n = u->next;
+        free(u->shape);
+        free(u);
+    }
+    free(r);
+}
+
+static SinkRel *sinkrel_get(PgSink *s, RelEntry *rel)
+{
+    if (rel->sink_state)
+        return rel->sink_state;
+    SinkRel *r = xcalloc(1, sizeof(*r));
+
+    r->qname = pgconn_qualified(s->conn, rel->info.schema, rel->info.name);
+    r->ncols = rel->info.ncols;
+    r->qcols = xcalloc(r->ncols ? r->ncols : 1, sizeof(char *));
+    for (uint16_t i = 0; i < r->ncols; i++)
+        r->qcols[i] = pgconn_ident(s->conn, rel->info.cols[i].name);
+    r->full = rel->info.replident == 'f';
+    rel->sink_state = r;
+    rel->sink_state_free = sinkrel_free;
+    return r;
+}
+
+static void name_stmt(PgSink *s, char *out, size_t len)
+{
+    snprintf(out, len, "tm_s%lu", ++s->stmt_seq);
+}
+
+/* Appends "WHERE ..." locating the row described by the shape's W columns. */
+static void append_where(Buf *sql, const RelEntry *rel, const SinkRel *r, const char *wshape,
+                         int firstparam)
+{
+    int p = firstparam;
+    bool first = true;
+
+    if (r->full)
+        buf_printf(sql, " WHERE ctid = (SELECT ctid FROM %s WHERE ", r->qname);
+    else
+        buf_puts(sql, " WHERE ");
+    for (uint16_t i = 0; i < r->ncols; i++) {
+        if (wshape[i] != 'W')
+            continue;
+        if (!first)
+            buf_puts(sql, " AND ");
+        first = false;
+        if (!r->full)
+            buf_printf(sql, "%s = $%d", r->qcols[i], p++);
+        else if (type_needs_text_eq(rel->info.cols[i].type_oid))
+            buf_printf(sql, "%s::text IS NOT DISTINCT FROM $%d::text", r->qcols[i], p++);
+        else
+            buf_printf(sql, "%s IS NOT DISTINCT FROM $%d", r->qcols[i], p++);
+    }
+    if (first)
+        buf_puts(sql, "false");
+    if (r->full)
+        buf_puts(sql, " LIMIT 1)");
+}
+
+/* Which columns identify the row: key columns, or (FULL) every old value we have. */
+static void where_shape(const RelEntry *rel, const SinkRel *r, const Tuple *old, char *shape)
+{
+    for (uint16_t i = 0; i < r->ncols; i++) {
+        bool use = r->full ? (i < old->ncols && old->cols[i].state != COL_UNCHANGED)
+                           : rel->info.cols[i].is_key;
+        shape[i] = use ? 'W' : '-';
+    }
+    shape[r->ncols] = '\0';
+}
+
+static int check_tuple(const RelEntry *rel, const Tuple *t, const char *what)
+{
+    if (t->ncols != rel->info.ncols)
+        return tm_fail(-EPROTO,
+                       "%s on %s carries %u columns, the relation has %u (stale Relation?)", what,
+                       rel->display, t->ncols, rel->info.ncols);
+    return 0;
+}
+
+static int send_stmt(PgSink *s, const char *name, size_t nparams, char op, bool check_one,
+                     const RelEntry *rel, const TxnInfo *txn)
+{
+    params_finish(s, nparams);
+    if (!PQsendQueryPrepared(s->conn, name, (int)nparams, s->params, NULL, NULL, 0))
+        return send_failed(s, "a statement");
+    Pending *p = pend_push(s, PEND_STMT);
+    p->op = op;
+    p->check_one = check_one;
+    p->lsn = txn ? txn->final_lsn : LSN_INVALID;
+    p->bytes = s->scratch.len;
+    s->inflight_bytes += p->bytes;
+    snprintf(p->table, sizeof(p->table), "%s", rel->display);
+    s->batch_changes++;
+    return 0;
+}
+
+static int apply_insert(PgSink *s, RelEntry *rel, SinkRel *r, const Tuple *t, const TxnInfo *txn)
+{
+    int rc = check_tuple(rel, t, "INSERT");
+
+    if (rc < 0)
+        return rc;
+    if (!r->ins_name[0]) {
+        Buf sql = BUF_INIT;
+
+        buf_printf(&sql, "INSERT INTO %s (", r->qname);
+        for (uint16_t i = 0; i < r->ncols; i++)
+            buf_printf(&sql, "%s%s", i ? ", " : "", r->qcols[i]);
+        buf_puts(&sql, ") VALUES (");
+        for (uint16_t i = 0; i < r->ncols; i++)
+            buf_printf(&sql, "%s$%u", i ? ", " : "", i + 1);
+        buf_puts(&sql, ")");
+        name_stmt(s, r->ins_name, sizeof(r->ins_name));
+        rc = send_prepare(s, r->ins_name, buf_cstr(&sql), rel->display);
+        buf_release(&sql);
+        if (rc < 0)
+            return rc;
+    }
+    params_reset(s, r->ncols);
+    for (uint16_t i = 0; i < r->ncols; i++) {
+        rc = param_set(s, i, &t->cols[i], rel->display, rel->info.cols[i].name);
+        if (rc < 0)
+            return rc;
+    }
+    return send_stmt(s, r->ins_name, r->ncols, 'I', false, rel, txn);
+}
+
+static int apply_update(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg, const TxnInfo *txn)
+{
+    const Tuple *nt = &chg->update.newtup;
+    const Tuple *ot = chg->update.old_kind ? &chg->update.oldtup : nt;
+    char *shape = xmalloc(2u * r->ncols + 2);
+    UpdStmt *u;
+    size_t np = 0;
+    int rc = check_tuple(rel, nt, "UPDATE");
+
+    if (rc == 0 && chg->update.old_kind)
+        rc = check_tuple(rel, ot, "UPDATE (old row)");
+    if (rc < 0)
+        goto out;
+    for (uint16_t i = 0; i < r->ncols; i++)
+        shape[i] = nt->cols[i].state == COL_UNCHANGED ? '-' : 'S';
+    shape[r->ncols] = '|';
+    where_shape(rel, r, ot, shape + r->ncols + 1);
+    if (!strchr(shape, 'S'))
+        goto out; /* every column unchanged TOAST: nothing to write */
+
+    for (u = r->upds; u && strcmp(u->shape, shape) != 0; u = u->next)
+        ;
+    if (!u) {
+        Buf sql = BUF_INIT;
+        int p = 1;
+
+        u = xcalloc(1, sizeof(*u));
+        u->shape = xstrdup(shape);
+        name_stmt(s, u->name, sizeof(u->name));
+        u->next = r->upds;
+        r->upds = u;
+        buf_printf(&sql, "UPDATE %s SET ", r->qname);
+        for (uint16_t i = 0; i < r->ncols; i++)
+            if (shape[i] == 'S') {
+                buf_printf(&sql, "%s%s = $%d", p > 1 ? ", " : "", r->qcols[i], p);
+                p++;
+            }
+        append_where(&sql, rel, r, shape + r->ncols + 1, p);
+        rc = send_prepare(s, u->name, buf_cstr(&sql), rel->display);
+        buf_release(&sql);
+        if (rc < 0)
+            goto out;
+    }
+    params_reset(s, 2u * r->ncols);
+    for (uint16_t i = 0; i < r->ncols && rc == 0; i++)
+        if (shape[i] == 'S')
+            rc = param_set(s, np++, &nt->cols[i], rel->display, rel->info.cols[i].name);
+    for (uint16_t i = 0; i < r->ncols && rc == 0; i++)
+        if (shape[r->ncols + 1 + i] == 'W')
+            rc = param_set(s, np++, &ot->cols[i], rel->display, rel->info.cols[i].name);
+    if (rc == 0)
+        rc = send_stmt(s, u->name, np, 'U', true, rel, txn);
+out:
+    free(shape);
+    return rc;
+}
+
+static int apply_delete(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg, const TxnInfo *txn)
+{
+    const Tuple *ot = &chg->del.oldtup;
+    char *shape = xmalloc(r->ncols + 1u);
+    size_t np = 0;
+    int rc = check_tuple(rel, ot, "DELETE");
+
+    if (rc < 0)
+        goto out;
+    where_shape(rel, r, ot, shape);
+    if (!r->del_name[0] || strcmp(r->del_shape, shape) != 0) {
+        Buf sql = BUF_INIT;
+
+        free(r->del_shape);
+        r->del_shape = xstrdup(shape);
+        name_stmt(s, r->del_name, sizeof(r->del_name));
+        buf_printf(&sql, "DELETE FROM %s", r->qname);
+        append_where(&sql, rel, r, shape, 1);
+        rc = send_prepare(s, r->del_name, buf_cstr(&sql), rel->display);
+        buf_release(&sql);
+        if (rc < 0)
+            goto out;
+    }
+    params_reset(s, r->ncols);
+    for (uint16_t i = 0; i < r->ncols && rc == 0; i++)
+        if (shape[i] == 'W')
+            rc = param_set(s, np++, &ot->cols[i], rel->display, rel->info.cols[i].name);
+    if (rc == 0)
+        rc = send_stmt(s, r->del_name, np, 'D', true, rel, txn);
+out:
+    free(shape);
+    return rc;
+}
+
+int pgapply_txn_begin(Sink *base, const TxnInfo *txn)
+{
+    PgSink *s = pgsink_of(base);
+
+    s->txn_open = true;
+    if (s->batch_open)
+        return 0;
+    s->batch_open = true;
+    s->batch_changes = 0;
+    s->batch_txns = 0;
+    return send_simple(s, PEND_BEGIN, "BEGIN");
+}
+
+int pgapply_apply(Sink *base, RelEntry *rel, const Change *chg, const TxnInfo *txn)
+{
+    PgSink *s = pgsink_of(base);
+    SinkRel *r = sinkrel_get(s, rel);
+
+    switch (chg->kind) {
+    case CHG_INSERT:
+        return apply_insert(s, rel, r, &chg->insert.newtup, txn);
+    case CHG_UPDATE:
+        return apply_update(s, rel, r, chg, txn);
+    case CHG_DELETE:
+        return apply_delete(s, rel, r, chg, txn);
+    default:
+        return tm_fail(-EINVAL, "pgsink: change kind '%c' is not a row change", chg->kind);
+    }
+}
+
+int pgapply_truncate(Sink *base, RelEntry **rels, uint32_t nrels, uint8_t flags, const TxnInfo *txn)
+{
+    PgSink *s = pgsink_of(base);
+
+    Buf sql = BUF_INIT;
+    int rc;
+
+    if (nrels == 0)
+        return 0;
+    buf_puts(&sql, "TRUNCATE ONLY ");
+    for (uint32_t i = 0; i < nrels; i++)
+        buf_printf(&sql, "%s%s", i ? ", " : "", sinkrel_get(s, rels[i])->qname);
+    if (flags & TRUNCATE_RESTART_IDENTITY)
+        buf_puts(&sql, " RESTART IDENTITY");
+    if (flags & TRUNCATE_CASCADE)
+        buf_puts(&sql, " CASCADE");
+    rc = send_simple(s, PEND_STMT, buf_cstr(&sql));
+    if (rc == 0) {
+        Pending *p = &s->pend[(s->pend_head + s->pend_count - 1) % s->pend_cap];
+        p->op = 'T';
+        snprintf(p->table, sizeof(p->table), "%s", rels[0]->display);
+        s->batch_changes++;
+    }
+    buf_release(&sql);
+    return rc;
+}
+
+int pgapply_txn_commit(Sink *base, const TxnInfo *txn)
+{
+    PgSink *s = pgsink_of(base);
+
+    s->txn_open = false;
+    s->batch_txns++;
+    s->batch_end = txn->end_lsn;
+    s->batch_commit_time = txn->commit_time;
+    return 0;
+}
+
+static int send_watermark(PgSink *s, Lsn lsn, PgTime commit_time, bool have_time)
+{
+    char lsnbuf[24];
+    char timebuf[24];
+    const char *params[3] = {s->cfg->pipeline, lsn_format(lsn, lsnbuf, sizeof(lsnbuf)), NULL};
+
+    if (have_time) {
+        snprintf(timebuf, sizeof(timebuf), "%lld", (long long)commit_time);
+        params[2] = timebuf;
+    }
+    if (!PQsendQueryPrepared(s->conn, "tm_wm", 3, params, NULL, NULL, 0))
+        return send_failed(s, "the watermark");
+    Pending *p = pend_push(s, PEND_WATERMARK);
+    p->check_one = true;
+    p->lsn = lsn;
+    return 0;
+}
+
+static int send_sync(PgSink *s, Lsn lsn, PgTime commit_time)
+{
+    if (!PQpipelineSync(s->conn))
+        return send_failed(s, "a pipeline sync");
+    Pending *p = pend_push(s, PEND_SYNC);
+    p->lsn = lsn;
+    p->commit_time = commit_time;
+    if (lsn > s->queued_lsn)
+        s->queued_lsn = lsn;
+    return 0;
+}
+
+int pgapply_close_batch(Sink *base)
+{
+    PgSink *s = pgsink_of(base);
+
+    int rc;
+
+    if (!s->batch_open || s->txn_open)
+        return 0;
+    if (s->batch_txns == 0)
+        return pgapply_abort_batch(base);
+    rc = send_watermark(s, s->batch_end, s->batch_commit_time, true);
+    if (rc == 0)
+        rc = send_simple(s, PEND_COMMIT, "COMMIT");
+    if (rc == 0)
+        rc = send_sync(s, s->batch_end, s->batch_commit_time);
+    s->batch_open = false;
+    return rc;
+}
+
+int pgapply_abort_batch(Sink *base)
+{
+    PgSink *s = pgsink_of(base);
+
+    int rc;
+
+    if (!s->batch_open)
+        return 0;
+    s->batch_open = false;
+    s->txn_open = false;
+    rc = send_simple(s, PEND_ROLLBACK, "ROLLBACK");
+    if (rc == 0)
+        rc = send_sync(s, LSN_INVALID, 0);
+    return rc;
+}
+
+int pgapply_idle_position(Sink *base, Lsn lsn)
+{
+    PgSink *s = pgsink_of(base);
+
+    int rc;
+
+    if (s->batch_open || lsn <= s->queued_lsn)
+        return 0;
+    rc = send_watermark(s, lsn, 0, false);
+    if (rc == 0)
+        rc = send_sync(s, lsn, s->durable_commit_time);
+    return rc;
+}
+
+static const char *op_name(char op)
+{
+    switch (op) {
+    case 'I':
+        return "INSERT";
+    case 'U':
+        return "UPDATE";
+    case 'D':
+        return "DELETE";
+    case 'T':
+        return "TRUNCATE";
+    default:
+        return "statement";
+    }
+}
+
+static int result_error(PgSink *s, const Pending *p, PGresult *res)
+{
+    char lsnbuf[24];
+
+    switch (p->kind) {
+    case PEND_STMT:
+        return tm_fail(-EIO, "target: %s on %s (source transaction committed at %s) failed: %s",
+                       op_name(p->op), p->table, lsn_format(p->lsn, lsnbuf, sizeof(lsnbuf)),
+                       pgconn_errmsg(s->conn, res));
+    case PEND_PREPARE:
+        return tm_fail(-EIO, "target: preparing a statement for %s failed: %s", p->table,
+                       pgconn_errmsg(s->conn, res));
+    case PEND_WATERMARK:
+        return tm_fail(-EIO, "target: writing the watermark failed: %s",
+                       pgconn_errmsg(s->conn, res));
+    default:
+        return tm_fail(-EIO, "target: %s", pgconn_errmsg(s->conn, res));
+    }
+}
+
+static int check_result(PgSink *s, Pending *p, PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+    char lsnbuf[24];
+
+    if (p->kind == PEND_SYNC) {
+        if (st != PGRES_PIPELINE_SYNC)
+            return tm_fail(-EPROTO, "target: expected a pipeline sync, got %s", PQresStatus(st));
+        return 0;
+    }
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        return result_error(s, p, res);
+    if (p->check_one && strcmp(PQcmdTuples(res), "1") != 0) {
+        if (p->kind == PEND_WATERMARK)
+            return tm_fail(-EIO,
+                           "target: the watermark of pipeline %s is already past %s; another"
+                           " process is applying this pipeline, or the slot was replaced",
+                           s->cfg->pipeline, lsn_format(p->lsn, lsnbuf, sizeof(lsnbuf)));
+        return tm_fail(-EIO,
+                       "target: %s on %s (source transaction committed at %s) matched %s rows"
+                       " instead of 1: the target has diverged from the source; refusing to"
+                       " continue",
+                       op_name(p->op), p->table, lsn_format(p->lsn, lsnbuf, sizeof(lsnbuf)),
+                       PQcmdTuples(res));
+    }
+    return 0;
+}
+
+int pgapply_process(Sink *base)
+{
+    PgSink *s = pgsink_of(base);
+
+    if (!PQconsumeInput(s->conn))
+        return tm_fail(-EPIPE, "target connection: %s", pgconn_errmsg(s->conn, NULL));
+    while (s->pend_count > 0 && !PQisBusy(s->conn)) {
+        Pending *p = &s->pend[s->pend_head];
+        PGresult *res = PQgetResult(s->conn);
+        int rc;
+
+        if (!res) {
+            /* End of one command's results. */
+            if (p->kind == PEND_SYNC || !p->got_result)
+                return tm_fail(-EPROTO, "target: result stream out of step");
+            s->inflight_bytes -= p->bytes;
+            s->pend_head = (s->pend_head + 1) % s->pend_cap;
+            s->pend_count--;
+            continue;
+        }
+        rc = check_result(s, p, res);
+        PQclear(res);
+        if (rc < 0)
+            return rc;
+        if (p->kind != PEND_SYNC) {
+            p->got_result = true;
+            continue;
+        }
+        if (p->lsn > s->durable) {
+            s->durable = p->lsn;
+            s->durable_commit_time = p->commit_time;
+        }
+        s->pend_head = (s->pend_head + 1) % s->pend_cap;
+        s->pend_count--;
+    }
+    return 0;
+}
+
+int pgapply_flush(Sink *base)
+{
+    PgSink *s = pgsink_of(base);
+
+    int r = PQflush(s->conn);
+
+    if (r < 0)
+        return tm_fail(-EPIPE, "target connection: %s", pgconn_errmsg(s->conn, NULL));
+    return r;
+}
+
+int pgapply_drain(Sink *base)
+{
+    PgSink *s = pgsink_of(base);
+
+    int rc;
+
+    while (s->pend_count > 0) {
+        struct pollfd pfd = {.fd = PQsocket(s->conn), .events = POLLIN};
+
+        rc = pgapply_flush(base);
+        if (rc < 0)
+            return rc;
+        if (rc == 1)
+            pfd.events |= POLLOUT;
+        if (poll(&pfd, 1, 1000) < 0 && errno != EINTR)
+            return tm_fail(-errno, "target: poll: %s", strerror(errno));
+        rc = pgapply_process(base);
+        if (rc < 0)
+            return rc;
+    }
+    return pgapply_flush(base) < 0 ? -EPIPE : 0;
+}

@@ -1,0 +1,100 @@
+/*
+ * Internals shared by the PostgreSQL sink's files: pgsink.c (connection,
+ * state tables, copy sessions, the ops table) and pgapply.c (the pipelined
+ * stream apply). Not for use outside sinks/pg.
+ */
+#ifndef TM_PGSINK_INT_H
+#define TM_PGSINK_INT_H
+
+#include "core/buf.h"
+#include "sinks/pg/pgsink.h"
+
+#include <libpq-fe.h>
+
+typedef enum PendKind {
+    PEND_BEGIN,
+    PEND_PREPARE,
+    PEND_STMT,
+    PEND_WATERMARK,
+    PEND_COMMIT,
+    PEND_ROLLBACK,
+    PEND_SYNC,
+} PendKind;
+
+typedef struct Pending {
+    PendKind kind;
+    char op;        /* 'I', 'U', 'D', 'T' for PEND_STMT */
+    bool check_one; /* the command must affect exactly one row */
+    bool got_result;
+    Lsn lsn; /* PEND_STMT: source commit LSN; PEND_SYNC: batch end LSN (0: none) */
+    PgTime commit_time;
+    size_t bytes; /* parameter bytes queued with it */
+    char table[96];
+} Pending;
+
+typedef struct UpdStmt {
+    struct UpdStmt *next;
+    char *shape; /* per column: 'S' set / '-', then '|', then 'W' where / '-' */
+    char name[24];
+} UpdStmt;
+
+typedef struct SinkRel {
+    char *qname;
+    char **qcols;
+    uint16_t ncols;
+    bool full; /* replica identity full: locate one row by all old values */
+    char ins_name[24];
+    char del_name[24];
+    char *del_shape;
+    UpdStmt *upds;
+} SinkRel;
+
+typedef struct PgSink {
+    Sink base;
+    const Config *cfg;
+    char *encoding;
+    PGconn *conn;
+    bool pipelined;
+    /* FIFO ring of pending results */
+    Pending *pend;
+    size_t pend_cap, pend_head, pend_count;
+    /* batch */
+    bool batch_open;
+    bool txn_open;
+    size_t batch_changes;
+    size_t batch_txns;
+    Lsn batch_end;
+    PgTime batch_commit_time;
+    size_t inflight_bytes;
+    Lsn queued_lsn; /* highest LSN a queued batch will make durable */
+    Lsn durable;
+    PgTime durable_commit_time;
+    unsigned long stmt_seq;
+    /* per-call scratch for parameter values */
+    Buf scratch;
+    const char **params;
+    size_t *param_off;
+    size_t params_cap;
+} PgSink;
+
+static inline PgSink *pgsink_of(Sink *s)
+{
+    return (PgSink *)s;
+}
+
+/* Opens and sets up an apply session (used for the stream and copy sessions). */
+int pgsink_open_session(PgSink *s, PGconn **out);
+
+int pgapply_start(Sink *s, Lsn lsn);
+int pgapply_txn_begin(Sink *s, const TxnInfo *txn);
+int pgapply_apply(Sink *s, RelEntry *rel, const Change *chg, const TxnInfo *txn);
+int pgapply_truncate(Sink *s, RelEntry **rels, uint32_t nrels, uint8_t flags, const TxnInfo *txn);
+int pgapply_txn_commit(Sink *s, const TxnInfo *txn);
+int pgapply_close_batch(Sink *s);
+int pgapply_abort_batch(Sink *s);
+int pgapply_idle_position(Sink *s, Lsn lsn);
+int pgapply_process(Sink *s);
+int pgapply_flush(Sink *s);
+int pgapply_drain(Sink *s);
+
+#endif

@@ -1,0 +1,95 @@
+/*
+ * The sink interface: what the pipeline needs from any destination
+ * (PostgreSQL, Kafka, ...). Two paths:
+ *
+ *  - the stream: source transactions arrive as begin / row changes / commit;
+ *    the sink groups them into batches and reports, through durable(), the
+ *    end LSN up to which everything is safely stored. Only that LSN may be
+ *    confirmed to the source (invariant 1). Work is asynchronous: the pipeline
+ *    polls socket() and calls process() / flush() from its loop.
+ *  - the copy: a copy session loads one table (or part) from COPY text rows;
+ *    sessions are independent so parallel copy workers may each open one.
+ *
+ * Every function returns 0 or a negative errno-style code with tm_error() set.
+ */
+#ifndef TM_SINK_H
+#define TM_SINK_H
+
+#include "config/config.h"
+#include "core/change.h"
+#include "core/relcache.h"
+#include "core/table.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct Sink Sink;
+typedef struct SinkCopy SinkCopy;
+
+typedef struct SinkOps {
+    const char *name;
+    void (*free)(Sink *s);
+    /* Blocking setup; client_encoding is the source's server encoding. */
+    int (*connect)(Sink *s, const char *client_encoding);
+    /*
+     * The stored position: *found false on a pipeline's first start. A sink
+     * that relies on the slot's confirmed position (Kafka) returns
+     * *found true with *lsn LSN_INVALID once initialised.
+     */
+    int (*read_position)(Sink *s, bool *found, Lsn *lsn);
+    /*
+     * First start: records the stream's start position and every table as
+     * pending copy, atomically, before any row is copied.
+     */
+    int (*init_position)(Sink *s, Lsn lsn, const TableSet *tabs);
+    /* Whether t's initial copy is done, and the LSN of the snapshot it used. */
+    int (*table_state)(Sink *s, const TableDef *t, bool *synced, Lsn *sync_lsn);
+    /* Checks t can receive rows (exists; with require_empty, holds none). */
+    int (*check_table)(Sink *s, const TableDef *t, bool require_empty);
+    /* Enters streaming mode: durable() starts at lsn. */
+    int (*start)(Sink *s, Lsn lsn);
+
+    int (*txn_begin)(Sink *s, const TxnInfo *txn);
+    int (*apply)(Sink *s, RelEntry *rel, const Change *chg, const TxnInfo *txn);
+    int (*truncate)(Sink *s, RelEntry **rels, uint32_t nrels, uint8_t flags, const TxnInfo *txn);
+    int (*txn_commit)(Sink *s, const TxnInfo *txn);
+    int (*close_batch)(Sink *s);
+    int (*abort_batch)(Sink *s);
+    /* Nothing received is open: everything up to lsn may become durable. */
+    int (*idle_position)(Sink *s, Lsn lsn);
+
+    int (*process)(Sink *s);
+    int (*flush)(Sink *s); /* 1 while output remains queued */
+    int (*drain)(Sink *s);
+    int (*socket)(const Sink *s);
+    Lsn (*durable)(const Sink *s);
+    size_t (*inflight)(const Sink *s);
+    size_t (*inflight_bytes)(const Sink *s);
+    size_t (*batch_changes)(const Sink *s);
+
+    /*
+     * Copy sessions: rows are COPY text-format lines, each ending in '\n'.
+     * sync_lsn is the LSN of the snapshot the rows come from; finishing with
+     * commit makes the rows durable together with "t is synced at sync_lsn".
+     */
+    int (*copy_open)(Sink *s, const TableDef *t, Lsn sync_lsn, SinkCopy **out);
+    int (*copy_rows)(SinkCopy *c, const char *data, size_t len);
+    int (*copy_finish)(SinkCopy *c, bool commit);
+    void (*copy_free)(SinkCopy *c);
+} SinkOps;
+
+struct Sink {
+    const SinkOps *ops;
+    const Config *cfg;
+};
+
+/* Creates the sink named by cfg->target.type. */
+int sink_new(const Config *cfg, Sink **out);
+
+static inline void sink_free(Sink *s)
+{
+    if (s)
+        s->ops->free(s);
+}
+
+#endif
