@@ -6,6 +6,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "daemon/commands.h"
 #include "daemon/pipeline.h"
 #include "tm_version.h"
 
@@ -13,7 +14,10 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { EXIT_USAGE = 2 };
+static const Command commands[] = {
+    {"run", "run one pipeline in the foreground until SIGTERM/SIGINT", cmd_run},
+    /* further commands register here: {"profile", "...", cmd_profile}, */
+};
 
 static void usage_main(FILE *out)
 {
@@ -22,9 +26,11 @@ static void usage_main(FILE *out)
           "Change-data-capture sync for PostgreSQL migrations: tails logical replication\n"
           "from a source and applies every change to a target, exactly once.\n"
           "\n"
-          "Commands:\n"
-          "  run        run one pipeline in the foreground until SIGTERM/SIGINT\n"
-          "\n"
+          "Commands:\n",
+          out);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        fprintf(out, "  %-15s %s\n", commands[i].name, commands[i].summary);
+    fputs("\n"
           "Options:\n"
           "  -h, --help     show this help\n"
           "  -V, --version  show the version\n"
@@ -50,14 +56,14 @@ static void usage_run(FILE *out)
           out);
 }
 
-static int die(const char *what)
+int cmd_die(const char *what)
 {
     fprintf(stderr, "tidemark: %s%s%s\n", what ? what : "", what && *tm_error() ? ": " : "",
             tm_error());
     return 1;
 }
 
-static int cmd_run(int argc, char **argv)
+int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -99,11 +105,11 @@ static int cmd_run(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (config_load(path, &cfg) < 0)
-        return die(NULL);
+        return cmd_die(NULL);
     if (log_level_parse(level_s ? level_s : cfg->log.level, &level) < 0 ||
         log_format_parse(format_s ? format_s : cfg->log.format, &format) < 0) {
         config_free(cfg);
-        return die(NULL);
+        return cmd_die(NULL);
     }
     log_init(format, level);
     log_set_pipeline(cfg->pipeline);
@@ -111,7 +117,7 @@ static int cmd_run(int argc, char **argv)
     if (rc < 0) {
         log_error("%s", tm_error());
         config_free(cfg);
-        return die(NULL);
+        return cmd_die(NULL);
     }
     config_free(cfg);
     return 0;
@@ -132,8 +138,9 @@ int main(int argc, char **argv)
         printf("tidemark %s\n", TM_VERSION);
         return 0;
     }
-    if (strcmp(argv[1], "run") == 0)
-        return cmd_run(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "tidemark: unknown command \"%s\" (see 'tidemark --help')\n", argv[1]);
     return EXIT_USAGE;
 }
