@@ -19,7 +19,9 @@
 #
 # Environment: SCALE (10), CLIENTS (4), JOBS (2), TXNS per client (5000), ORDER (tidemark-first
 # | native-first), TIDEMARK_BIN (build/tidemark), DRAIN_TIMEOUT seconds (900), PG_BIN
-# (/usr/lib/postgresql/15/bin), KEEP=1 keeps the clusters' directory, RESULTS_DIR=DIR copies the
+# (/usr/lib/postgresql/15/bin), TIDEMARK_LABEL (names the binary in the summary, e.g. the commit
+# it was built from), TM_TARGET_EXTRA (appended to tidemark's target conninfo, for
+# experiments only, e.g. "options=-csynchronous_commit=off"), KEEP=1 keeps the clusters' directory, RESULTS_DIR=DIR copies the
 # logs (tidemark, pgbench, PostgreSQL) there.  Runs as root (servers then run as postgres) or not.
 set -euo pipefail
 
@@ -90,7 +92,13 @@ TMLOG="$BENCH_DIR/tidemark.log"
 log "clusters in $BENCH_DIR"
 # Run a private copy: a rebuild of build/ during the run must not change the binary under test.
 cp "$TIDEMARK_BIN" "$BENCH_DIR/tidemark"
-TIDEMARK_ID="$("$BENCH_DIR/tidemark" --version 2>&1 | head -1), $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), sha256 $(sha256sum "$BENCH_DIR/tidemark" | cut -c1-12)"
+if [ -z "${TIDEMARK_LABEL:-}" ]; then
+    case $(realpath "$TIDEMARK_BIN") in
+    "$ROOT"/*) TIDEMARK_LABEL="work tree $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)" ;;
+    *) TIDEMARK_LABEL=$(realpath "$TIDEMARK_BIN") ;;
+    esac
+fi
+TIDEMARK_ID="$("$BENCH_DIR/tidemark" --version 2>&1 | head -1), $TIDEMARK_LABEL, sha256 $(sha256sum "$BENCH_DIR/tidemark" | cut -c1-12)"
 TIDEMARK_BIN="$BENCH_DIR/tidemark"
 log "tidemark: $TIDEMARK_ID"
 
@@ -134,21 +142,21 @@ source:
   tables: [${table_list%, }]
 target:
   type: postgres
-  conninfo: "$TM_DST"
+  conninfo: "$TM_DST${TM_TARGET_EXTRA:+ $TM_TARGET_EXTRA}"
 log: {level: info, format: text}
 EOF
 
 # run_tidemark LSN [HISTORY_COUNT]: start the daemon, time it to LSN, SIGTERM it; prints KEY=VALUE.
 run_tidemark() {
     "$PY" "$TIMER" tidemark --bin "$TIDEMARK_BIN" --config "$BENCH_DIR/tidemark.yaml" --log "$TMLOG" \
-        --pidfile "$BENCH_DIR/tidemark.pid" --src "$SRC" --dst "$TM_DST" --pipeline "$PIPELINE" \
+        --pidfile "$BENCH_DIR/tidemark.pid" --src "$SRC" --dst "$TM_DST" --pipeline "$PIPELINE" --slot "tidemark_$PIPELINE" \
         --timeout "$DRAIN_TIMEOUT" --lsn "$@"
 }
 
 log "tidemark: initial copy"
 printf -- '--- initial copy\n' >>"$TMLOG"
 out=$(run_tidemark now) || die "tidemark initial copy failed (log above)"
-TM_INIT_SECONDS=$(sed -n 's/^TM_SECONDS=//p' <<<"$out")
+TM_INIT_SECONDS=$(sed -n 's/^TM_COPY_SECONDS=//p' <<<"$out")
 
 log "native: CREATE SUBSCRIPTION (copy_data = true)"
 pgc_psql src bench -c "CREATE PUBLICATION $SUB FOR TABLE ${table_list%, }"
@@ -181,10 +189,27 @@ HISTORY_COUNT=$(pgc_psql src bench -c "SELECT count(*) FROM public.pgbench_histo
 ACCOUNTS_DIGEST=$("$PY" "$TIMER" digests "$SRC" pgbench_accounts | awk '{print $2}')
 log "backlog: $BACKLOG_TXNS transactions, $BACKLOG_START .. $BACKLOG_END ($BACKLOG_BYTES bytes of WAL)"
 
+# target_wal WHO START END: count the target's commit records and WAL bytes between two of its LSNs
+# (what one drain wrote: the drains run one at a time, so the range is that consumer's, plus
+# whatever autovacuum did meanwhile).  Sets <WHO>_COMMITS and <WHO>_WAL_MB.
+target_wal() {
+    local who=$1 start=$2 end=$3 commits bytes
+    commits=$(pgc_as_owner "$PG_BIN/pg_waldump" -p "$BENCH_DIR/dst/pg_wal" -s "$start" -e "$end" \
+        --stats=record 2>"$BENCH_DIR/pg_waldump.err" | awk '$1 == "Transaction/COMMIT" { print $2 }') ||
+        commits="n/a"
+    bytes=$(pgc_psql dst postgres -c "SELECT pg_wal_lsn_diff('$end', '$start')::bigint")
+    printf -v "${who}_COMMITS" '%s' "${commits:-0}"
+    printf -v "${who}_WAL_MB" '%s' "$(awk "BEGIN { printf \"%.1f\", $bytes / 1048576 }")"
+}
+
 # ---------------------------------------------------------------- 4. drains
 for who in "${DRAINS[@]}"; do
     pgc_psql src bench -c "CHECKPOINT"
     pgc_psql dst postgres -c "CHECKPOINT"
+    # A physical slot keeps the target's WAL of this drain for pg_waldump (a checkpoint during a
+    # long drain would otherwise recycle it); dropped right after.
+    pgc_psql dst postgres -c "SELECT pg_create_physical_replication_slot('bench_keep_wal', true)" >/dev/null
+    dst_start=$(pgc_psql dst postgres -c "SELECT pg_current_wal_insert_lsn()")
     case $who in
     tidemark)
         log "drain: tidemark"
@@ -195,11 +220,15 @@ for who in "${DRAINS[@]}"; do
     native)
         log "drain: native (ALTER SUBSCRIPTION $SUB ENABLE)"
         out=$("$PY" "$TIMER" native --src "$SRC" --dst "$NAT_DST" --sub "$SUB" --lsn "$BACKLOG_END" \
-            --history-count "$HISTORY_COUNT" --accounts-digest "$ACCOUNTS_DIGEST" \
+            --history-count "$HISTORY_COUNT" --accounts-digest "$ACCOUNTS_DIGEST" --launched-at "$NATIVE_LAUNCHED_AT" \
             --timeout "$DRAIN_TIMEOUT") || die "native drain failed"
         eval "$out"
         ;;
     esac
+    dst_end=$(pgc_psql dst postgres -c "SELECT pg_current_wal_insert_lsn()")
+    pgc_psql dst postgres -c "SELECT pg_switch_wal()" >/dev/null # written out for pg_waldump
+    target_wal "${who^^}" "$dst_start" "$dst_end"
+    pgc_psql dst postgres -c "SELECT pg_drop_replication_slot('bench_keep_wal')" >/dev/null
 done
 
 # ---------------------------------------------------------------- 5. verify
@@ -229,12 +258,15 @@ echo "order        ${DRAINS[*]}"
 echo "tidemark     $TIDEMARK_ID"
 printf '%-12s %8.2f s  %7s txn/s   (watermark >= backlog end; data complete at %.2f s; CPU %.1f s)\n' \
     tidemark "$TM_SECONDS" "$TM_TPS" "$TM_DATA_SECONDS" "$TM_CPU_S"
-printf '%-12s %8.2f s  %7s txn/s   (target data = source; reported to the source at %s s)\n' \
-    native "$NATIVE_SECONDS" "$NAT_TPS" "$NATIVE_ACK_SECONDS"
+printf '%-12s %8.2f s  %7s txn/s   (target data = source; apply worker up at %.2f s; reported to the source at %s s)\n' \
+    native "$NATIVE_SECONDS" "$NAT_TPS" "$NATIVE_WORKER_SECONDS" "$NATIVE_ACK_SECONDS"
 echo "ratio        tidemark/native = $RATIO   (data-complete both sides: $RATIO_DATA)"
+printf 'CPU seconds  tidemark: daemon %.2f, source walsender %.2f, target backend(s) %.2f | native: source walsender %.2f, apply worker %.2f\n' \
+    "$TM_CPU_S" "$TM_WALSENDER_CPU_S" "$TM_TARGET_CPU_S" "$NATIVE_WALSENDER_CPU_S" "$NATIVE_TARGET_CPU_S"
+echo "target       commits: tidemark $TIDEMARK_COMMITS, native $NATIVE_COMMITS; WAL written: tidemark $TIDEMARK_WAL_MB MB, native $NATIVE_WAL_MB MB"
 echo "tidemark     peak RSS $RSS_MB MB (VmHWM), $TM_PROBLEMS error/warning log line(s)"
 echo "setup        initial copy: tidemark $(calc '%.1f' "$TM_INIT_SECONDS") s, native $(calc '%.1f' "$NATIVE_INIT_SECONDS") s (informational)"
-echo "RESULT scale=$SCALE txns=$BACKLOG_TXNS wal_mb=$WAL_MB order=$ORDER tidemark_s=$TM_SECONDS tidemark_data_s=$TM_DATA_SECONDS native_s=$NATIVE_SECONDS native_ack_s=$NATIVE_ACK_SECONDS tidemark_tps=$TM_TPS native_tps=$NAT_TPS ratio=$RATIO ratio_data=$RATIO_DATA tidemark_rss_mb=$RSS_MB tidemark_cpu_s=$TM_CPU_S init_tidemark_s=$TM_INIT_SECONDS init_native_s=$NATIVE_INIT_SECONDS"
+echo "RESULT scale=$SCALE txns=$BACKLOG_TXNS wal_mb=$WAL_MB order=$ORDER tidemark_s=$TM_SECONDS tidemark_data_s=$TM_DATA_SECONDS native_s=$NATIVE_SECONDS native_ack_s=$NATIVE_ACK_SECONDS tidemark_tps=$TM_TPS native_tps=$NAT_TPS ratio=$RATIO ratio_data=$RATIO_DATA tidemark_rss_mb=$RSS_MB tidemark_cpu_s=$TM_CPU_S init_tidemark_s=$TM_INIT_SECONDS init_native_s=$NATIVE_INIT_SECONDS tidemark_commits=$TIDEMARK_COMMITS native_commits=$NATIVE_COMMITS tidemark_target_wal_mb=$TIDEMARK_WAL_MB native_target_wal_mb=$NATIVE_WAL_MB tidemark_walsender_cpu_s=$TM_WALSENDER_CPU_S tidemark_target_cpu_s=$TM_TARGET_CPU_S native_walsender_cpu_s=$NATIVE_WALSENDER_CPU_S native_apply_cpu_s=$NATIVE_TARGET_CPU_S"
 if [ "$verify_ok" != 1 ]; then
     echo "FAIL: a target differs from the source (see the verify lines above)"
     exit 1

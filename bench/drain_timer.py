@@ -79,6 +79,26 @@ def proc_stats(pid):
     return out
 
 
+def cpu_of(pids):
+    """Summed CPU seconds of live processes (the servers' backends run as postgres; we may read
+    their /proc/PID/stat as root or as postgres)."""
+    total = 0.0
+    for pid in pids:
+        if pid:
+            c = proc_stats(pid)["cpu_s"]
+            if c < 0:
+                return -1.0
+            total += c
+    return total
+
+
+def server_cpu(src, dst, slot, dst_pids_query, params=()):
+    """CPU seconds of the source walsender serving `slot` and of the target processes applying."""
+    sender = one(src, "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    appliers = [r[0] for r in dst.execute(dst_pids_query, params).fetchall()]
+    return cpu_of([sender]), cpu_of(appliers)
+
+
 def tail(path, nbytes=6000):
     try:
         with open(path, "rb") as f:
@@ -104,6 +124,22 @@ def fail(msg):
 
 # --------------------------------------------------------------------------- tidemark
 
+def copy_done(dst, pipeline):
+    """The watermark once tidemark's initial copy has committed, else None.
+
+    Builds that keep per-table copy state (tidemark.sync_state) write the watermark row before
+    copying: there the copy is done when no table is still 'pending' or 'copying'."""
+    try:
+        wm = one(dst, "SELECT lsn::text FROM tidemark.watermark WHERE pipeline = %s", (pipeline,))
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        return None
+    if wm is not None and one(dst, "SELECT to_regclass('tidemark.sync_state') IS NOT NULL"):
+        if one(dst, "SELECT count(*) FROM tidemark.sync_state WHERE pipeline = %s"
+                    " AND state IN ('pending', 'copying')", (pipeline,)):
+            return None
+    return wm
+
+
 def cmd_tidemark(a):
     dst = connect(a.dst)
     src = connect(a.src)
@@ -115,7 +151,7 @@ def cmd_tidemark(a):
         f.write("%d\n" % proc.pid)
     target = None if a.lsn == "now" else a.lsn
     deadline = t0 + a.timeout
-    t_wm = t_data = None
+    t_wm = t_data = t_copy = None
     wm = None
     try:
         while target is None:
@@ -125,11 +161,9 @@ def cmd_tidemark(a):
             # before the daemon's first target Sync (see docs/BENCHMARKS.md, "tidemark problems").
             if proc.poll() is not None:
                 fail("tidemark exited with code %s during the initial copy\n%s" % (proc.returncode, tail(a.log)))
-            try:
-                wm = one(dst, "SELECT lsn::text FROM tidemark.watermark WHERE pipeline = %s", (a.pipeline,))
-            except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
-                wm = None
+            wm = copy_done(dst, a.pipeline)
             if wm is not None:
+                t_copy = time.monotonic() - t0
                 # (the function returns the record's end; pg_current_wal_lsn() may still be behind it)
                 target = one(src, "SELECT pg_logical_emit_message(false, 'tidemark-bench', 'copy done')::text")
                 break
@@ -153,6 +187,9 @@ def cmd_tidemark(a):
                     t_data = now - t0
             if row and row[1]:
                 t_wm = now - t0
+                walsender_cpu, target_cpu = server_cpu(
+                    src, dst, a.slot, "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
                 break
             if now > deadline:
                 fail("tidemark did not reach %s within %.0fs (watermark %s)\n%s"
@@ -175,6 +212,8 @@ def cmd_tidemark(a):
     if t_data is None:
         t_data = t_wm  # the watermark commits with the data: data is complete by then at the latest
     emit(tm_target_lsn=target, tm_watermark=wm, tm_seconds=t_wm, tm_data_seconds=t_data,
+         tm_copy_seconds=t_copy if t_copy is not None else "none",
+         tm_walsender_cpu_s=walsender_cpu, tm_target_cpu_s=target_cpu,
          tm_vmhwm_kb=stats["vmhwm_kb"], tm_vmrss_kb=stats["vmrss_kb"], tm_cpu_s=stats["cpu_s"])
 
 
@@ -203,7 +242,10 @@ def cmd_native_init(a):
     dst.execute(sql.SQL("CREATE SUBSCRIPTION {} CONNECTION {} PUBLICATION {} WITH (copy_data = true)").format(
         sql.Identifier(a.sub), sql.Literal(a.sub_conninfo), sql.Identifier(a.pub)))
     deadline = t0 + a.timeout
+    launched_at = None
     while True:
+        if launched_at is None and sub_worker_running(dst, a.sub):
+            launched_at = time.time()
         ready = one(dst, "SELECT count(*) FILTER (WHERE r.srsubstate = 'r') FROM pg_subscription_rel r"
                          " JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subname = %s", (a.sub,))
         if ready == ntables:
@@ -219,13 +261,22 @@ def cmd_native_init(a):
             fail("subscription %s: slot did not confirm %s within %.0fs" % (a.sub, target, a.timeout))
         time.sleep(0.1)
     disable_and_wait(dst, src, a.sub)
-    emit(native_init_seconds=t_sync)
+    emit(native_init_seconds=t_sync, native_launched_at=launched_at or time.time())
 
 
 def cmd_native(a):
     dst = connect(a.dst)
     src = connect(a.src)
     check = connect(a.dst, compare=True)
+    # The launcher starts a worker at most once per wal_retrieve_retry_interval (5 s by default)
+    # and, woken earlier than that after its last start, sleeps a full interval: ENABLE only once
+    # that interval has passed since it started the apply worker in native-init, so the drain is
+    # not charged a launcher back-off that a long-stopped subscription would not see.
+    retry_s = one(dst, "SELECT setting::float / 1000 FROM pg_settings WHERE name = 'wal_retrieve_retry_interval'")
+    if a.launched_at:
+        wait = a.launched_at + retry_s + 0.5 - time.time()
+        if wait > 0:
+            time.sleep(wait)
     t0 = time.monotonic()
     dst.execute(sql.SQL("ALTER SUBSCRIPTION {} ENABLE").format(sql.Identifier(a.sub)))
     deadline = t0 + a.timeout
@@ -237,6 +288,10 @@ def cmd_native(a):
             t_worker = now - t0
         n = one(dst, "SELECT count(*) FROM public.pgbench_history")
         if n == a.history_count:
+            # CPU first: the digest below keeps running for a while, the servers idle meanwhile.
+            walsender_cpu, target_cpu = server_cpu(
+                src, dst, a.sub, "SELECT pid FROM pg_stat_subscription WHERE subname = %s AND pid IS NOT NULL",
+                (a.sub,))
             # Applied in commit order, one local transaction per source transaction: the last
             # history row arriving means every transaction before it is applied.  Confirm on the
             # biggest table before accepting (this check is not part of the timed interval).
@@ -265,6 +320,7 @@ def cmd_native(a):
     disable_and_wait(dst, src, a.sub)
     emit(native_seconds=t_data, native_ack_seconds=t_ack if t_ack is not None else "none",
          native_worker_seconds=t_worker if t_worker is not None else t_data,
+         native_walsender_cpu_s=walsender_cpu, native_target_cpu_s=target_cpu,
          native_errors=errors)
 
 
@@ -304,6 +360,7 @@ def main():
     t.add_argument("--src", required=True)
     t.add_argument("--dst", required=True)
     t.add_argument("--pipeline", required=True)
+    t.add_argument("--slot", required=True)
     t.add_argument("--lsn", required=True, help="LSN to reach, or 'now'")
     t.add_argument("--history-count", type=int)
     t.add_argument("--timeout", type=float, default=600)
@@ -325,6 +382,7 @@ def main():
     n.add_argument("--sub", required=True)
     n.add_argument("--lsn", required=True)
     n.add_argument("--history-count", type=int, required=True)
+    n.add_argument("--launched-at", type=float, help="epoch seconds the launcher last started a worker")
     n.add_argument("--accounts-digest", help="COUNT:MD5 of the source's pgbench_accounts")
     n.add_argument("--timeout", type=float, default=600)
     n.add_argument("--ack-timeout", type=float, default=15)

@@ -60,6 +60,7 @@ typedef enum KeyType {
     KT_BOOL,
     KT_STRLIST,
     KT_OBJECT,
+    KT_STRMAP, /* free-form mapping of names to scalars, kept as strings */
 } KeyType;
 
 /* Semantic checks beyond the declarative fields; run after type checks. */
@@ -85,8 +86,9 @@ struct KeyDesc {
 
 static int check_readable_file(const Loader *ld, const Node *node, const char *path);
 static int check_tables(const Loader *ld, const Node *node, const char *path);
+static int check_topic_template(const Loader *ld, const Node *node, const char *path);
 
-static const char *const target_types[] = {"postgres", NULL};
+static const char *const target_types[] = {"postgres", "kafka", NULL};
 static const char *const log_levels[] = {"error", "warning", "notice", "info", "debug", NULL};
 static const char *const log_formats[] = {"auto", "text", "json", "journal", NULL};
 
@@ -110,12 +112,29 @@ static const KeyDesc target_keys[] = {
      .required_if_key = "type",
      .required_if_value = "postgres"},
     {.name = "password_file", .type = KT_STRING, .check = check_readable_file},
+    /* kafka */
+    {.name = "brokers", .type = KT_STRING, .required_if_key = "type", .required_if_value = "kafka"},
+    {.name = "topic_prefix", .type = KT_STRING, .def = "\"{pipeline}\""},
+    /* No default: "{...}" in a default would be expanded as a top-level key. */
+    {.name = "topic", .type = KT_STRING, .check = check_topic_template},
+    {.name = "tombstones", .type = KT_BOOL, .def = "true"},
+    {.name = "state_dir", .type = KT_STRING, .def = "\"/var/lib/tidemark/{pipeline}\""},
+    {.name = "properties", .type = KT_STRMAP, .def = "{}"},
     {.name = NULL},
 };
 
 static const KeyDesc apply_keys[] = {
     {.name = "batch_max_changes", .type = KT_INT, .def = "10000", .min = 1, .max = 10000000},
     {.name = "status_interval_ms", .type = KT_INT, .def = "10000", .min = 100, .max = 600000},
+    {.name = NULL},
+};
+
+static const char *const schema_modes[] = {"existing", "copy", NULL};
+
+static const KeyDesc copy_keys[] = {
+    /* 0: one job per core */
+    {.name = "jobs", .type = KT_INT, .def = "0", .min = 0, .max = 64},
+    {.name = "part_size_mb", .type = KT_INT, .def = "256", .min = 1, .max = 1048576},
     {.name = NULL},
 };
 
@@ -134,7 +153,9 @@ static const KeyDesc root_keys[] = {
                      "digits or underscores (it is part of slot names)"},
     {.name = "source", .type = KT_OBJECT, .required = true, .children = source_keys},
     {.name = "target", .type = KT_OBJECT, .required = true, .children = target_keys},
+    {.name = "schema", .type = KT_STRING, .def = "\"existing\"", .one_of = schema_modes},
     {.name = "apply", .type = KT_OBJECT, .children = apply_keys},
+    {.name = "copy", .type = KT_OBJECT, .children = copy_keys},
     {.name = "log", .type = KT_OBJECT, .children = log_keys},
     {.name = NULL},
 };
@@ -267,6 +288,7 @@ static const char *type_words(KeyType t)
     case KT_STRLIST:
         return "a list of strings";
     case KT_OBJECT:
+    case KT_STRMAP:
         return "a mapping";
     }
     return "?";
@@ -848,6 +870,23 @@ static int validate_value(Loader *ld, Node *n, const KeyDesc *row, const char *p
             return fail_at(ld, n->at, path, "expected %s, got %s", type_words(row->type), got);
         rc = validate_object(ld, n, row->children, path);
         break;
+    case KT_STRMAP:
+        if (!json_is_object(n->json))
+            return fail_at(ld, n->at, path, "expected %s, got %s", type_words(row->type), got);
+        for (size_t i = 0; i < n->nkids; i++) {
+            Node *el = n->kids[i];
+
+            if (!json_is_string(el->json) && !json_is_integer(el->json) &&
+                !json_is_boolean(el->json)) {
+                char *ep = node_path(el);
+
+                describe(el->json, got, sizeof(got));
+                rc = fail_at(ld, el->at, ep, "expected a string, number or boolean, got %s", got);
+                free(ep);
+                return rc;
+            }
+        }
+        break;
     }
     if (rc == 0 && row->check)
         rc = row->check(ld, n, path);
@@ -957,6 +996,27 @@ static int check_tables(const Loader *ld, const Node *node, const char *path)
     return rc;
 }
 
+/* A topic template may only use the placeholders the Kafka sink expands. */
+static int check_topic_template(const Loader *ld, const Node *node, const char *path)
+{
+    static const char *const known[] = {"{prefix}", "{schema}", "{table}", NULL};
+    const char *s = json_string_value(node->json);
+
+    if (!*s)
+        return fail_at(ld, node->at, path, "the topic template is empty");
+    for (const char *p = strchr(s, '{'); p; p = strchr(p + 1, '{')) {
+        const char *const *k = known;
+
+        while (*k && strncmp(p, *k, strlen(*k)) != 0)
+            k++;
+        if (!*k)
+            return fail_at(ld, node->at, path,
+                           "unknown placeholder at \"%.20s\" (use {prefix}, {schema}, {table})",
+                           p);
+    }
+    return 0;
+}
+
 /* ---- Config ------------------------------------------------------------ */
 
 static char *opt_str(const json_t *obj, const char *key)
@@ -964,6 +1024,38 @@ static char *opt_str(const json_t *obj, const char *key)
     const char *s = json_string_value(json_object_get(obj, key));
 
     return s ? xstrdup(s) : NULL;
+}
+
+/* Scalars of a KT_STRMAP as strings: YAML's 5 and true read as "5" and "true". */
+static char *scalar_str(const json_t *v)
+{
+    if (json_is_string(v))
+        return xstrdup(json_string_value(v));
+    if (json_is_integer(v))
+        return xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    return xstrdup(json_is_true(v) ? "true" : "false");
+}
+
+static void fill_kafka(Config *cfg, const json_t *tgt)
+{
+    const json_t *props = json_object_get(tgt, "properties");
+    const char *key;
+    const json_t *v;
+    size_t i = 0;
+
+    cfg->target.kafka.brokers = opt_str(tgt, "brokers");
+    cfg->target.kafka.topic_prefix = opt_str(tgt, "topic_prefix");
+    cfg->target.kafka.topic = opt_str(tgt, "topic");
+    cfg->target.kafka.tombstones = json_is_true(json_object_get(tgt, "tombstones"));
+    cfg->target.kafka.state_dir = opt_str(tgt, "state_dir");
+    cfg->target.kafka.nproperties = json_object_size(props);
+    cfg->target.kafka.prop_keys = xcalloc(cfg->target.kafka.nproperties + 1, sizeof(char *));
+    cfg->target.kafka.prop_values = xcalloc(cfg->target.kafka.nproperties + 1, sizeof(char *));
+    json_object_foreach((json_t *)props, key, v)
+    {
+        cfg->target.kafka.prop_keys[i] = xstrdup(key);
+        cfg->target.kafka.prop_values[i++] = scalar_str(v);
+    }
 }
 
 static void fill_endpoint(ConfigEndpoint *ep, const json_t *obj)
@@ -997,10 +1089,15 @@ static Config *config_from_tree(const char *name, json_t *tree)
     }
     cfg->target.type = opt_str(tgt, "type");
     fill_endpoint(&cfg->target.conn, tgt);
+    fill_kafka(cfg, tgt);
     cfg->apply.batch_max_changes =
         (long)json_integer_value(json_object_get(apply, "batch_max_changes"));
     cfg->apply.status_interval_ms =
         (long)json_integer_value(json_object_get(apply, "status_interval_ms"));
+    json_t *copy = json_object_get(tree, "copy");
+    cfg->copy.jobs = (long)json_integer_value(json_object_get(copy, "jobs"));
+    cfg->copy.part_size_mb = (long)json_integer_value(json_object_get(copy, "part_size_mb"));
+    cfg->schema_copy = strcmp(json_string_value(json_object_get(tree, "schema")), "copy") == 0;
     cfg->log.level = opt_str(log, "level");
     cfg->log.format = opt_str(log, "format");
     cfg->tree = tree;
@@ -1087,6 +1184,16 @@ void config_free(Config *cfg)
     free(cfg->target.type);
     free(cfg->target.conn.conninfo);
     free(cfg->target.conn.password_file);
+    free(cfg->target.kafka.brokers);
+    free(cfg->target.kafka.topic_prefix);
+    free(cfg->target.kafka.topic);
+    free(cfg->target.kafka.state_dir);
+    for (size_t i = 0; i < cfg->target.kafka.nproperties; i++) {
+        free(cfg->target.kafka.prop_keys[i]);
+        free(cfg->target.kafka.prop_values[i]);
+    }
+    free(cfg->target.kafka.prop_keys);
+    free(cfg->target.kafka.prop_values);
     free(cfg->log.level);
     free(cfg->log.format);
     json_decref(cfg->tree);

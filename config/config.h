@@ -34,13 +34,28 @@ typedef struct Config {
         TableName *tables;
     } source;
     struct {
-        char *type; /* "postgres" (more sinks come with their issues) */
+        char *type; /* "postgres" or "kafka" */
         ConfigEndpoint conn;
+        struct {
+            char *brokers;      /* bootstrap.servers */
+            char *topic_prefix; /* default: the pipeline name */
+            char *topic;        /* template; NULL: "{prefix}.{schema}.{table}" */
+            bool tombstones;    /* a null-value message after each delete */
+            char *state_dir;    /* the sink's state file lives here */
+            size_t nproperties; /* extra librdkafka settings */
+            char **prop_keys;
+            char **prop_values;
+        } kafka;
     } target;
     struct {
         long batch_max_changes;  /* close a target txn after this many changes */
         long status_interval_ms; /* standby status update interval */
     } apply;
+    struct {
+        long jobs;         /* parallel copy jobs; 0: number of cores */
+        long part_size_mb; /* tables larger than this are split into parts */
+    } copy;
+    bool schema_copy; /* schema: copy — create target tables from the source */
     struct {
         char *level;  /* error|warning|notice|info|debug */
         char *format; /* auto|text|json|journal */

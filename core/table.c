@@ -32,3 +32,14 @@ int tableset_find(const TableSet *set, const char *schema, const char *name)
             return (int)i;
     return -1;
 }
+
+void copyparts_free(CopyPart *parts, int n)
+{
+    if (!parts)
+        return;
+    for (int i = 0; i < n; i++) {
+        free(parts[i].leaf_schema);
+        free(parts[i].leaf_name);
+    }
+    free(parts);
+}

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/lsn.h"
+
 typedef struct TableColumn {
     char *name;
     uint32_t type_oid;
@@ -29,6 +31,31 @@ typedef struct TableDef {
     size_t ncols;
     TableColumn *cols;
 } TableDef;
+
+/*
+ * How a table's initial copy is split. Key-range parts can be redone one by
+ * one after a crash (a stream change maps to its part by key); parts of the
+ * other kinds share one snapshot, so an unfinished one makes the whole table
+ * start over.
+ */
+typedef enum PartKind {
+    PART_WHOLE = 0,
+    PART_KEY = 1,  /* single integer key column in [lo, hi) */
+    PART_CTID = 2, /* heap blocks [lo, hi) */
+    PART_LEAF = 3, /* one leaf partition of a partitioned table */
+} PartKind;
+
+typedef struct CopyPart {
+    int index;
+    PartKind kind;
+    int64_t lo, hi; /* INT64_MIN / INT64_MAX: open ends */
+    char *leaf_schema, *leaf_name;
+    bool synced;
+    Lsn sync_lsn;
+    long long rows;
+} CopyPart;
+
+void copyparts_free(CopyPart *parts, int n);
 
 typedef struct TableSet {
     size_t n;

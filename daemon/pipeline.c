@@ -7,6 +7,7 @@
  * socket is simply not read; the source keeps the WAL.
  */
 #include "daemon/pipeline.h"
+#include "daemon/pipeline_int.h"
 #include "connectors/pg/catalog.h"
 #include "connectors/pg/initsync.h"
 #include "connectors/pg/pgconn.h"
@@ -30,35 +31,9 @@
 #define BACKOFF_MIN_S      0.5
 #define BACKOFF_MAX_S      30.0
 
-typedef struct Pipeline {
-    Config *cfg;
-    struct ev_loop *loop;
-    ReplConn *repl;
-    Sink *sink;
-    TableSet tabs;
-    Lsn *sync_lsn; /* per table: stream changes committed before it are in the copy */
-    RelCache *rels;
-    Arena *arena;
-    char *encoding;
 
-    ev_io repl_r, repl_w, sink_r, sink_w;
-    ev_timer status_timer, reconnect_timer;
-    ev_signal sig_term, sig_int;
 
-    bool streaming; /* replication connection is in CopyBoth */
-    bool paused;    /* backpressure: not reading the replication socket */
-    bool in_txn;
-    bool skip_txn;
-    TxnInfo txn;
-    Lsn skip_before; /* transactions committed before this were applied already */
-    Lsn received;
-    Lsn reported;
-    double backoff;
-    int rc; /* result of pipeline_run */
-    unsigned long long n_changes, n_txns;
-} Pipeline;
-
-static void fail(Pipeline *p, int rc)
+void pipeline_fail(Pipeline *p, int rc)
 {
     if (p->rc == 0)
         p->rc = rc;
@@ -87,7 +62,7 @@ static void update_sink_watchers(Pipeline *p)
     int r = p->sink->ops->flush(p->sink);
 
     if (r < 0) {
-        fail(p, r);
+        pipeline_fail(p, r);
         return;
     }
     if (r == 1)
@@ -102,12 +77,30 @@ static bool over_limit(const Pipeline *p)
            p->sink->ops->inflight_bytes(p->sink) >= MAX_INFLIGHT_BYTES;
 }
 
+/*
+ * A change of a table that is not (or no longer) in source.tables: it was
+ * published when the change was made, before the table was removed from the
+ * configuration. Removing a table means "stop applying it": say so once.
+ */
+static int skip_foreign(Pipeline *p, RelEntry *rel)
+{
+    if (!rel->sink_state_free) {
+        log_write(LOG_LVL_WARNING, rel->display, p->txn.final_lsn,
+                  "not applying changes of a table that is not in source.tables");
+        rel->sink_state_free = free; /* marks "warned"; state stays NULL */
+    }
+    return FILTER_SKIP;
+}
+
 static int handle_row(Pipeline *p, const Change *c)
 {
     uint32_t relid = c->kind == CHG_INSERT   ? c->insert.relid
                      : c->kind == CHG_UPDATE ? c->update.relid
                                              : c->del.relid;
     RelEntry *rel = relcache_get(p->rels, relid);
+    const Change *as;
+    Change scratch;
+    int rc;
 
     if (!p->in_txn)
         return tm_fail(-EPROTO, "%s outside a transaction", pgoutput_kind_name(c->kind));
@@ -117,12 +110,16 @@ static int handle_row(Pipeline *p, const Change *c)
         return tm_fail(-EPROTO, "%s for relation %u before its Relation message",
                        pgoutput_kind_name(c->kind), relid);
     if (rel->table_idx < 0)
-        return tm_fail(-EPROTO, "%s for %s, which is not a table of this pipeline",
-                       pgoutput_kind_name(c->kind), rel->display);
-    if (p->txn.final_lsn < p->sync_lsn[rel->table_idx])
-        return 0; /* committed before the table's copy snapshot: in the copy */
+        return skip_foreign(p, rel) == FILTER_SKIP ? 0 : -EPROTO;
+    rc = pipeline_filter_row(p, rel->table_idx, rel, c, &as, &scratch);
+    if (rc == FILTER_SKIP) {
+        p->n_skipped_copy++; /* committed before its copy's snapshot: in the copy */
+        return 0;
+    }
+    if (rc != FILTER_APPLY)
+        return rc;
     p->n_changes++;
-    return p->sink->ops->apply(p->sink, rel, c, &p->txn);
+    return p->sink->ops->apply(p->sink, rel, as, &p->txn);
 }
 
 static int handle_truncate(Pipeline *p, const Change *c)
@@ -143,10 +140,14 @@ static int handle_truncate(Pipeline *p, const Change *c)
         if (!rel)
             return tm_fail(-EPROTO, "Truncate of relation %u before its Relation message",
                            c->truncate.relids[i]);
-        if (rel->table_idx < 0)
-            return tm_fail(-EPROTO, "Truncate of %s, which is not a table of this pipeline",
-                           rel->display);
-        if (p->txn.final_lsn >= p->sync_lsn[rel->table_idx])
+        if (rel->table_idx < 0) {
+            skip_foreign(p, rel);
+            continue;
+        }
+        rc = pipeline_filter_table(p, rel->table_idx);
+        if (rc < 0 || rc == FILTER_HOLD)
+            return rc;
+        if (rc == FILTER_APPLY)
             rels[n++] = rel;
     }
     rc = p->sink->ops->truncate(p->sink, rels, n, c->truncate.flags, &p->txn);
@@ -237,7 +238,7 @@ static int handle_frame(Pipeline *p, const WalFrame *f)
     arena_reset(p->arena);
     if (rc < 0)
         return tm_fail_ctx(rc, "at source LSN " LSN_FMT, LSN_ARGS(f->xlog.start));
-    return 0;
+    return rc; /* 0, or FILTER_HOLD: a table this change needs is still copying */
 }
 
 static void source_lost(Pipeline *p, int err);
@@ -255,7 +256,7 @@ static void pump_source(Pipeline *p)
     WalFrame f;
     int rc;
 
-    while (p->streaming && !p->paused) {
+    while (p->streaming && !p->paused && !p->held) {
         rc = repl_read(p->repl, &f);
         if (rc < 0) {
             source_lost(p, rc);
@@ -276,8 +277,18 @@ static void pump_source(Pipeline *p)
         }
         rc = handle_frame(p, &f);
         if (rc < 0) {
-            fail(p, rc);
+            pipeline_fail(p, rc);
             return;
+        }
+        if (rc == FILTER_HOLD) {
+            /* Keep the frame (its buffer lives until the next read) and stop
+             * reading: the source keeps the WAL until the copy commits. */
+            p->held = true;
+            p->held_frame = f;
+            ev_io_stop(p->loop, &p->repl_r);
+            log_write(LOG_LVL_INFO, p->tabs.t[p->held_table].display, p->txn.final_lsn,
+                      "stream waits for the initial copy of this table");
+            break;
         }
         if (over_limit(p)) {
             p->paused = true;
@@ -289,11 +300,33 @@ static void pump_source(Pipeline *p)
     if (p->streaming && !p->in_txn) {
         rc = p->sink->ops->close_batch(p->sink);
         if (rc < 0) {
-            fail(p, rc);
+            pipeline_fail(p, rc);
             return;
         }
     }
     update_sink_watchers(p);
+}
+
+void pipeline_release_hold(Pipeline *p)
+{
+    int rc;
+
+    p->held = false;
+    rc = handle_frame(p, &p->held_frame);
+    if (rc < 0) {
+        pipeline_fail(p, rc);
+        return;
+    }
+    if (rc == FILTER_HOLD) {
+        p->held = true;
+        return;
+    }
+    log_write(LOG_LVL_INFO, p->tabs.t[p->held_table].display, LSN_INVALID,
+              "initial copy committed: stream continues");
+    if (p->streaming && !p->paused) {
+        ev_io_start(p->loop, &p->repl_r);
+        pump_source(p);
+    }
 }
 
 static void on_repl_readable(struct ev_loop *loop, ev_io *w, int revents)
@@ -326,7 +359,7 @@ static void on_sink_readable(struct ev_loop *loop, ev_io *w, int revents)
     int rc = p->sink->ops->process(p->sink);
 
     if (rc < 0) {
-        fail(p, rc);
+        pipeline_fail(p, rc);
         return;
     }
     if (p->sink->ops->durable(p->sink) > before) {
@@ -408,6 +441,7 @@ static void source_lost(Pipeline *p, int err)
     ev_io_stop(p->loop, &p->repl_w);
     p->streaming = false;
     p->in_txn = false;
+    p->held = false; /* the held frame's buffer goes with the connection */
     repl_disconnect(p->repl);
     /* The open batch may hold a partial transaction: roll it back; the slot
      * resends everything after the durable LSN. */
@@ -415,7 +449,7 @@ static void source_lost(Pipeline *p, int err)
     if (rc == 0)
         rc = p->sink->ops->drain(p->sink);
     if (rc < 0) {
-        fail(p, rc);
+        pipeline_fail(p, rc);
         return;
     }
     ev_timer_set(&p->reconnect_timer, p->backoff, 0);
@@ -447,200 +481,6 @@ static int shutdown_drain(Pipeline *p)
     return rc;
 }
 
-/*
- * A slot stays "active" for a moment after its previous consumer died (the
- * walsender notices the closed socket on its next read), e.g. right after a
- * kill -9 and restart: wait for it with a deadline rather than fail.
- */
-static int lookup_idle_slot(Pipeline *p, PGconn *src, bool *exists, Lsn *confirmed)
-{
-    bool active = false;
-    int rc;
-
-    for (int tries = 0; tries < 150; tries++) {
-        rc = repl_slot_lookup(src, p->cfg->source.slot, exists, &active, confirmed);
-        if (rc < 0 || !*exists || !active)
-            return rc;
-        if (tries == 0)
-            log_info("slot %s is still held by a previous session; waiting up to 30 s",
-                     p->cfg->source.slot);
-        poll(NULL, 0, 200);
-    }
-    return tm_fail(-EBUSY, "slot %s is in use by another process", p->cfg->source.slot);
-}
-
-static int check_tables(Pipeline *p, bool require_empty)
-{
-    for (size_t i = 0; i < p->tabs.n; i++) {
-        int rc = p->sink->ops->check_table(p->sink, &p->tabs.t[i], require_empty);
-
-        if (rc < 0)
-            return rc;
-    }
-    return 0;
-}
-
-/* Copies tables[0..n) in a snapshot of their own (a temporary slot's). */
-static int copy_pending(Pipeline *p, PGconn *src, TableDef **tables, size_t n)
-{
-    ReplConn *tmp = repl_new(p->cfg);
-    char name[64];
-    char *snapshot = NULL;
-    Lsn lsn;
-    int rc;
-
-    snprintf(name, sizeof(name), "tm_sync_%d_%.40s", (int)getpid(), p->cfg->pipeline);
-    rc = repl_connect(tmp);
-    if (rc == 0)
-        rc = repl_create_slot(tmp, name, true, &lsn, &snapshot);
-    if (rc == 0) {
-        log_write(LOG_LVL_INFO, NULL, lsn, "copying %zu table(s) whose initial copy is not done",
-                  n);
-        rc = initsync_copy(src, p->sink, tables, n, snapshot, lsn);
-    }
-    free(snapshot);
-    repl_free(tmp); /* drops the temporary slot */
-    return rc;
-}
-
-/* First start: publication, fresh slot, initial copy in its snapshot. */
-static int first_start(Pipeline *p, PGconn *src, Lsn *start)
-{
-    bool exists;
-    Lsn confirmed, consistent;
-    char *snapshot = NULL;
-    TableDef **all = NULL;
-    int rc;
-
-    rc = check_tables(p, true);
-    if (rc == 0)
-        rc = catalog_sync_publication(src, p->cfg->source.publication, &p->tabs, true);
-    if (rc == 0)
-        rc = lookup_idle_slot(p, src, &exists, &confirmed);
-    if (rc < 0)
-        return rc;
-    if (exists) {
-        /* Left by a first start that never recorded its position. */
-        log_warn("slot %s exists but the target has no watermark for pipeline %s: dropping it"
-                 " and starting the initial load again",
-                 p->cfg->source.slot, p->cfg->pipeline);
-        rc = repl_drop_slot(src, p->cfg->source.slot);
-        if (rc < 0)
-            return rc;
-    }
-    rc = repl_connect(p->repl);
-    if (rc == 0)
-        rc = repl_create_slot(p->repl, p->cfg->source.slot, false, &consistent, &snapshot);
-    if (rc == 0)
-        rc = p->sink->ops->init_position(p->sink, consistent, &p->tabs);
-    if (rc == 0) {
-        log_write(LOG_LVL_INFO, NULL, consistent, "created slot %s; copying %zu table(s)",
-                  p->cfg->source.slot, p->tabs.n);
-        all = xcalloc(p->tabs.n, sizeof(*all));
-        for (size_t i = 0; i < p->tabs.n; i++)
-            all[i] = &p->tabs.t[i];
-        rc = initsync_copy(src, p->sink, all, p->tabs.n, snapshot, consistent);
-        free(all);
-    }
-    free(snapshot);
-    repl_disconnect(p->repl); /* releases the exported snapshot */
-    *start = consistent;
-    return rc;
-}
-
-static int resume_start(Pipeline *p, PGconn *src, Lsn *wm)
-{
-    bool exists;
-    Lsn confirmed;
-    int rc = check_tables(p, false);
-
-    if (rc == 0)
-        rc = catalog_sync_publication(src, p->cfg->source.publication, &p->tabs, false);
-    if (rc == 0)
-        rc = lookup_idle_slot(p, src, &exists, &confirmed);
-    if (rc < 0)
-        return rc;
-    if (!exists)
-        return tm_fail(-ENOENT,
-                       "slot %s is missing on the source but the pipeline has already started"
-                       " (watermark " LSN_FMT "): changes since then cannot be streamed"
-                       " without loss. Start the pipeline over (empty the target tables and"
-                       " delete its rows from tidemark.watermark and tidemark.sync_state)",
-                       p->cfg->source.slot, LSN_ARGS(*wm));
-    if (*wm == LSN_INVALID)
-        *wm = confirmed; /* the sink keeps no position of its own: the slot is it */
-    else if (confirmed > *wm)
-        return tm_fail(-EINVAL,
-                       "slot %s has confirmed " LSN_FMT " beyond the target's watermark " LSN_FMT
-                       ": the changes between them are lost to this target",
-                       p->cfg->source.slot, LSN_ARGS(confirmed), LSN_ARGS(*wm));
-    log_write(LOG_LVL_INFO, NULL, *wm, "resuming pipeline %s", p->cfg->pipeline);
-    return 0;
-}
-
-/* Tables whose copy is not committed are copied again, in a new snapshot. */
-static int finish_copies(Pipeline *p, PGconn *src)
-{
-    TableDef **pending = xcalloc(p->tabs.n + 1, sizeof(*pending));
-    size_t npending = 0;
-    int rc = 0;
-
-    for (size_t i = 0; i < p->tabs.n && rc == 0; i++) {
-        bool synced;
-
-        rc = p->sink->ops->table_state(p->sink, &p->tabs.t[i], &synced, &p->sync_lsn[i]);
-        if (rc == 0 && !synced) {
-            rc = p->sink->ops->check_table(p->sink, &p->tabs.t[i], true);
-            pending[npending++] = &p->tabs.t[i];
-        }
-    }
-    if (rc == 0 && npending)
-        rc = copy_pending(p, src, pending, npending);
-    for (size_t i = 0; i < npending && rc == 0; i++) {
-        bool synced;
-        size_t idx = (size_t)(pending[i] - p->tabs.t);
-
-        rc = p->sink->ops->table_state(p->sink, pending[i], &synced, &p->sync_lsn[idx]);
-        if (rc == 0 && !synced)
-            rc = tm_fail(-EIO, "initial copy of %s did not record its sync state",
-                         pending[i]->display);
-    }
-    free(pending);
-    return rc;
-}
-
-static int setup(Pipeline *p)
-{
-    PGconn *src = NULL;
-    bool found;
-    Lsn wm;
-    int rc;
-
-    rc = pgconn_open(&p->cfg->source.conn, PGCONN_NORMAL, "source", &src);
-    if (rc < 0)
-        return rc;
-    p->encoding = xstrdup(PQparameterStatus(src, "server_encoding"));
-    rc = PQsetClientEncoding(src, p->encoding) == 0 ? 0 : tm_fail(-EIO, "source: encoding");
-    if (rc == 0)
-        rc = p->sink->ops->connect(p->sink, p->encoding);
-    if (rc == 0)
-        rc = p->sink->ops->read_position(p->sink, &found, &wm);
-    if (rc == 0)
-        rc = catalog_resolve(src, p->cfg, &p->tabs);
-    if (rc == 0)
-        rc = catalog_check_identity(&p->tabs);
-    if (rc == 0) {
-        p->sync_lsn = xcalloc(p->tabs.n, sizeof(Lsn));
-        rc = found ? resume_start(p, src, &wm) : first_start(p, src, &wm);
-    }
-    if (rc == 0)
-        rc = finish_copies(p, src);
-    if (rc == 0)
-        rc = p->sink->ops->start(p->sink, wm);
-    PQfinish(src);
-    return rc;
-}
-
 int pipeline_run(Config *cfg)
 {
     Pipeline p = {0};
@@ -663,7 +503,10 @@ int pipeline_run(Config *cfg)
     ev_signal_start(p.loop, &p.sig_int);
     signal(SIGPIPE, SIG_IGN);
 
-    rc = setup(&p);
+    Lsn start;
+    rc = pipeline_setup(&p, &start);
+    if (rc == 0)
+        rc = p.sink->ops->start(p.sink, start);
     if (rc < 0)
         goto out;
 
@@ -680,20 +523,24 @@ int pipeline_run(Config *cfg)
     ev_timer_start(p.loop, &p.status_timer);
 
     rc = start_stream(&p);
+    if (rc == 0)
+        rc = pipeline_copy_start(&p);
     if (rc < 0)
         goto out;
     update_sink_watchers(&p);
     ev_run(p.loop, 0);
+    /* Copies first: their uncommitted parts roll back and stay pending. */
+    pipeline_copy_stop(&p);
     rc = p.rc;
     if (rc == 0)
         rc = shutdown_drain(&p);
 out:
+    pipeline_copy_free(&p);
     ev_signal_stop(p.loop, &p.sig_term);
     ev_signal_stop(p.loop, &p.sig_int);
     repl_free(p.repl);
     sink_free(p.sink);
     tableset_release(&p.tabs);
-    free(p.sync_lsn);
     relcache_free(p.rels);
     arena_free(p.arena);
     free(p.encoding);

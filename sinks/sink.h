@@ -11,6 +11,9 @@
  *    sessions are independent so parallel copy workers may each open one.
  *
  * Every function returns 0 or a negative errno-style code with tm_error() set.
+ * The copy functions, table_state, check_table and the parts functions are
+ * called from table-sync worker threads, concurrently with the stream
+ * functions on the main thread: they must not share the stream's session.
  */
 #ifndef TM_SINK_H
 #define TM_SINK_H
@@ -76,6 +79,21 @@ typedef struct SinkOps {
     int (*copy_rows)(SinkCopy *c, const char *data, size_t len);
     int (*copy_finish)(SinkCopy *c, bool commit);
     void (*copy_free)(SinkCopy *c);
+
+    /*
+     * Optional: split copies. parts_load returns the stored plan (*n 0: none).
+     * parts_plan replaces it with parts, all pending, and with reset also
+     * empties t on the target (parts that share a snapshot start over
+     * together). copy_open_part is copy_open for one part: finishing with
+     * commit marks that part synced at sync_lsn. Sinks without these copy
+     * every table whole.
+     */
+    int (*parts_load)(Sink *s, const TableDef *t, CopyPart **parts, int *n);
+    int (*parts_plan)(Sink *s, const TableDef *t, const CopyPart *parts, int n, bool reset);
+    int (*copy_open_part)(Sink *s, const TableDef *t, const CopyPart *part, Lsn sync_lsn,
+                          SinkCopy **out);
+    /* Optional: drops the copy state of tables no longer in keep. */
+    int (*forget_tables)(Sink *s, const TableSet *keep);
 } SinkOps;
 
 struct Sink {

@@ -109,8 +109,8 @@ int repl_drop_slot(PGconn *sql, const char *slot)
 int repl_create_slot(ReplConn *rc, const char *name, bool temporary, Lsn *consistent,
                      char **snapshot)
 {
-    char *sql = xasprintf("CREATE_REPLICATION_SLOT \"%s\"%s LOGICAL pgoutput (SNAPSHOT 'export')",
-                          name, temporary ? " TEMPORARY" : "");
+    char *sql = xasprintf("CREATE_REPLICATION_SLOT \"%s\"%s LOGICAL pgoutput (SNAPSHOT '%s')",
+                          name, temporary ? " TEMPORARY" : "", snapshot ? "export" : "nothing");
     PGresult *res = PQexec(rc->conn, sql);
     int err = 0;
 
@@ -122,7 +122,8 @@ int repl_create_slot(ReplConn *rc, const char *name, bool temporary, Lsn *consis
     err = lsn_parse(PQgetvalue(res, 0, 1), consistent);
     if (err < 0)
         goto out;
-    *snapshot = xstrdup(PQgetvalue(res, 0, 2));
+    if (snapshot)
+        *snapshot = xstrdup(PQgetvalue(res, 0, 2));
 out:
     PQclear(res);
     return err;

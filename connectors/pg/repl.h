@@ -34,7 +34,8 @@ int repl_drop_slot(PGconn *sql, const char *slot);
  * exactly the state at *consistent: a transaction is in the snapshot iff its
  * commit LSN is below it. The snapshot stays valid until the next command on
  * this connection; *snapshot is malloc'd. A temporary slot vanishes with the
- * connection (used only for its snapshot).
+ * connection (used only for its snapshot). With snapshot NULL nothing is
+ * exported.
  */
 int repl_create_slot(ReplConn *rc, const char *name, bool temporary, Lsn *consistent,
                      char **snapshot);

@@ -9,12 +9,14 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 typedef struct PgCopy {
     PgSink *sink;
     const TableDef *t;
+    int part;
     PGconn *conn;
     Lsn sync_lsn;
     long long rows;
@@ -34,6 +36,11 @@ static const char *const STATE_SQL =
     " table_name text NOT NULL,"
     " part int NOT NULL DEFAULT 0,"
     " state text NOT NULL CHECK (state IN ('pending', 'copying', 'synced', 'ready')),"
+    " part_kind text CHECK (part_kind IN ('whole', 'key', 'ctid', 'leaf')),"
+    " lo bigint,"
+    " hi bigint,"
+    " leaf_schema text,"
+    " leaf_name text,"
     " sync_lsn pg_lsn,"
     " rows bigint,"
     " updated_at timestamptz NOT NULL DEFAULT now(),"
@@ -164,12 +171,11 @@ static int pgsink_init_position(Sink *base, Lsn lsn, const TableSet *tabs)
     return tm_fail_ctx(rc, "target: recording the pipeline's start position");
 }
 
-static int pgsink_table_state(Sink *base, const TableDef *t, bool *synced, Lsn *sync_lsn)
+static int table_state_on(PgSink *s, PGconn *conn, const TableDef *t, bool *synced, Lsn *sync_lsn)
 {
-    PgSink *s = pgsink_of(base);
     const char *params[3] = {s->cfg->pipeline, t->schema, t->name};
     PGresult *res;
-    int rc = pgconn_query(s->conn,
+    int rc = pgconn_query(conn,
                           "SELECT bool_and(state IN ('synced', 'ready')), max(sync_lsn)::text"
                           " FROM tidemark.sync_state WHERE pipeline = $1 AND schema_name = $2"
                           " AND table_name = $3",
@@ -185,13 +191,25 @@ static int pgsink_table_state(Sink *base, const TableDef *t, bool *synced, Lsn *
     return rc;
 }
 
-static int pgsink_check_table(Sink *base, const TableDef *t, bool require_empty)
+static int pgsink_table_state(Sink *base, const TableDef *t, bool *synced, Lsn *sync_lsn)
 {
     PgSink *s = pgsink_of(base);
-    char *q = pgconn_qualified(s->conn, t->schema, t->name);
+    PGconn *conn = NULL;
+    int rc = pgsink_open_session(s, &conn);
+
+    if (rc == 0)
+        rc = table_state_on(s, conn, t, synced, sync_lsn);
+    if (conn)
+        PQfinish(conn);
+    return rc;
+}
+
+static int check_table_on(PgSink *s, PGconn *conn, const TableDef *t, bool require_empty)
+{
+    char *q = pgconn_qualified(conn, t->schema, t->name);
     const char *params[1] = {q};
     PGresult *res;
-    int rc = pgconn_query(s->conn, "SELECT to_regclass($1) IS NOT NULL", 1, params, &res);
+    int rc = pgconn_query(conn, "SELECT to_regclass($1) IS NOT NULL", 1, params, &res);
 
     if (rc < 0)
         goto out;
@@ -207,7 +225,7 @@ static int pgsink_check_table(Sink *base, const TableDef *t, bool require_empty)
     if (require_empty) {
         char *sql = xasprintf("SELECT EXISTS (SELECT 1 FROM %s)", q);
 
-        rc = pgconn_query(s->conn, sql, 0, NULL, &res);
+        rc = pgconn_query(conn, sql, 0, NULL, &res);
         free(sql);
         if (rc < 0)
             goto out;
@@ -225,6 +243,151 @@ out:
     return rc;
 }
 
+static int pgsink_check_table(Sink *base, const TableDef *t, bool require_empty)
+{
+    PgSink *s = pgsink_of(base);
+    PGconn *conn = NULL;
+    int rc = pgsink_open_session(s, &conn);
+
+    if (rc == 0)
+        rc = check_table_on(s, conn, t, require_empty);
+    if (conn)
+        PQfinish(conn);
+    return rc;
+}
+
+static const char *const part_kinds[] = {"whole", "key", "ctid", "leaf"};
+
+static PartKind part_kind_parse(const char *s)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, part_kinds[i]) == 0)
+            return (PartKind)i;
+    return PART_WHOLE;
+}
+
+static int parts_load_on(PgSink *s, PGconn *conn, const TableDef *t, CopyPart **parts, int *n)
+{
+    const char *params[3] = {s->cfg->pipeline, t->schema, t->name};
+    PGresult *res;
+    int rc = pgconn_query(conn,
+                          "SELECT part, part_kind, lo, hi, leaf_schema, leaf_name,"
+                          " state IN ('synced', 'ready'), sync_lsn::text, rows"
+                          " FROM tidemark.sync_state WHERE pipeline = $1 AND schema_name = $2"
+                          " AND table_name = $3 AND part_kind IS NOT NULL ORDER BY part",
+                          3, params, &res);
+
+    *parts = NULL;
+    *n = 0;
+    if (rc < 0)
+        return tm_fail_ctx(rc, "target: reading the copy plan of %s", t->display);
+    *n = PQntuples(res);
+    *parts = xcalloc((size_t)*n + 1, sizeof(CopyPart));
+    for (int i = 0; i < *n && rc == 0; i++) {
+        CopyPart *p = &(*parts)[i];
+
+        p->index = atoi(PQgetvalue(res, i, 0));
+        p->kind = part_kind_parse(PQgetvalue(res, i, 1));
+        p->lo = PQgetisnull(res, i, 2) ? INT64_MIN : strtoll(PQgetvalue(res, i, 2), NULL, 10);
+        p->hi = PQgetisnull(res, i, 3) ? INT64_MAX : strtoll(PQgetvalue(res, i, 3), NULL, 10);
+        if (!PQgetisnull(res, i, 4))
+            p->leaf_schema = xstrdup(PQgetvalue(res, i, 4));
+        if (!PQgetisnull(res, i, 5))
+            p->leaf_name = xstrdup(PQgetvalue(res, i, 5));
+        p->synced = PQgetvalue(res, i, 6)[0] == 't';
+        if (p->synced && !PQgetisnull(res, i, 7))
+            rc = lsn_parse(PQgetvalue(res, i, 7), &p->sync_lsn);
+        p->rows = PQgetisnull(res, i, 8) ? 0 : strtoll(PQgetvalue(res, i, 8), NULL, 10);
+        if (p->index != i)
+            rc = tm_fail(-EINVAL, "target: tidemark.sync_state for %s has a gap at part %d",
+                         t->display, i);
+    }
+    PQclear(res);
+    if (rc < 0) {
+        copyparts_free(*parts, *n);
+        *parts = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+static int pgsink_parts_load(Sink *base, const TableDef *t, CopyPart **parts, int *n)
+{
+    PgSink *s = pgsink_of(base);
+    PGconn *conn = NULL;
+    int rc = pgsink_open_session(s, &conn);
+
+    if (rc == 0)
+        rc = parts_load_on(s, conn, t, parts, n);
+    if (conn)
+        PQfinish(conn);
+    return rc;
+}
+
+static int parts_plan_on(PgSink *s, PGconn *conn, const TableDef *t, const CopyPart *parts, int n,
+                         bool reset)
+{
+    const char *params[3] = {s->cfg->pipeline, t->schema, t->name};
+    int rc = pgconn_exec(conn, "BEGIN");
+
+    if (rc == 0)
+        rc = pgconn_query(conn,
+                          "DELETE FROM tidemark.sync_state WHERE pipeline = $1 AND"
+                          " schema_name = $2 AND table_name = $3",
+                          3, params, NULL);
+    for (int i = 0; i < n && rc == 0; i++) {
+        char idx[16], lo[24], hi[24];
+        const CopyPart *p = &parts[i];
+        const char *pp[9] = {s->cfg->pipeline,
+                             t->schema,
+                             t->name,
+                             idx,
+                             part_kinds[p->kind],
+                             p->lo == INT64_MIN ? NULL : lo,
+                             p->hi == INT64_MAX ? NULL : hi,
+                             p->leaf_schema,
+                             p->leaf_name};
+
+        snprintf(idx, sizeof(idx), "%d", i);
+        snprintf(lo, sizeof(lo), "%lld", (long long)p->lo);
+        snprintf(hi, sizeof(hi), "%lld", (long long)p->hi);
+        rc = pgconn_query(conn,
+                          "INSERT INTO tidemark.sync_state (pipeline, schema_name, table_name,"
+                          " part, part_kind, lo, hi, leaf_schema, leaf_name, state)"
+                          " VALUES ($1, $2, $3, $4::int, $5, $6::bigint, $7::bigint, $8, $9,"
+                          " 'pending')",
+                          9, pp, NULL);
+    }
+    if (rc == 0 && reset) {
+        /* Parts sharing one snapshot start over together: drop what the
+         * finished ones loaded. */
+        char *q = pgconn_qualified(conn, t->schema, t->name);
+        char *sql = xasprintf("TRUNCATE %s", q);
+
+        rc = pgconn_exec(conn, sql);
+        free(q);
+        free(sql);
+    }
+    if (rc == 0)
+        return pgconn_exec(conn, "COMMIT");
+    PQclear(PQexec(conn, "ROLLBACK"));
+    return tm_fail_ctx(rc, "target: recording the copy plan of %s", t->display);
+}
+
+static int pgsink_parts_plan(Sink *base, const TableDef *t, const CopyPart *parts, int n,
+                             bool reset)
+{
+    PgSink *s = pgsink_of(base);
+    PGconn *conn = NULL;
+    int rc = pgsink_open_session(s, &conn);
+
+    if (rc == 0)
+        rc = parts_plan_on(s, conn, t, parts, n, reset);
+    if (conn)
+        PQfinish(conn);
+    return rc;
+}
+
 static int copy_exec(PGconn *conn, const char *sql, ExecStatusType want, const char *what)
 {
     PGresult *res = PQexec(conn, sql);
@@ -236,7 +399,8 @@ static int copy_exec(PGconn *conn, const char *sql, ExecStatusType want, const c
     return rc;
 }
 
-static int pgsink_copy_open(Sink *base, const TableDef *t, Lsn sync_lsn, SinkCopy **out)
+static int pgsink_copy_open_part(Sink *base, const TableDef *t, const CopyPart *part, Lsn sync_lsn,
+                                 SinkCopy **out)
 {
     PgSink *s = pgsink_of(base);
     PgCopy *c = xcalloc(1, sizeof(*c));
@@ -245,6 +409,7 @@ static int pgsink_copy_open(Sink *base, const TableDef *t, Lsn sync_lsn, SinkCop
 
     c->sink = s;
     c->t = t;
+    c->part = part ? part->index : 0;
     c->sync_lsn = sync_lsn;
     rc = pgsink_open_session(s, &c->conn);
     if (rc < 0)
@@ -273,6 +438,11 @@ fail:
         PQfinish(c->conn);
     free(c);
     return tm_fail_ctx(rc, "initial copy of %s", t->display);
+}
+
+static int pgsink_copy_open(Sink *base, const TableDef *t, Lsn sync_lsn, SinkCopy **out)
+{
+    return pgsink_copy_open_part(base, t, NULL, sync_lsn, out);
 }
 
 static int pgsink_copy_rows(SinkCopy *sc, const char *data, size_t len)
@@ -306,23 +476,28 @@ static int finish_copy_in(PgCopy *c, bool commit)
 static int pgsink_copy_finish(SinkCopy *sc, bool commit)
 {
     PgCopy *c = (PgCopy *)sc;
-    char lsnbuf[24], rowsbuf[24];
-    const char *params[5] = {c->sink->cfg->pipeline, c->t->schema, c->t->name,
-                             lsn_format(c->sync_lsn, lsnbuf, sizeof(lsnbuf)), rowsbuf};
+    char lsnbuf[24], rowsbuf[24], partbuf[16];
+    const char *params[6] = {c->sink->cfg->pipeline,
+                             c->t->schema,
+                             c->t->name,
+                             lsn_format(c->sync_lsn, lsnbuf, sizeof(lsnbuf)),
+                             rowsbuf,
+                             partbuf};
     int rc = 0;
 
     snprintf(rowsbuf, sizeof(rowsbuf), "%lld", c->rows);
+    snprintf(partbuf, sizeof(partbuf), "%d", c->part);
     if (c->in_copy)
         rc = finish_copy_in(c, commit);
     if (rc == 0 && commit)
         rc = pgconn_query(c->conn,
                           "INSERT INTO tidemark.sync_state AS s (pipeline, schema_name,"
-                          " table_name, state, sync_lsn, rows, updated_at)"
-                          " VALUES ($1, $2, $3, 'synced', $4::pg_lsn, $5::bigint, now())"
+                          " table_name, part, state, sync_lsn, rows, updated_at)"
+                          " VALUES ($1, $2, $3, $6::int, 'synced', $4::pg_lsn, $5::bigint, now())"
                           " ON CONFLICT (pipeline, schema_name, table_name, part) DO UPDATE"
                           " SET state = 'synced', sync_lsn = excluded.sync_lsn,"
                           " rows = excluded.rows, updated_at = excluded.updated_at",
-                          5, params, NULL);
+                          6, params, NULL);
     if (rc == 0 && commit)
         rc = pgconn_exec(c->conn, "COMMIT");
     if (rc < 0 || !commit)
@@ -370,6 +545,35 @@ static size_t pgsink_batch_changes(const Sink *base)
     return ((const PgSink *)base)->batch_changes;
 }
 
+static int pgsink_forget_tables(Sink *base, const TableSet *keep)
+{
+    PgSink *s = pgsink_of(base);
+    const char *params[1] = {s->cfg->pipeline};
+    PGresult *res;
+    int rc = pgconn_query(s->conn,
+                          "SELECT DISTINCT schema_name, table_name FROM tidemark.sync_state"
+                          " WHERE pipeline = $1",
+                          1, params, &res);
+
+    for (int i = 0; rc == 0 && i < PQntuples(res); i++) {
+        const char *del[3] = {s->cfg->pipeline, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1)};
+
+        if (tableset_find(keep, del[1], del[2]) >= 0)
+            continue;
+        log_write(LOG_LVL_INFO, NULL, LSN_INVALID,
+                  "table %s.%s left source.tables: no longer applied; its copy state is"
+                  " dropped (adding it back copies it again)",
+                  del[1], del[2]);
+        rc = pgconn_query(s->conn,
+                          "DELETE FROM tidemark.sync_state WHERE pipeline = $1 AND"
+                          " schema_name = $2 AND table_name = $3",
+                          3, del, NULL);
+    }
+    if (rc == 0)
+        PQclear(res);
+    return rc;
+}
+
 static const SinkOps pgsink_ops = {
     .name = "postgres",
     .free = pgsink_free,
@@ -398,6 +602,10 @@ static const SinkOps pgsink_ops = {
     .copy_rows = pgsink_copy_rows,
     .copy_finish = pgsink_copy_finish,
     .copy_free = pgsink_copy_free,
+    .parts_load = pgsink_parts_load,
+    .parts_plan = pgsink_parts_plan,
+    .copy_open_part = pgsink_copy_open_part,
+    .forget_tables = pgsink_forget_tables,
 };
 
 Sink *pgsink_new(const Config *cfg)

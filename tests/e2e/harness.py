@@ -260,8 +260,19 @@ def lsn_ge(conninfo, a, b):
     return execute(conninfo, "SELECT %s::pg_lsn >= %s::pg_lsn", (a, b))[0][0]
 
 
+def copies_done(dst_conninfo, pipeline):
+    """True when no table of the pipeline has an initial copy still to commit."""
+    with psycopg.connect(dst_conninfo, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FILTER (WHERE state NOT IN ('synced', 'ready'))"
+                           " FROM tidemark.sync_state WHERE pipeline = %s", (pipeline,)).fetchone()
+    return row[0] == 0
+
+
 def wait_caught_up(src_conninfo, dst_conninfo, pipeline, timeout=60.0, alive=None):
-    """Wait until the target watermark >= the source WAL position taken now.
+    """Wait until the target watermark >= the source WAL position taken now
+    and every table's initial copy has committed (tidemark.sync_state): the
+    copies run beside the stream, so the watermark alone does not cover a
+    table whose copy is still running.
 
     alive, if given, is called on each poll and should raise if the daemon died
     (so a crash fails fast with its log instead of timing out)."""
@@ -273,7 +284,8 @@ def wait_caught_up(src_conninfo, dst_conninfo, pipeline, timeout=60.0, alive=Non
             alive()
         wm = watermark(dst_conninfo, pipeline)
         last[0] = wm
-        return wm is not None and lsn_ge(dst_conninfo, wm, target)
+        return (wm is not None and lsn_ge(dst_conninfo, wm, target)
+                and copies_done(dst_conninfo, pipeline))
 
     try:
         wait_for(caught_up, timeout, "pipeline %s to reach source LSN %s" % (pipeline, target))

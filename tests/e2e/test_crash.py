@@ -108,3 +108,37 @@ def test_kill9_during_writes(env):
         writer.stop_event.set()
         sampler.finish()
     assert sampler.samples > 0, "the watermark was never observed"
+
+
+def copy_running(env):
+    """True while a COPY ... TO STDOUT runs against the test's source database."""
+    rows = env.src_sql("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND state = 'active' "
+                       "AND query ILIKE 'copy%%'", (env.src_db,))
+    return rows[0][0] > 0
+
+
+def test_kill9_during_initial_copy(env):
+    env.both_sql("""
+        CREATE TABLE big1 (id int PRIMARY KEY, v int, pad text);
+        CREATE TABLE big2 (id int PRIMARY KEY, v int, pad text);
+        CREATE TABLE small (id int PRIMARY KEY, v int);
+    """)
+    for table in ("big1", "big2"):
+        env.src_sql("INSERT INTO %s SELECT g, 0, md5(g::text) || md5((-g)::text) "
+                    "FROM generate_series(1, 600000) g" % table)
+    env.src_sql("INSERT INTO small SELECT g, 0 FROM generate_series(1, 100) g")
+    d = env.daemon()
+    harness.wait_for(lambda: d.check_alive() or copy_running(env), 60, "the initial copy to start", interval=0.01)
+    # Changes made while tables are being copied must still arrive exactly once.
+    env.src_sql("UPDATE big1 SET v = v + 1 WHERE id % 1000 = 0; UPDATE small SET v = 1; "
+                "INSERT INTO big2 VALUES (600001, 1, 'during copy'); DELETE FROM big2 WHERE id <= 10")
+    print("kill -9 during the initial copy; watermark %s" % env.watermark())
+    d.kill9()
+    env.src_sql("UPDATE big2 SET v = v + 1 WHERE id % 777 = 0; INSERT INTO small VALUES (101, 2)")
+    d.start()
+    harness.wait_for(lambda: d.check_alive() or copy_running(env) or env.watermark(), 60,
+                     "the copy to resume", interval=0.01)
+    env.src_sql("UPDATE big1 SET v = v + 1 WHERE id % 999 = 0; DELETE FROM small WHERE id = 1")
+    env.wait_caught_up(d, timeout=120)
+    env.assert_tables_equal("big1", "big2", "small")
+    d.stop()

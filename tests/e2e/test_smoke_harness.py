@@ -34,10 +34,16 @@ def test_wait_caught_up_condition(env):
     with pytest.raises(TimeoutError):
         env.wait_caught_up(timeout=0.3)
     env.dst_sql("CREATE SCHEMA tidemark; CREATE TABLE tidemark.watermark (pipeline text PRIMARY KEY, lsn pg_lsn, "
-                "commit_time timestamptz, updated_at timestamptz)")
+                "commit_time timestamptz, updated_at timestamptz);"
+                "CREATE TABLE tidemark.sync_state (pipeline text, schema_name text, table_name text, state text)")
     env.dst_sql("INSERT INTO tidemark.watermark VALUES (%s, '0/1', now(), now())", (env.pipeline,))
     with pytest.raises(TimeoutError):
         env.wait_caught_up(timeout=0.3)
     env.dst_sql("UPDATE tidemark.watermark SET lsn = 'FFFFFFFF/0' WHERE pipeline = %s", (env.pipeline,))
+    # A table whose initial copy has not committed: not caught up yet.
+    env.dst_sql("INSERT INTO tidemark.sync_state VALUES (%s, 'public', 't', 'pending')", (env.pipeline,))
+    with pytest.raises(TimeoutError):
+        env.wait_caught_up(timeout=0.3)
+    env.dst_sql("UPDATE tidemark.sync_state SET state = 'synced'")
     env.wait_caught_up(timeout=5)
     assert harness.lsn_ge(env.dst, env.watermark(), harness.current_wal_lsn(env.src))

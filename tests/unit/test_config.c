@@ -213,7 +213,7 @@ static void test_unknown_top_level_key(void **state)
     expect_error(BASE "pipline: x\n",
                  "test.yaml:6:1: pipline: unknown key (did you mean \"pipeline\"?)");
     expect_error_has(BASE "retries: 3\n", "test.yaml:6:1: retries: unknown key",
-                     "known keys here: pipeline, source, target, apply, log");
+                     "known keys here: pipeline, source, target, schema, apply, copy, log");
 }
 
 static void test_unknown_nested_key_suggests(void **state)
@@ -347,8 +347,70 @@ static void test_bad_slot_and_enums(void **state)
                  "source:\n"
                  "  conninfo: host=src\n"
                  "target:\n"
-                 "  type: kafka\n",
-                 "test.yaml:5:9: target.type: \"kafka\" is not one of postgres");
+                 "  type: rabbitmq\n",
+                 "test.yaml:5:9: target.type: \"rabbitmq\" is not one of postgres, kafka");
+}
+
+static void test_kafka_target(void **state)
+{
+    const char *head = "pipeline: orders\n"
+                       "source:\n"
+                       "  conninfo: host=src\n"
+                       "target:\n"
+                       "  type: kafka\n";
+    char yaml[1024];
+    Config *cfg;
+
+    (void)state;
+    /* Defaults: prefix is the pipeline, tombstones on, no template, no properties. */
+    snprintf(yaml, sizeof(yaml), "%s  brokers: k1:9092,k2:9092\n", head);
+    cfg = load_ok(yaml);
+    assert_string_equal(cfg->target.type, "kafka");
+    assert_null(cfg->target.conn.conninfo);
+    assert_string_equal(cfg->target.kafka.brokers, "k1:9092,k2:9092");
+    assert_string_equal(cfg->target.kafka.topic_prefix, "orders");
+    assert_null(cfg->target.kafka.topic);
+    assert_true(cfg->target.kafka.tombstones);
+    assert_string_equal(cfg->target.kafka.state_dir, "/var/lib/tidemark/orders");
+    assert_int_equal(cfg->target.kafka.nproperties, 0);
+    config_free(cfg);
+
+    /* Everything set; properties keep YAML numbers and booleans as strings. */
+    snprintf(yaml, sizeof(yaml),
+             "%s  brokers: k1:9092\n"
+             "  topic_prefix: cdc\n"
+             "  topic: \"{prefix}-{schema}_{table}\"\n"
+             "  tombstones: false\n"
+             "  state_dir: /tmp/x\n"
+             "  properties:\n"
+             "    linger.ms: 20\n"
+             "    compression.type: lz4\n"
+             "    socket.nagle.disable: true\n",
+             head);
+    cfg = load_ok(yaml);
+    assert_string_equal(cfg->target.kafka.topic_prefix, "cdc");
+    assert_string_equal(cfg->target.kafka.topic, "{prefix}-{schema}_{table}");
+    assert_false(cfg->target.kafka.tombstones);
+    assert_string_equal(cfg->target.kafka.state_dir, "/tmp/x");
+    assert_int_equal(cfg->target.kafka.nproperties, 3);
+    assert_string_equal(cfg->target.kafka.prop_keys[0], "linger.ms");
+    assert_string_equal(cfg->target.kafka.prop_values[0], "20");
+    assert_string_equal(cfg->target.kafka.prop_keys[1], "compression.type");
+    assert_string_equal(cfg->target.kafka.prop_values[1], "lz4");
+    assert_string_equal(cfg->target.kafka.prop_values[2], "true");
+    config_free(cfg);
+
+    /* brokers is required for kafka; conninfo is not. */
+    expect_error(head, "test.yaml:5:3: target.brokers: required key is missing");
+    snprintf(yaml, sizeof(yaml), "%s  brokers: k\n  properties:\n    acks: [1]\n", head);
+    expect_error(yaml, "test.yaml:8:11: target.properties.acks: expected a string, number or"
+                       " boolean, got a list");
+    snprintf(yaml, sizeof(yaml), "%s  brokers: k\n  properties: 5\n", head);
+    expect_error(yaml, "test.yaml:7:15: target.properties: expected a mapping, got integer 5");
+    snprintf(yaml, sizeof(yaml), "%s  brokers: k\n  topic: \"{prefix}.{db}\"\n", head);
+    expect_error(yaml, "test.yaml:7:10: target.topic: unknown placeholder at \"{db}\"");
+    snprintf(yaml, sizeof(yaml), "%s  brokers: k\n  tombstones: maybe\n", head);
+    expect_error(yaml, "test.yaml:7:15: target.tombstones: expected a boolean");
 }
 
 static void test_bad_table_name_position(void **state)
@@ -578,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_missing_required),
         cmocka_unit_test(test_bad_pipeline_name),
         cmocka_unit_test(test_bad_slot_and_enums),
+        cmocka_unit_test(test_kafka_target),
         cmocka_unit_test(test_bad_table_name_position),
         cmocka_unit_test(test_duplicate_table),
         cmocka_unit_test(test_duplicate_key),

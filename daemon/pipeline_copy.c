@@ -1,0 +1,346 @@
+/*
+ * The initial copy as the stream sees it. Table-sync workers copy tables in
+ * snapshots with exact LSNs and report every committed part; this file keeps
+ * that state per table, decides per stream change whether the copy already
+ * contains it (invariant 3), holds the stream while a table it needs is still
+ * copying (backpressure, nothing dropped), and reports progress.
+ */
+#include "daemon/pipeline_int.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double mono_now(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void recompute(TableState *ts)
+{
+    ts->synced = ts->planned;
+    ts->uniform = true;
+    for (int i = 0; i < ts->nparts; i++) {
+        if (!ts->parts[i].synced)
+            ts->synced = false;
+        else if (ts->parts[i].sync_lsn != ts->parts[0].sync_lsn)
+            ts->uniform = false;
+    }
+    ts->lsn = ts->nparts ? ts->parts[0].sync_lsn : LSN_INVALID;
+}
+
+static int key_column(const TableDef *t)
+{
+    int key = -1;
+
+    for (size_t i = 0; i < t->ncols; i++) {
+        if (!t->cols[i].is_key)
+            continue;
+        if (key >= 0)
+            return -1;
+        key = (int)i;
+    }
+    return key;
+}
+
+/* ---- the stream filter ------------------------------------------------- */
+
+static int tuple_key(const RelEntry *rel, const TableDef *t, int key_col, const Tuple *tup,
+                     int64_t *out)
+{
+    const char *name = t->cols[key_col].name;
+    char buf[32];
+
+    for (uint16_t i = 0; i < rel->info.ncols && i < tup->ncols; i++) {
+        if (strcmp(rel->info.cols[i].name, name) != 0)
+            continue;
+        const ColValue *v = &tup->cols[i];
+        if (v->state != COL_TEXT || v->len == 0 || v->len >= sizeof(buf))
+            break;
+        memcpy(buf, v->data, v->len);
+        buf[v->len] = '\0';
+        char *end;
+        errno = 0;
+        *out = strtoll(buf, &end, 10);
+        if (errno || *end)
+            break;
+        return 0;
+    }
+    return tm_fail(-EPROTO, "%s: cannot read key column %s of a change", rel->display, name);
+}
+
+static const CopyPart *part_for(const TableState *ts, int64_t key)
+{
+    for (int i = 0; i < ts->nparts; i++)
+        if (key >= ts->parts[i].lo && (key < ts->parts[i].hi || ts->parts[i].hi == INT64_MAX))
+            return &ts->parts[i];
+    return &ts->parts[ts->nparts - 1];
+}
+
+int pipeline_filter_table(Pipeline *p, int idx)
+{
+    TableState *ts = &p->tstate[idx];
+
+    if (!ts->synced) {
+        p->held_table = idx;
+        return FILTER_HOLD;
+    }
+    int before = 0;
+
+    for (int i = 0; i < ts->nparts; i++)
+        before += p->txn.final_lsn < ts->parts[i].sync_lsn;
+    if (before == 0)
+        return FILTER_APPLY;
+    if (before == ts->nparts)
+        return FILTER_SKIP; /* every part's copy already saw it */
+    return tm_fail(-EPROTO,
+                   "TRUNCATE of %s falls between the snapshots of its copy parts; re-copy the"
+                   " table (delete its rows from tidemark.sync_state and empty it)",
+                   p->tabs.t[idx].display);
+}
+
+int pipeline_filter_row(Pipeline *p, int idx, const RelEntry *rel, const Change *c,
+                        const Change **as, Change *scratch)
+{
+    TableState *ts = &p->tstate[idx];
+    const TableDef *t = &p->tabs.t[idx];
+    Lsn at = p->txn.final_lsn;
+    int64_t k_old, k_new;
+    int rc;
+
+    *as = c;
+    if (!ts->synced) {
+        p->held_table = idx;
+        return FILTER_HOLD;
+    }
+    if (ts->uniform)
+        return at < ts->lsn ? FILTER_SKIP : FILTER_APPLY;
+
+    /* Key parts copied at different points: the change's part decides. */
+    if (ts->key_col < 0)
+        return tm_fail(-EPROTO, "%s: parts copied at different points without a key",
+                       t->display);
+    switch (c->kind) {
+    case CHG_INSERT:
+        rc = tuple_key(rel, t, ts->key_col, &c->insert.newtup, &k_new);
+        if (rc < 0)
+            return rc;
+        return at < part_for(ts, k_new)->sync_lsn ? FILTER_SKIP : FILTER_APPLY;
+    case CHG_DELETE:
+        rc = tuple_key(rel, t, ts->key_col, &c->del.oldtup, &k_old);
+        if (rc < 0)
+            return rc;
+        return at < part_for(ts, k_old)->sync_lsn ? FILTER_SKIP : FILTER_APPLY;
+    case CHG_UPDATE:
+        break;
+    default:
+        return FILTER_APPLY;
+    }
+    rc = tuple_key(rel, t, ts->key_col, &c->update.newtup, &k_new);
+    if (rc == 0)
+        rc = c->update.old_kind
+                 ? tuple_key(rel, t, ts->key_col, &c->update.oldtup, &k_old)
+                 : (k_old = k_new, 0);
+    if (rc < 0)
+        return rc;
+    bool in_old = at >= part_for(ts, k_old)->sync_lsn; /* old part's copy lacks it */
+    bool in_new = at >= part_for(ts, k_new)->sync_lsn;
+    if (in_old && in_new)
+        return FILTER_APPLY;
+    if (!in_old && !in_new)
+        return FILTER_SKIP;
+    if (in_old) {
+        /* The new part's copy already holds the new row: remove the old one. */
+        memset(scratch, 0, sizeof(*scratch));
+        scratch->kind = CHG_DELETE;
+        scratch->del.relid = c->update.relid;
+        scratch->del.old_kind = c->update.old_kind;
+        scratch->del.oldtup = c->update.oldtup;
+        *as = scratch;
+        return FILTER_APPLY;
+    }
+    /* The old part's copy no longer had the row, the new part's not yet. */
+    for (uint16_t i = 0; i < c->update.newtup.ncols; i++)
+        if (c->update.newtup.cols[i].state == COL_UNCHANGED)
+            return tm_fail(-EPROTO,
+                           "%s: a key update moved a row between copy parts with an unchanged"
+                           " TOASTed column; its value is not in the stream. Re-copy the table"
+                           " (delete its rows from tidemark.sync_state and empty it)",
+                           t->display);
+    memset(scratch, 0, sizeof(*scratch));
+    scratch->kind = CHG_INSERT;
+    scratch->insert.relid = c->update.relid;
+    scratch->insert.newtup = c->update.newtup;
+    *as = scratch;
+    return FILTER_APPLY;
+}
+
+/* ---- events from the workers ---------------------------------------------- */
+
+static void log_table_done(Pipeline *p, int idx)
+{
+    TableState *ts = &p->tstate[idx];
+    TableSyncProgress pr;
+    long long rows = 0;
+
+    if (ts->summary_logged)
+        return;
+    ts->summary_logged = true;
+    tablesync_progress(p->tsync, idx, &pr);
+    for (int i = 0; i < ts->nparts; i++)
+        rows += ts->parts[i].rows;
+    if (pr.parts_total == 0 || pr.started == 0 || pr.parts_done == pr.parts_total) {
+        double secs = pr.finished > pr.started ? pr.finished - pr.started : 0;
+
+        log_write(LOG_LVL_INFO, p->tabs.t[idx].display, ts->lsn,
+                  "initial copy complete: %lld rows in target (%d part%s), %lld copied this"
+                  " run in %.1f s",
+                  rows, ts->nparts, ts->nparts == 1 ? "" : "s", pr.rows, secs);
+    }
+}
+
+static void on_event(Pipeline *p, TableSyncEvent *ev)
+{
+    TableState *ts;
+
+    if (ev->kind == TSE_ERROR) {
+        pipeline_fail(p, tm_fail(ev->err, "%s", ev->msg));
+        return;
+    }
+    ts = &p->tstate[ev->table_idx];
+    if (ev->kind == TSE_PLANNED) {
+        copyparts_free(ts->parts, ts->nparts);
+        ts->parts = ev->parts;
+        ts->nparts = ev->nparts;
+        ts->planned = true;
+    } else if (ev->part.index >= 0 && ev->part.index < ts->nparts) {
+        CopyPart *cp = &ts->parts[ev->part.index];
+
+        cp->synced = true;
+        cp->sync_lsn = ev->part.sync_lsn;
+        cp->rows = ev->part.rows;
+    }
+    recompute(ts);
+    if (ts->synced)
+        log_table_done(p, ev->table_idx);
+    if (p->held && p->held_table == ev->table_idx && ts->synced)
+        pipeline_release_hold(p);
+}
+
+static void on_copy_async(struct ev_loop *loop, ev_async *w, int revents)
+{
+    Pipeline *p = w->data;
+    TableSyncEvent ev;
+
+    while (p->rc == 0 && tablesync_poll(p->tsync, &ev) == 1)
+        on_event(p, &ev);
+}
+
+static void copy_notify(void *arg)
+{
+    Pipeline *p = arg;
+
+    ev_async_send(p->loop, &p->copy_async);
+}
+
+/* ---- progress ---------------------------------------------------------------- */
+
+static void fmt_count(char *buf, size_t len, double v)
+{
+    if (v >= 1e9)
+        snprintf(buf, len, "%.2fG", v / 1e9);
+    else if (v >= 1e6)
+        snprintf(buf, len, "%.2fM", v / 1e6);
+    else if (v >= 1e4)
+        snprintf(buf, len, "%.1fk", v / 1e3);
+    else
+        snprintf(buf, len, "%.0f", v);
+}
+
+static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    Pipeline *p = w->data;
+    double now = mono_now();
+    int ndone = 0;
+
+    for (size_t i = 0; i < p->tabs.n; i++) {
+        TableSyncProgress pr;
+        char rows[16], rate[16], eta[32] = "";
+
+        if (p->tstate[i].synced) {
+            ndone++;
+            continue;
+        }
+        tablesync_progress(p->tsync, (int)i, &pr);
+        if (pr.started == 0)
+            continue;
+        double secs = now - pr.started;
+        double rps = secs > 0 ? pr.rows / secs : 0;
+        fmt_count(rows, sizeof(rows), (double)pr.rows);
+        fmt_count(rate, sizeof(rate), rps);
+        if (pr.est_rows > pr.rows && rps > 0)
+            snprintf(eta, sizeof(eta), ", %.0f%%, ETA %.0f s", 100.0 * pr.rows / pr.est_rows,
+                     (pr.est_rows - pr.rows) / rps);
+        log_write(LOG_LVL_INFO, p->tabs.t[i].display, LSN_INVALID,
+                  "copying: %s rows, %.1f MB, %s rows/s, part %d/%d done%s", rows,
+                  pr.bytes / 1e6, rate, pr.parts_done, pr.parts_total, eta);
+    }
+    if ((size_t)ndone == p->tabs.n && !p->copy_done_logged) {
+        p->copy_done_logged = true;
+        log_info("initial copy complete for all %zu table(s) in %.1f s", p->tabs.n,
+                 now - p->copy_started);
+        ev_timer_stop(loop, w);
+    }
+}
+
+int pipeline_copy_start(Pipeline *p)
+{
+    p->tstate = xcalloc(p->tabs.n + 1, sizeof(TableState));
+    for (size_t i = 0; i < p->tabs.n; i++)
+        p->tstate[i].key_col = key_column(&p->tabs.t[i]);
+    p->tsync = tablesync_new(p->cfg, p->sink, &p->tabs, copy_notify, p);
+    p->copy_started = mono_now();
+    ev_async_init(&p->copy_async, on_copy_async);
+    p->copy_async.data = p;
+    ev_async_start(p->loop, &p->copy_async);
+    ev_timer_init(&p->progress_timer, on_progress, 1.0, isatty(STDERR_FILENO) ? 2.0 : 10.0);
+    p->progress_timer.data = p;
+    ev_timer_start(p->loop, &p->progress_timer);
+    for (size_t i = 0; i < p->tabs.n; i++) {
+        int rc = tablesync_submit(p->tsync, (int)i);
+
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+void pipeline_copy_stop(Pipeline *p)
+{
+    if (!p->tsync)
+        return;
+    tablesync_stop(p->tsync);
+    ev_async_stop(p->loop, &p->copy_async);
+    ev_timer_stop(p->loop, &p->progress_timer);
+}
+
+void pipeline_copy_free(Pipeline *p)
+{
+    pipeline_copy_stop(p);
+    tablesync_free(p->tsync);
+    p->tsync = NULL;
+    if (p->tstate)
+        for (size_t i = 0; i < p->tabs.n; i++)
+            copyparts_free(p->tstate[i].parts, p->tstate[i].nparts);
+    free(p->tstate);
+    p->tstate = NULL;
+}

@@ -1,0 +1,94 @@
+/*
+ * Internals of one pipeline, shared by its files: pipeline.c (the loop and
+ * the stream), pipeline_setup.c (startup: tables, publication, slots) and
+ * pipeline_copy.c (initial-copy state per table and the stream filter that
+ * keeps the copy and the stream exact, invariant 3).
+ */
+#ifndef TM_PIPELINE_INT_H
+#define TM_PIPELINE_INT_H
+
+#include "config/config.h"
+#include "connectors/pg/repl.h"
+#include "connectors/pg/tablesync.h"
+#include "core/arena.h"
+#include "core/relcache.h"
+#include "core/table.h"
+#include "sinks/sink.h"
+
+#include <ev.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+/* What the stream knows of a table's initial copy. */
+typedef struct TableState {
+    bool planned;    /* parts known */
+    bool synced;     /* every part committed */
+    bool uniform;    /* every part has the same sync LSN (then: lsn) */
+    Lsn lsn;
+    int nparts;
+    CopyPart *parts;
+    int key_col; /* column of TableDef for PART_KEY mapping, -1 otherwise */
+    bool summary_logged;
+} TableState;
+
+typedef struct Pipeline {
+    Config *cfg;
+    struct ev_loop *loop;
+    ReplConn *repl;
+    Sink *sink;
+    TableSet tabs;
+    TableState *tstate;
+    TableSync *tsync;
+    RelCache *rels;
+    Arena *arena;
+    char *encoding;
+
+    ev_io repl_r, repl_w, sink_r, sink_w;
+    ev_timer status_timer, reconnect_timer, progress_timer;
+    ev_signal sig_term, sig_int;
+    ev_async copy_async;
+
+    bool streaming; /* replication connection is in CopyBoth */
+    bool paused;    /* backpressure: not reading the replication socket */
+    bool held;      /* waiting for a table's copy before applying held_frame */
+    int held_table;
+    WalFrame held_frame;
+    bool in_txn;
+    bool skip_txn;
+    TxnInfo txn;
+    Lsn skip_before; /* transactions committed before this were applied already */
+    Lsn received;
+    Lsn reported;
+    double backoff;
+    double copy_started;
+    bool copy_done_logged;
+    int rc; /* result of pipeline_run */
+    unsigned long long n_changes, n_txns, n_skipped_copy;
+} Pipeline;
+
+/* pipeline.c */
+void pipeline_fail(Pipeline *p, int rc);
+void pipeline_release_hold(Pipeline *p);
+
+/* pipeline_setup.c: everything before the loop; *start is where streaming begins. */
+int pipeline_setup(Pipeline *p, Lsn *start);
+
+/* pipeline_copy.c */
+enum { FILTER_APPLY = 0, FILTER_SKIP = 1, FILTER_HOLD = 2 };
+
+/*
+ * Decides what the stream does with a row change of table idx given the
+ * table's copy: apply it, skip it (the copy has it), or hold the stream until
+ * the copy commits. *as may point to a rewritten change (a key update
+ * between two parts copied at different points becomes a delete or insert).
+ */
+int pipeline_filter_row(Pipeline *p, int idx, const RelEntry *rel, const Change *c,
+                        const Change **as, Change *scratch);
+/* For TRUNCATE: whether table idx takes it (held: the caller waits). */
+int pipeline_filter_table(Pipeline *p, int idx);
+
+int pipeline_copy_start(Pipeline *p);
+void pipeline_copy_stop(Pipeline *p);
+void pipeline_copy_free(Pipeline *p);
+
+#endif

@@ -1,0 +1,145 @@
+/*
+ * Pipeline startup, before the loop: connect, resolve and check the tables,
+ * make the publication match them, and find or create the slot. On a first
+ * start the slot is created first and its position recorded on the target
+ * before any row is copied; the copies themselves run later, in the loop's
+ * table-sync workers.
+ */
+#include "daemon/pipeline_int.h"
+#include "connectors/pg/catalog.h"
+#include "connectors/pg/pgconn.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+
+#include <poll.h>
+#include <stdlib.h>
+
+/*
+ * A slot stays "active" for a moment after its previous consumer died (the
+ * walsender notices the closed socket on its next read), e.g. right after a
+ * kill -9 and restart: wait for it with a deadline rather than fail.
+ */
+static int lookup_idle_slot(Pipeline *p, PGconn *src, bool *exists, Lsn *confirmed)
+{
+    bool active = false;
+    int rc;
+
+    for (int tries = 0; tries < 150; tries++) {
+        rc = repl_slot_lookup(src, p->cfg->source.slot, exists, &active, confirmed);
+        if (rc < 0 || !*exists || !active)
+            return rc;
+        if (tries == 0)
+            log_info("slot %s is still held by a previous session; waiting up to 30 s",
+                     p->cfg->source.slot);
+        poll(NULL, 0, 200);
+    }
+    return tm_fail(-EBUSY, "slot %s is in use by another process", p->cfg->source.slot);
+}
+
+static int check_tables(Pipeline *p, bool require_empty)
+{
+    for (size_t i = 0; i < p->tabs.n; i++) {
+        int rc = p->sink->ops->check_table(p->sink, &p->tabs.t[i], require_empty);
+
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* First start: publication, the slot, and its position recorded on the sink. */
+static int first_start(Pipeline *p, PGconn *src, Lsn *start)
+{
+    bool exists;
+    Lsn confirmed, consistent;
+    int rc;
+
+    rc = check_tables(p, true);
+    if (rc == 0)
+        rc = catalog_sync_publication(src, p->cfg->source.publication, &p->tabs, true);
+    if (rc == 0)
+        rc = lookup_idle_slot(p, src, &exists, &confirmed);
+    if (rc < 0)
+        return rc;
+    if (exists) {
+        /* Left by a first start that never recorded its position. */
+        log_warn("slot %s exists but the target has no position for pipeline %s: dropping it"
+                 " and starting over",
+                 p->cfg->source.slot, p->cfg->pipeline);
+        rc = repl_drop_slot(src, p->cfg->source.slot);
+        if (rc < 0)
+            return rc;
+    }
+    rc = repl_connect(p->repl);
+    if (rc == 0)
+        rc = repl_create_slot(p->repl, p->cfg->source.slot, false, &consistent, NULL);
+    repl_disconnect(p->repl);
+    if (rc == 0)
+        rc = p->sink->ops->init_position(p->sink, consistent, &p->tabs);
+    if (rc < 0)
+        return rc;
+    log_write(LOG_LVL_INFO, NULL, consistent, "created slot %s for %zu table(s)",
+              p->cfg->source.slot, p->tabs.n);
+    *start = consistent;
+    return 0;
+}
+
+static int resume_start(Pipeline *p, PGconn *src, Lsn *wm)
+{
+    bool exists;
+    Lsn confirmed;
+    int rc = check_tables(p, false);
+
+    /* Tables added to source.tables are published now and copied by the
+     * workers; removed ones leave the publication and are no longer applied. */
+    if (rc == 0)
+        rc = catalog_sync_publication(src, p->cfg->source.publication, &p->tabs, true);
+    if (rc == 0 && p->sink->ops->forget_tables)
+        rc = p->sink->ops->forget_tables(p->sink, &p->tabs);
+    if (rc == 0)
+        rc = lookup_idle_slot(p, src, &exists, &confirmed);
+    if (rc < 0)
+        return rc;
+    if (!exists)
+        return tm_fail(-ENOENT,
+                       "slot %s is missing on the source but the pipeline has already started"
+                       " (watermark " LSN_FMT "): changes since then cannot be streamed"
+                       " without loss. Start the pipeline over (empty the target tables and"
+                       " delete its rows from tidemark.watermark and tidemark.sync_state)",
+                       p->cfg->source.slot, LSN_ARGS(*wm));
+    if (*wm == LSN_INVALID)
+        *wm = confirmed; /* the sink keeps no position of its own: the slot is it */
+    else if (confirmed > *wm)
+        return tm_fail(-EINVAL,
+                       "slot %s has confirmed " LSN_FMT " beyond the target's watermark " LSN_FMT
+                       ": the changes between them are lost to this target",
+                       p->cfg->source.slot, LSN_ARGS(confirmed), LSN_ARGS(*wm));
+    log_write(LOG_LVL_INFO, NULL, *wm, "resuming pipeline %s", p->cfg->pipeline);
+    return 0;
+}
+
+int pipeline_setup(Pipeline *p, Lsn *start)
+{
+    PGconn *src = NULL;
+    bool found;
+    int rc;
+
+    rc = pgconn_open(&p->cfg->source.conn, PGCONN_NORMAL, "source", &src);
+    if (rc < 0)
+        return rc;
+    p->encoding = xstrdup(PQparameterStatus(src, "server_encoding"));
+    rc = PQsetClientEncoding(src, p->encoding) == 0 ? 0 : tm_fail(-EIO, "source: encoding");
+    if (rc == 0)
+        rc = p->sink->ops->connect(p->sink, p->encoding);
+    if (rc == 0)
+        rc = p->sink->ops->read_position(p->sink, &found, start);
+    if (rc == 0)
+        rc = catalog_resolve(src, p->cfg, &p->tabs);
+    if (rc == 0)
+        rc = catalog_check_identity(&p->tabs);
+    if (rc == 0)
+        rc = found ? resume_start(p, src, start) : first_start(p, src, start);
+    PQfinish(src);
+    return rc;
+}

@@ -1,0 +1,493 @@
+/*
+ * Kafka sink: the producer and its settings, how librdkafka is driven from
+ * the pipeline's libev loop (its main queue signals a pipe whose read end is
+ * the sink's socket; process() serves delivery reports, logs and errors), the
+ * delivery-report dispatch, the state the slot cannot hold (kstate.c), and
+ * the ops table. The stream is in kafkaapply.c, the initial copy in
+ * kafkacopy.c.
+ */
+#include "sinks/kafka/kafkasink_int.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "tm_version.h"
+
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Settings tidemark's guarantees rest on: properties may not weaken them. */
+static const char *const FIXED[][2] = {
+    {"enable.idempotence", "true"},
+    {"acks", "all"},
+};
+
+static double now_secs(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+char *kafkasink_topic_name(const char *tmpl, const char *prefix, const char *schema,
+                           const char *table)
+{
+    Buf b = BUF_INIT;
+
+    if (!tmpl)
+        tmpl = "{prefix}.{schema}.{table}";
+    for (const char *p = tmpl; *p;) {
+        const char *piece = NULL;
+
+        if (strncmp(p, "{prefix}", 8) == 0)
+            piece = prefix;
+        else if (strncmp(p, "{schema}", 8) == 0)
+            piece = schema;
+        else if (strncmp(p, "{table}", 7) == 0)
+            piece = table;
+        if (piece) {
+            buf_puts(&b, piece);
+            p = strchr(p, '}') + 1;
+        } else {
+            buf_putc(&b, *p++);
+        }
+    }
+    buf_cstr(&b);
+    for (size_t i = 0; i < b.len; i++) {
+        char c = b.data[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            b.data[i] = '_';
+    }
+    if (b.len == 0 || b.len > 249 || strcmp(b.data, ".") == 0 || strcmp(b.data, "..") == 0) {
+        tm_fail(-EINVAL, "the Kafka topic name for %s.%s, \"%s\", is not valid (1 to 249"
+                         " characters, not \".\" or \"..\"); change target.topic or topic_prefix",
+                schema, table, b.data);
+        buf_release(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
+int kafkasink_topic(KafkaSink *s, const char *schema, const char *table, rd_kafka_topic_t **out)
+{
+    char *name = kafkasink_topic_name(s->cfg->target.kafka.topic,
+                                      s->cfg->target.kafka.topic_prefix, schema, table);
+    rd_kafka_topic_t *rkt;
+
+    if (!name)
+        return -EINVAL;
+    for (size_t i = 0; i < s->ntopics; i++) {
+        if (strcmp(s->topics[i].name, name) == 0) {
+            free(name);
+            *out = s->topics[i].rkt;
+            return 0;
+        }
+    }
+    rkt = rd_kafka_topic_new(s->rk, name, NULL);
+    if (!rkt) {
+        int rc = tm_fail(-EINVAL, "Kafka: cannot use topic %s: %s", name,
+                         rd_kafka_err2str(rd_kafka_last_error()));
+        free(name);
+        return rc;
+    }
+    s->topics = xrealloc(s->topics, (s->ntopics + 1) * sizeof(*s->topics));
+    s->topics[s->ntopics++] = (KTopic){name, rkt};
+    *out = rkt;
+    return 0;
+}
+
+int kafkasink_produce(KafkaSink *s, rd_kafka_topic_t *rkt, const Buf *key, const Buf *val,
+                      const char *lsn_text, const char *txid_text, void *opaque)
+{
+    for (;;) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            s->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(key ? key->data : NULL, key ? key->len : 0),
+            RD_KAFKA_V_VALUE(val ? val->data : NULL, val ? val->len : 0),
+            RD_KAFKA_V_HEADER("lsn", lsn_text, (ssize_t)strlen(lsn_text)),
+            RD_KAFKA_V_HEADER("txid", txid_text, (ssize_t)strlen(txid_text)),
+            RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+
+        if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return 0;
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            return tm_fail(-EIO, "Kafka: producing a %zu-byte message to %s: %s",
+                           (key ? key->len : 0) + (val ? val->len : 0), rd_kafka_topic_name(rkt),
+                           rd_kafka_err2str(err));
+        /* Backpressure, not loss: let deliveries make room, then retry. */
+        int rc = kafkasink_poll(s, 10);
+
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int kafkasink_poll(KafkaSink *s, int timeout_ms)
+{
+    int rounds = 0;
+
+    rd_kafka_poll(s->rk, timeout_ms);
+    while (rd_kafka_poll(s->rk, 0) > 0) {
+        if (++rounds == 1000) {
+            /* Keep the loop responsive; the pipe brings us back at once. */
+            if (write(s->pipefd[1], "1", 1) < 0 && errno != EAGAIN)
+                log_debug("kafka: cannot signal the queue pipe: %s", strerror(errno));
+            break;
+        }
+    }
+    if (s->failed)
+        return tm_fail(s->failed, "%s", s->failmsg);
+    return 0;
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    KafkaSink *s = opaque;
+    uintptr_t o = (uintptr_t)m->_private;
+
+    if (s->closing)
+        return;
+    if (m->err && !s->failed) {
+        s->failed = -EIO;
+        snprintf(s->failmsg, sizeof(s->failmsg),
+                 "Kafka: delivery of a %zu-byte message to topic %s failed: %s. The pipeline"
+                 " stops rather than skip it; fix the cause (for a size limit: the topic's"
+                 " max.message.bytes and target.properties message.max.bytes) and restart",
+                 m->len + m->key_len, rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+    }
+    if ((o & 3) == OPQ_STREAM)
+        kafkaapply_delivered(s, (uint64_t)(o >> 2), m->len + m->key_len);
+    else if ((o & 3) == OPQ_COPY)
+        kafkacopy_delivered(s, (uint64_t)(o >> 2), m->err);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    KafkaSink *s = opaque;
+    char fatal[256];
+
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+
+        if (!s->failed) {
+            s->failed = -EIO;
+            snprintf(s->failmsg, sizeof(s->failmsg), "Kafka: fatal producer error: %s: %s",
+                     rd_kafka_err2name(ferr), fatal);
+        }
+        return;
+    }
+    /* Transient (brokers down, timeouts): librdkafka retries, the slot keeps the WAL. */
+    log_warn("kafka: %s (%s)", reason, rd_kafka_err2name((rd_kafka_resp_err_t)err));
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    LogLevel lvl = level <= 3 ? LOG_LVL_ERROR : level == 4 ? LOG_LVL_WARNING
+                                            : level == 5   ? LOG_LVL_NOTICE
+                                            : level == 6   ? LOG_LVL_INFO
+                                                           : LOG_LVL_DEBUG;
+
+    log_write(lvl, NULL, LSN_INVALID, "kafka %s: %s", fac, buf);
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value)
+{
+    char errstr[512];
+
+    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
+        return tm_fail(-EINVAL, "Kafka setting %s=\"%s\": %s", key, value, errstr);
+    return 0;
+}
+
+static int check_property(const char *key, const char *value)
+{
+    if (strcmp(key, "bootstrap.servers") == 0 || strcmp(key, "metadata.broker.list") == 0)
+        return tm_fail(-EINVAL, "target.properties.%s: set target.brokers instead", key);
+    if (strcmp(key, "transactional.id") == 0)
+        return tm_fail(-EINVAL, "target.properties.transactional.id: Kafka transactions are"
+                                " not supported yet");
+    for (size_t i = 0; i < sizeof(FIXED) / sizeof(FIXED[0]); i++) {
+        bool same = strcmp(value, FIXED[i][1]) == 0 ||
+                    (strcmp(FIXED[i][0], "acks") == 0 && strcmp(value, "-1") == 0);
+
+        if (strcmp(key, FIXED[i][0]) == 0 && !same)
+            return tm_fail(-EINVAL,
+                           "target.properties.%s: must be %s (delivery without loss or"
+                           " reordering depends on it)",
+                           key, FIXED[i][1]);
+    }
+    return 0;
+}
+
+static int make_conf(KafkaSink *s, rd_kafka_conf_t **out)
+{
+    const Config *cfg = s->cfg;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char *client_id = xasprintf("tidemark-%s", cfg->pipeline);
+    int rc = conf_set(conf, "bootstrap.servers", cfg->target.kafka.brokers);
+
+    for (size_t i = 0; rc == 0 && i < sizeof(FIXED) / sizeof(FIXED[0]); i++)
+        rc = conf_set(conf, FIXED[i][0], FIXED[i][1]);
+    /* Retry forever while brokers are away: the slot keeps the WAL meanwhile. */
+    if (rc == 0)
+        rc = conf_set(conf, "message.timeout.ms", "0");
+    /* Java's default partitioner, so keys land where Debezium would put them. */
+    if (rc == 0)
+        rc = conf_set(conf, "partitioner", "murmur2_random");
+    if (rc == 0)
+        rc = conf_set(conf, "client.id", client_id);
+    /* Logs through the main queue: served on the loop thread like everything else. */
+    if (rc == 0)
+        rc = conf_set(conf, "log.queue", "true");
+    for (size_t i = 0; rc == 0 && i < cfg->target.kafka.nproperties; i++) {
+        const char *key = cfg->target.kafka.prop_keys[i], *value = cfg->target.kafka.prop_values[i];
+
+        rc = check_property(key, value);
+        if (rc == 0)
+            rc = conf_set(conf, key, value);
+    }
+    free(client_id);
+    if (rc < 0) {
+        rd_kafka_conf_destroy(conf);
+        return rc;
+    }
+    rd_kafka_conf_set_opaque(conf, s);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    *out = conf;
+    return 0;
+}
+
+/* The source database's name for source.db, from its conninfo as libpq would resolve it. */
+static char *source_dbname(const Config *cfg)
+{
+    PQconninfoOption *opts = PQconninfoParse(cfg->source.conn.conninfo, NULL);
+    const char *db = NULL, *user = NULL;
+    char *out;
+
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (o->val && *o->val && strcmp(o->keyword, "dbname") == 0)
+            db = o->val;
+        else if (o->val && *o->val && strcmp(o->keyword, "user") == 0)
+            user = o->val;
+    }
+    if (!db)
+        db = getenv("PGDATABASE");
+    if (!db)
+        db = user ? user : getenv("PGUSER");
+    if (!db) {
+        struct passwd *pw = getpwuid(getuid());
+
+        db = pw ? pw->pw_name : "";
+    }
+    out = xstrdup(db);
+    PQconninfoFree(opts);
+    return out;
+}
+
+static int kafkasink_connect(Sink *base, const char *client_encoding)
+{
+    KafkaSink *s = kafkasink_of(base);
+    rd_kafka_conf_t *conf;
+    rd_kafka_queue_t *mainq;
+    char errstr[512];
+    char *db;
+    int rc;
+
+    if (strcmp(client_encoding, "UTF8") != 0)
+        return tm_fail(-EINVAL,
+                       "the Kafka sink writes JSON, which is UTF-8; the source database's"
+                       " encoding is %s",
+                       client_encoding);
+    if (s->rk)
+        return 0;
+    rc = kstate_load(&s->state, s->cfg->target.kafka.state_dir, s->cfg->pipeline);
+    if (rc == 0)
+        rc = make_conf(s, &conf);
+    if (rc < 0)
+        return rc;
+    s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!s->rk) {
+        rd_kafka_conf_destroy(conf);
+        return tm_fail(-EINVAL, "Kafka: cannot create the producer: %s", errstr);
+    }
+    rd_kafka_set_log_queue(s->rk, NULL); /* logs to the main queue */
+    if (pipe2(s->pipefd, O_NONBLOCK | O_CLOEXEC) < 0)
+        return tm_fail(-errno, "Kafka: pipe: %s", strerror(errno));
+    mainq = rd_kafka_queue_get_main(s->rk);
+    rd_kafka_queue_io_event_enable(mainq, s->pipefd[1], "1", 1);
+    rd_kafka_queue_destroy(mainq);
+    db = source_dbname(s->cfg);
+    debezium_source_init(&s->src, TM_VERSION, s->cfg->pipeline, db);
+    free(db);
+    log_info("kafka: producing to %s (topics %s)", s->cfg->target.kafka.brokers,
+             s->cfg->target.kafka.topic ? s->cfg->target.kafka.topic
+                                        : "{prefix}.{schema}.{table}");
+    return 0;
+}
+
+static int kafkasink_read_position(Sink *base, bool *found, Lsn *lsn)
+{
+    KafkaSink *s = kafkasink_of(base);
+
+    /* The slot's confirmed position is the watermark: nothing of our own. */
+    *found = s->state.initialized;
+    *lsn = LSN_INVALID;
+    return 0;
+}
+
+static int kafkasink_init_position(Sink *base, Lsn lsn, const TableSet *tabs)
+{
+    return kstate_init(&kafkasink_of(base)->state, lsn, tabs);
+}
+
+static int kafkasink_table_state(Sink *base, const TableDef *t, bool *synced, Lsn *sync_lsn)
+{
+    kstate_table(&kafkasink_of(base)->state, t->schema, t->name, synced, sync_lsn);
+    return 0;
+}
+
+static int kafkasink_check_table(Sink *base, const TableDef *t, bool require_empty)
+{
+    return 0; /* topics are created on first use; a redone copy appends, consumers dedupe */
+}
+
+static int kafkasink_process(Sink *base)
+{
+    KafkaSink *s = kafkasink_of(base);
+    char buf[256];
+
+    while (read(s->pipefd[0], buf, sizeof(buf)) > 0)
+        ;
+    return kafkasink_poll(s, 0);
+}
+
+static int kafkasink_flush(Sink *base)
+{
+    return 0; /* librdkafka's own threads send */
+}
+
+static int kafkasink_drain(Sink *base)
+{
+    KafkaSink *s = kafkasink_of(base);
+    double last = now_secs();
+
+    while (s->outstanding > 0) {
+        int rc = kafkasink_poll(s, 100);
+
+        if (rc < 0)
+            return rc;
+        if (now_secs() - last > 10) {
+            last = now_secs();
+            log_info("kafka: waiting for %zu delivery reports (brokers unreachable?)",
+                     s->outstanding);
+        }
+    }
+    return kafkasink_poll(s, 0);
+}
+
+static int kafkasink_socket(const Sink *base)
+{
+    return ((const KafkaSink *)base)->pipefd[0];
+}
+
+static Lsn kafkasink_durable(const Sink *base)
+{
+    return ((const KafkaSink *)base)->durable;
+}
+
+static size_t kafkasink_inflight(const Sink *base)
+{
+    return ((const KafkaSink *)base)->outstanding;
+}
+
+static size_t kafkasink_inflight_bytes(const Sink *base)
+{
+    return ((const KafkaSink *)base)->outstanding_bytes;
+}
+
+static size_t kafkasink_batch_changes(const Sink *base)
+{
+    return ((const KafkaSink *)base)->batch_changes;
+}
+
+static void kafkasink_free(Sink *base)
+{
+    KafkaSink *s = kafkasink_of(base);
+
+    if (s->rk) {
+        /* Whatever is undelivered was never confirmed: the slot resends it. */
+        s->closing = true;
+        rd_kafka_purge(s->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        for (size_t i = 0; i < s->ntopics; i++)
+            rd_kafka_topic_destroy(s->topics[i].rkt);
+        rd_kafka_destroy(s->rk);
+    }
+    for (size_t i = 0; i < s->ntopics; i++)
+        free(s->topics[i].name);
+    free(s->topics);
+    if (s->pipefd[0] >= 0) {
+        close(s->pipefd[0]);
+        close(s->pipefd[1]);
+    }
+    kstate_release(&s->state);
+    debezium_source_release(&s->src);
+    buf_release(&s->key);
+    buf_release(&s->val);
+    free(s->fifo);
+    free(s->copies);
+    pthread_mutex_destroy(&s->copy_mu);
+    free(s);
+}
+
+static const SinkOps kafkasink_ops = {
+    .name = "kafka",
+    .free = kafkasink_free,
+    .connect = kafkasink_connect,
+    .read_position = kafkasink_read_position,
+    .init_position = kafkasink_init_position,
+    .table_state = kafkasink_table_state,
+    .check_table = kafkasink_check_table,
+    .start = kafkaapply_start,
+    .txn_begin = kafkaapply_txn_begin,
+    .apply = kafkaapply_apply,
+    .truncate = kafkaapply_truncate,
+    .txn_commit = kafkaapply_txn_commit,
+    .close_batch = kafkaapply_close_batch,
+    .abort_batch = kafkaapply_abort_batch,
+    .idle_position = kafkaapply_idle_position,
+    .process = kafkasink_process,
+    .flush = kafkasink_flush,
+    .drain = kafkasink_drain,
+    .socket = kafkasink_socket,
+    .durable = kafkasink_durable,
+    .inflight = kafkasink_inflight,
+    .inflight_bytes = kafkasink_inflight_bytes,
+    .batch_changes = kafkasink_batch_changes,
+    .copy_open = kafkacopy_open,
+    .copy_rows = kafkacopy_rows,
+    .copy_finish = kafkacopy_finish,
+    .copy_free = kafkacopy_free,
+};
+
+Sink *kafkasink_new(const Config *cfg)
+{
+    KafkaSink *s = xcalloc(1, sizeof(*s));
+
+    s->base.ops = &kafkasink_ops;
+    s->base.cfg = cfg;
+    s->cfg = cfg;
+    s->pipefd[0] = s->pipefd[1] = -1;
+    s->fifo_cap = 1024;
+    s->fifo = xcalloc(s->fifo_cap, sizeof(*s->fifo));
+    pthread_mutex_init(&s->copy_mu, NULL);
+    return &s->base;
+}

@@ -1,0 +1,127 @@
+/*
+ * Internals shared by the Kafka sink's files: kafkasink.c (producer, loop
+ * integration, delivery tracking, state, the ops table), kafkaapply.c (the
+ * stream: source transactions to events) and kafkacopy.c (initial-copy
+ * sessions). Not for use outside sinks/kafka.
+ */
+#ifndef TM_KAFKASINK_INT_H
+#define TM_KAFKASINK_INT_H
+
+#include "core/buf.h"
+#include "sinks/kafka/debezium.h"
+#include "sinks/kafka/kafkasink.h"
+#include "sinks/kafka/kstate.h"
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+
+/*
+ * A message's opaque says whom its delivery report is for: the low two bits
+ * are the kind, the rest a stream transaction's sequence number or a copy
+ * session's id.
+ */
+enum { OPQ_STREAM = 1, OPQ_COPY = 2 };
+
+static inline void *kafka_opaque(unsigned kind, uint64_t n)
+{
+    return (void *)(uintptr_t)((n << 2) | kind);
+}
+
+/*
+ * One source transaction (or an idle position from a keepalive) in the
+ * delivery FIFO. It may become durable once closed with nothing outstanding
+ * and everything before it durable.
+ */
+typedef struct TxnSlot {
+    Lsn end_lsn; /* LSN_INVALID: abandoned partial transaction */
+    size_t outstanding;
+    bool closed;
+} TxnSlot;
+
+typedef struct KTopic {
+    char *name;
+    rd_kafka_topic_t *rkt;
+} KTopic;
+
+/* Per-relation state (RelEntry.sink_state): the rendered shape and topic. */
+typedef struct KRel {
+    DbzTable *dbz;
+    rd_kafka_topic_t *rkt; /* borrowed from KafkaSink.topics */
+} KRel;
+
+typedef struct KCopy KCopy;
+
+typedef struct KafkaSink {
+    Sink base;
+    const Config *cfg;
+    rd_kafka_t *rk;
+    int pipefd[2]; /* librdkafka's main queue signals the read end */
+    KState state;
+    DbzSource src;
+    KTopic *topics;
+    size_t ntopics;
+
+    /* delivery FIFO, indexed by sequence number modulo fifo_cap (a power of two) */
+    TxnSlot *fifo;
+    size_t fifo_cap;
+    uint64_t head_seq, tail_seq; /* [head, tail) are pending */
+    bool txn_open;
+    char txn_lsn[24]; /* the open transaction's commit LSN as X/X, for headers */
+    char txn_xid[12];
+    Lsn durable;
+    size_t outstanding; /* stream messages without a delivery report */
+    size_t outstanding_bytes;
+    size_t batch_changes;
+
+    /* the first failed delivery stops the pipeline */
+    bool closing; /* being destroyed: ignore reports of purged messages */
+    int failed;
+    char failmsg[512];
+
+    Buf key, val;
+
+    pthread_mutex_t copy_mu; /* copies may report on another thread's poll */
+    KCopy **copies;
+    size_t ncopies;
+    uint64_t next_copy_id;
+} KafkaSink;
+
+static inline KafkaSink *kafkasink_of(Sink *s)
+{
+    return (KafkaSink *)s;
+}
+
+/* The topic handle for schema.table (created on first use, kept until free). */
+int kafkasink_topic(KafkaSink *s, const char *schema, const char *table, rd_kafka_topic_t **out);
+
+/*
+ * Produces one message (key/value may be NULL) with the lsn and txid
+ * headers; on a full queue it serves delivery reports and retries.
+ */
+int kafkasink_produce(KafkaSink *s, rd_kafka_topic_t *rkt, const Buf *key, const Buf *val,
+                      const char *lsn_text, const char *txid_text, void *opaque);
+
+/* Serves librdkafka's events for up to timeout_ms; returns the failure if one happened. */
+int kafkasink_poll(KafkaSink *s, int timeout_ms);
+
+/* Called from the delivery report callback for OPQ_COPY messages. */
+void kafkacopy_delivered(KafkaSink *s, uint64_t id, rd_kafka_resp_err_t err);
+
+int kafkaapply_start(Sink *s, Lsn lsn);
+int kafkaapply_txn_begin(Sink *s, const TxnInfo *txn);
+int kafkaapply_apply(Sink *s, RelEntry *rel, const Change *chg, const TxnInfo *txn);
+int kafkaapply_truncate(Sink *s, RelEntry **rels, uint32_t nrels, uint8_t flags,
+                        const TxnInfo *txn);
+int kafkaapply_txn_commit(Sink *s, const TxnInfo *txn);
+int kafkaapply_close_batch(Sink *s);
+int kafkaapply_abort_batch(Sink *s);
+int kafkaapply_idle_position(Sink *s, Lsn lsn);
+/* A stream message's delivery report arrived. */
+void kafkaapply_delivered(KafkaSink *s, uint64_t seq, size_t bytes);
+
+int kafkacopy_open(Sink *s, const TableDef *t, Lsn sync_lsn, SinkCopy **out);
+int kafkacopy_rows(SinkCopy *c, const char *data, size_t len);
+int kafkacopy_finish(SinkCopy *c, bool commit);
+void kafkacopy_free(SinkCopy *c);
+
+#endif
