@@ -87,6 +87,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
 BENCH_DIR=$(pgc_mkdir drain)
 TMLOG="$BENCH_DIR/tidemark.log"
 log "clusters in $BENCH_DIR"
@@ -254,7 +255,7 @@ WAL_MB=$(calc '%.1f' "$BACKLOG_BYTES / 1048576")
 echo
 echo "== drain a pgbench backlog: tidemark vs native logical replication"
 echo "backlog      $BACKLOG_TXNS transactions (pgbench -s $SCALE -c $CLIENTS -j $JOBS -t $TXNS, $PGBENCH_TPS tps at the source), $WAL_MB MB of WAL"
-echo "order        ${DRAINS[*]}"
+echo "order        ${DRAINS[*]}; 1-min load average $LOAD_START at start, $(cut -d' ' -f1 /proc/loadavg) at end ($(nproc) CPUs)"
 echo "tidemark     $TIDEMARK_ID"
 printf '%-12s %8.2f s  %7s txn/s   (watermark >= backlog end; data complete at %.2f s; CPU %.1f s)\n' \
     tidemark "$TM_SECONDS" "$TM_TPS" "$TM_DATA_SECONDS" "$TM_CPU_S"
@@ -266,7 +267,7 @@ printf 'CPU seconds  tidemark: daemon %.2f, source walsender %.2f, target backen
 echo "target       commits: tidemark $TIDEMARK_COMMITS, native $NATIVE_COMMITS; WAL written: tidemark $TIDEMARK_WAL_MB MB, native $NATIVE_WAL_MB MB"
 echo "tidemark     peak RSS $RSS_MB MB (VmHWM), $TM_PROBLEMS error/warning log line(s)"
 echo "setup        initial copy: tidemark $(calc '%.1f' "$TM_INIT_SECONDS") s, native $(calc '%.1f' "$NATIVE_INIT_SECONDS") s (informational)"
-echo "RESULT scale=$SCALE txns=$BACKLOG_TXNS wal_mb=$WAL_MB order=$ORDER tidemark_s=$TM_SECONDS tidemark_data_s=$TM_DATA_SECONDS native_s=$NATIVE_SECONDS native_ack_s=$NATIVE_ACK_SECONDS tidemark_tps=$TM_TPS native_tps=$NAT_TPS ratio=$RATIO ratio_data=$RATIO_DATA tidemark_rss_mb=$RSS_MB tidemark_cpu_s=$TM_CPU_S init_tidemark_s=$TM_INIT_SECONDS init_native_s=$NATIVE_INIT_SECONDS tidemark_commits=$TIDEMARK_COMMITS native_commits=$NATIVE_COMMITS tidemark_target_wal_mb=$TIDEMARK_WAL_MB native_target_wal_mb=$NATIVE_WAL_MB tidemark_walsender_cpu_s=$TM_WALSENDER_CPU_S tidemark_target_cpu_s=$TM_TARGET_CPU_S native_walsender_cpu_s=$NATIVE_WALSENDER_CPU_S native_apply_cpu_s=$NATIVE_TARGET_CPU_S"
+echo "RESULT scale=$SCALE txns=$BACKLOG_TXNS wal_mb=$WAL_MB order=$ORDER tidemark_s=$TM_SECONDS tidemark_data_s=$TM_DATA_SECONDS native_s=$NATIVE_SECONDS native_ack_s=$NATIVE_ACK_SECONDS tidemark_tps=$TM_TPS native_tps=$NAT_TPS ratio=$RATIO ratio_data=$RATIO_DATA tidemark_rss_mb=$RSS_MB tidemark_cpu_s=$TM_CPU_S init_tidemark_s=$TM_INIT_SECONDS init_native_s=$NATIVE_INIT_SECONDS tidemark_commits=$TIDEMARK_COMMITS native_commits=$NATIVE_COMMITS tidemark_target_wal_mb=$TIDEMARK_WAL_MB native_target_wal_mb=$NATIVE_WAL_MB tidemark_walsender_cpu_s=$TM_WALSENDER_CPU_S tidemark_target_cpu_s=$TM_TARGET_CPU_S native_walsender_cpu_s=$NATIVE_WALSENDER_CPU_S native_apply_cpu_s=$NATIVE_TARGET_CPU_S load_start=$LOAD_START load_end=$(cut -d' ' -f1 /proc/loadavg)"
 if [ "$verify_ok" != 1 ]; then
     echo "FAIL: a target differs from the source (see the verify lines above)"
     exit 1

@@ -18,5 +18,6 @@ typedef struct Command {
 int cmd_die(const char *what);
 
 int cmd_run(int argc, char **argv);
+int cmd_sync_sequences(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@
 
 static const Command commands[] = {
     {"run", "run one pipeline in the foreground until SIGTERM/SIGINT", cmd_run},
+    {"sync-sequences", "set target sequences from the source (cutover)", cmd_sync_sequences},
     /* further commands register here: {"profile", "...", cmd_profile}, */
 };
 

@@ -8,6 +8,7 @@
  */
 #include "daemon/pipeline.h"
 #include "daemon/pipeline_int.h"
+#include "connectors/pg/schemacopy.h"
 #include "connectors/pg/catalog.h"
 #include "connectors/pg/initsync.h"
 #include "connectors/pg/pgconn.h"
@@ -30,8 +31,6 @@
 #define MAX_INFLIGHT_BYTES (64u * 1024 * 1024)
 #define BACKOFF_MIN_S      0.5
 #define BACKOFF_MAX_S      30.0
-
-
 
 void pipeline_fail(Pipeline *p, int rc)
 {
@@ -286,7 +285,9 @@ static void pump_source(Pipeline *p)
             p->held = true;
             p->held_frame = f;
             ev_io_stop(p->loop, &p->repl_r);
-            log_write(LOG_LVL_INFO, p->tabs.t[p->held_table].display, p->txn.final_lsn,
+            /* Not yet planned: the workers are still reading the copy state. */
+            log_write(p->tstate[p->held_table].planned ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+                      p->tabs.t[p->held_table].display, p->txn.final_lsn,
                       "stream waits for the initial copy of this table");
             break;
         }
@@ -307,6 +308,55 @@ static void pump_source(Pipeline *p)
     update_sink_watchers(p);
 }
 
+static int start_stream(Pipeline *p);
+
+static void on_schema_child(struct ev_loop *loop, ev_child *w, int revents)
+{
+    Pipeline *p = w->data;
+    PGconn *dst = NULL;
+    int rc;
+
+    ev_child_stop(loop, w);
+    rc = schemacopy_finish(p->schema_job, w->rstatus);
+    p->schema_job = NULL;
+    if (rc == 0)
+        rc = pgconn_open(&p->cfg->target.conn, PGCONN_NORMAL, "target", &dst);
+    if (rc == 0)
+        rc = schemacopy_mark(dst, p->cfg->pipeline, "post-data");
+    if (dst)
+        PQfinish(dst);
+    if (rc == 0) {
+        p->defer_stream = false;
+        rc = start_stream(p);
+    }
+    if (rc < 0)
+        pipeline_fail(p, rc);
+}
+
+void pipeline_copies_complete(Pipeline *p)
+{
+    PGconn *dst = NULL;
+    int rc;
+
+    if (!p->defer_stream || p->schema_job)
+        return;
+    /* Indexes, constraints and triggers once the rows are in, before any
+     * stream change: the apply needs the keys' indexes, and no batch may hold
+     * locks the restore waits for. */
+    rc = pgconn_open(&p->cfg->target.conn, PGCONN_NORMAL, "target", &dst);
+    if (rc == 0)
+        rc = schemacopy_start(p->cfg, dst, &p->tabs, "post-data", &p->schema_job);
+    if (dst)
+        PQfinish(dst);
+    if (rc < 0) {
+        pipeline_fail(p, rc);
+        return;
+    }
+    ev_child_init(&p->schema_child, on_schema_child, schemacopy_pid(p->schema_job), 0);
+    p->schema_child.data = p;
+    ev_child_start(p->loop, &p->schema_child);
+}
+
 void pipeline_release_hold(Pipeline *p)
 {
     int rc;
@@ -321,7 +371,7 @@ void pipeline_release_hold(Pipeline *p)
         p->held = true;
         return;
     }
-    log_write(LOG_LVL_INFO, p->tabs.t[p->held_table].display, LSN_INVALID,
+    log_write(LOG_LVL_DEBUG, p->tabs.t[p->held_table].display, LSN_INVALID,
               "initial copy committed: stream continues");
     if (p->streaming && !p->paused) {
         ev_io_start(p->loop, &p->repl_r);
@@ -522,7 +572,11 @@ int pipeline_run(Config *cfg)
     ev_io_start(p.loop, &p.sink_r);
     ev_timer_start(p.loop, &p.status_timer);
 
-    rc = start_stream(&p);
+    rc = pipeline_schema_pending(&p, &p.defer_stream);
+    if (rc == 0 && !p.defer_stream)
+        rc = start_stream(&p);
+    else if (rc == 0)
+        log_info("schema copy: streaming starts once the tables are copied and indexed");
     if (rc == 0)
         rc = pipeline_copy_start(&p);
     if (rc < 0)
@@ -531,6 +585,11 @@ int pipeline_run(Config *cfg)
     ev_run(p.loop, 0);
     /* Copies first: their uncommitted parts roll back and stay pending. */
     pipeline_copy_stop(&p);
+    if (p.schema_job) {
+        ev_child_stop(p.loop, &p.schema_child);
+        schemacopy_abort(p.schema_job);
+        p.schema_job = NULL;
+    }
     rc = p.rc;
     if (rc == 0)
         rc = shutdown_drain(&p);

@@ -127,8 +127,7 @@ int pipeline_filter_row(Pipeline *p, int idx, const RelEntry *rel, const Change 
 
     /* Key parts copied at different points: the change's part decides. */
     if (ts->key_col < 0)
-        return tm_fail(-EPROTO, "%s: parts copied at different points without a key",
-                       t->display);
+        return tm_fail(-EPROTO, "%s: parts copied at different points without a key", t->display);
     switch (c->kind) {
     case CHG_INSERT:
         rc = tuple_key(rel, t, ts->key_col, &c->insert.newtup, &k_new);
@@ -147,9 +146,8 @@ int pipeline_filter_row(Pipeline *p, int idx, const RelEntry *rel, const Change 
     }
     rc = tuple_key(rel, t, ts->key_col, &c->update.newtup, &k_new);
     if (rc == 0)
-        rc = c->update.old_kind
-                 ? tuple_key(rel, t, ts->key_col, &c->update.oldtup, &k_old)
-                 : (k_old = k_new, 0);
+        rc = c->update.old_kind ? tuple_key(rel, t, ts->key_col, &c->update.oldtup, &k_old)
+                                : (k_old = k_new, 0);
     if (rc < 0)
         return rc;
     bool in_old = at >= part_for(ts, k_old)->sync_lsn; /* old part's copy lacks it */
@@ -230,8 +228,19 @@ static void on_event(Pipeline *p, TableSyncEvent *ev)
         cp->rows = ev->part.rows;
     }
     recompute(ts);
-    if (ts->synced)
+    if (ts->synced) {
         log_table_done(p, ev->table_idx);
+        bool all = true;
+        for (size_t i = 0; i < p->tabs.n && all; i++)
+            all = p->tstate[i].synced;
+        if (all && !p->copy_done_logged) {
+            p->copy_done_logged = true;
+            log_info("initial copy complete for all %zu table(s) in %.1f s", p->tabs.n,
+                     mono_now() - p->copy_started);
+            ev_timer_stop(p->loop, &p->progress_timer);
+            pipeline_copies_complete(p);
+        }
+    }
     if (p->held && p->held_table == ev->table_idx && ts->synced)
         pipeline_release_hold(p);
 }
@@ -270,16 +279,13 @@ static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
 {
     Pipeline *p = w->data;
     double now = mono_now();
-    int ndone = 0;
 
     for (size_t i = 0; i < p->tabs.n; i++) {
         TableSyncProgress pr;
         char rows[16], rate[16], eta[32] = "";
 
-        if (p->tstate[i].synced) {
-            ndone++;
+        if (p->tstate[i].synced)
             continue;
-        }
         tablesync_progress(p->tsync, (int)i, &pr);
         if (pr.started == 0)
             continue;
@@ -291,14 +297,8 @@ static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
             snprintf(eta, sizeof(eta), ", %.0f%%, ETA %.0f s", 100.0 * pr.rows / pr.est_rows,
                      (pr.est_rows - pr.rows) / rps);
         log_write(LOG_LVL_INFO, p->tabs.t[i].display, LSN_INVALID,
-                  "copying: %s rows, %.1f MB, %s rows/s, part %d/%d done%s", rows,
-                  pr.bytes / 1e6, rate, pr.parts_done, pr.parts_total, eta);
-    }
-    if ((size_t)ndone == p->tabs.n && !p->copy_done_logged) {
-        p->copy_done_logged = true;
-        log_info("initial copy complete for all %zu table(s) in %.1f s", p->tabs.n,
-                 now - p->copy_started);
-        ev_timer_stop(loop, w);
+                  "copying: %s rows, %.1f MB, %s rows/s, part %d/%d done%s", rows, pr.bytes / 1e6,
+                  rate, pr.parts_done, pr.parts_total, eta);
     }
 }
 

@@ -21,9 +21,9 @@
 
 /* What the stream knows of a table's initial copy. */
 typedef struct TableState {
-    bool planned;    /* parts known */
-    bool synced;     /* every part committed */
-    bool uniform;    /* every part has the same sync LSN (then: lsn) */
+    bool planned; /* parts known */
+    bool synced;  /* every part committed */
+    bool uniform; /* every part has the same sync LSN (then: lsn) */
     Lsn lsn;
     int nparts;
     CopyPart *parts;
@@ -47,6 +47,9 @@ typedef struct Pipeline {
     ev_timer status_timer, reconnect_timer, progress_timer;
     ev_signal sig_term, sig_int;
     ev_async copy_async;
+    ev_child schema_child;
+    struct SchemaJob *schema_job; /* post-data restore running */
+    bool defer_stream;            /* schema: copy waits for post-data */
 
     bool streaming; /* replication connection is in CopyBoth */
     bool paused;    /* backpressure: not reading the replication socket */
@@ -69,9 +72,13 @@ typedef struct Pipeline {
 /* pipeline.c */
 void pipeline_fail(Pipeline *p, int rc);
 void pipeline_release_hold(Pipeline *p);
+/* Every table's initial copy has committed. */
+void pipeline_copies_complete(Pipeline *p);
 
 /* pipeline_setup.c: everything before the loop; *start is where streaming begins. */
 int pipeline_setup(Pipeline *p, Lsn *start);
+/* schema: copy — whether post-data is still to restore after the copies. */
+int pipeline_schema_pending(Pipeline *p, bool *pending);
 
 /* pipeline_copy.c */
 enum { FILTER_APPLY = 0, FILTER_SKIP = 1, FILTER_HOLD = 2 };

@@ -8,12 +8,14 @@
 #include "daemon/pipeline_int.h"
 #include "connectors/pg/catalog.h"
 #include "connectors/pg/pgconn.h"
+#include "connectors/pg/schemacopy.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 
 #include <poll.h>
 #include <stdlib.h>
+#include <string.h>
 
 /*
  * A slot stays "active" for a moment after its previous consumer died (the
@@ -48,14 +50,55 @@ static int check_tables(Pipeline *p, bool require_empty)
     return 0;
 }
 
+/* schema: copy — types, sequences and bare tables before anything else. */
+static int schema_pre_data(Pipeline *p)
+{
+    PGconn *dst = NULL;
+    bool done = false;
+    int rc;
+
+    if (strcmp(p->cfg->target.type, "postgres") != 0)
+        return tm_fail(-EINVAL, "schema: copy needs a postgres target");
+    rc = pgconn_open(&p->cfg->target.conn, PGCONN_NORMAL, "target", &dst);
+    if (rc == 0)
+        rc = schemacopy_done(dst, p->cfg->pipeline, "pre-data", &done);
+    if (rc == 0 && !done)
+        rc = schemacopy_run(p->cfg, dst, &p->tabs, "pre-data");
+    if (rc == 0 && !done)
+        rc = schemacopy_mark(dst, p->cfg->pipeline, "pre-data");
+    if (dst)
+        PQfinish(dst);
+    return rc;
+}
+
+int pipeline_schema_pending(Pipeline *p, bool *pending)
+{
+    PGconn *dst = NULL;
+    bool done = true;
+    int rc = 0;
+
+    if (p->cfg->schema_copy) {
+        rc = pgconn_open(&p->cfg->target.conn, PGCONN_NORMAL, "target", &dst);
+        if (rc == 0)
+            rc = schemacopy_done(dst, p->cfg->pipeline, "post-data", &done);
+        if (dst)
+            PQfinish(dst);
+    }
+    *pending = !done;
+    return rc;
+}
+
 /* First start: publication, the slot, and its position recorded on the sink. */
 static int first_start(Pipeline *p, PGconn *src, Lsn *start)
 {
     bool exists;
     Lsn confirmed, consistent;
-    int rc;
+    int rc = 0;
 
-    rc = check_tables(p, true);
+    if (p->cfg->schema_copy)
+        rc = schema_pre_data(p);
+    if (rc == 0)
+        rc = check_tables(p, true);
     if (rc == 0)
         rc = catalog_sync_publication(src, p->cfg->source.publication, &p->tabs, true);
     if (rc == 0)

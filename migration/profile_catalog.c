@@ -145,10 +145,8 @@ int profile_catalog_source(PGconn *src, ProfTable *tabs, size_t n, json_t **fks)
 {
     Buf oids = BUF_INIT;
     const char *params[1];
-    SqlParams none = {0};
     int rc = 0;
 
-    (void)none;
     *fks = NULL;
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = load_table(src, &tabs[i]);

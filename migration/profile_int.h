@@ -198,15 +198,21 @@ typedef struct SqlParams {
 
 int sqlp_add(SqlParams *p, const char *value); /* copies value (NULL for SQL NULL); returns $n */
 void sqlp_release(SqlParams *p);
-void profile_sql_from(PGconn *conn, const ProfCtx *ctx, const TableDef *t, Buf *sql, SqlParams *p);
+void profile_sql_from(PGconn *conn, const ProfCtx *ctx, const char *schema, const char *name,
+                      Buf *sql, SqlParams *p);
 
 /* Runs sql and parses its single jsonb column (sanitized) into *out. */
 int profile_query_json(PGconn *conn, const char *sql, const SqlParams *p, json_t **out);
 
-/* Relationship checks: declared FKs with orphans, implicit candidates with containment. */
-json_t *profile_rel_candidates(const ProfTable *tabs, size_t n, const json_t *fks);
-int profile_rel_check(PGconn *conn, const ProfCtx *ctx, const ProfTable *tabs, size_t n,
-                      json_t *rel);
+/*
+ * Relationships: {"foreign_keys": [...], "candidates": [...]} from the declared
+ * foreign keys and the implicit candidates (names and types that match a
+ * unique column of another profiled table); each item is then checked on its
+ * own (so items can run in parallel), which adds the counts.
+ */
+json_t *profile_rel_plan(const ProfTable *tabs, size_t n, const json_t *fks);
+int profile_rel_check_fk(PGconn *conn, const ProfCtx *ctx, json_t *fk);
+int profile_rel_check_candidate(PGconn *conn, const ProfCtx *ctx, json_t *cand);
 
 /* Writes the report and the baseline counts to schema tidemark on the target. */
 int profile_store(PGconn *dst, const char *pipeline, const json_t *report);

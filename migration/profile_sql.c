@@ -34,9 +34,10 @@ void sqlp_release(SqlParams *p)
     memset(p, 0, sizeof(*p));
 }
 
-void profile_sql_from(PGconn *conn, const ProfCtx *ctx, const TableDef *t, Buf *sql, SqlParams *p)
+void profile_sql_from(PGconn *conn, const ProfCtx *ctx, const char *schema, const char *name,
+                      Buf *sql, SqlParams *p)
 {
-    char *q = pgconn_qualified(conn, t->schema, t->name);
+    char *q = pgconn_qualified(conn, schema, name);
 
     buf_printf(sql, " FROM %s AS t", q);
     free(q);

@@ -186,8 +186,8 @@ static void split_range(CopyPart *parts, int n, PartKind kind, int64_t lo, int64
     }
 }
 
-static int plan_parts(PGconn *src, const Config *cfg, const TableDef *t, CopyPart **out,
-                      int *n, long long *est_rows)
+static int plan_parts(PGconn *src, const Config *cfg, const TableDef *t, CopyPart **out, int *n,
+                      long long *est_rows)
 {
     char oidbuf[16];
     const char *params[1] = {oidbuf};
@@ -540,8 +540,7 @@ static int run_table(Worker *w, int idx)
     ctx->nparts = n;
     ctx->remaining = npending;
     ctx->holder = repl_new(ts->cfg);
-    snprintf(name, sizeof(name), "tm_sync_%d_%d_%.40s", (int)getpid(), w->id,
-             ts->cfg->pipeline);
+    snprintf(name, sizeof(name), "tm_sync_%d_%d_%.40s", (int)getpid(), w->id, ts->cfg->pipeline);
     rc = repl_connect(ctx->holder);
     if (rc == 0)
         rc = repl_create_slot(ctx->holder, name, true, &ctx->lsn, &ctx->snapshot);

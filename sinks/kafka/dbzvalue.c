@@ -10,6 +10,7 @@
 #include "sinks/kafka/debezium.h"
 #include "core/error.h"
 
+#include <stdio.h>
 #include <string.h>
 
 enum {

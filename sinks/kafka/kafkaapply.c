@@ -108,7 +108,7 @@ static int krel_get(KafkaSink *s, RelEntry *rel, KRel **out)
 }
 
 /* Produces s->key (NULL: no key) and s->val (NULL: tombstone) for the open transaction. */
-static int send(KafkaSink *s, KRel *r, bool with_key, bool with_value)
+static int send_msg(KafkaSink *s, KRel *r, bool with_key, bool with_value)
 {
     TxnSlot *t = slot_at(s, s->tail_seq - 1);
     size_t bytes = (with_key ? s->key.len : 0) + (with_value ? s->val.len : 0);
@@ -152,10 +152,10 @@ static int emit(KafkaSink *s, KRel *r, const TxnInfo *txn, char op, const Tuple 
     }
     rc = debezium_envelope(&s->val, r->dbz, &s->src, &ev);
     if (rc == 0)
-        rc = send(s, r, k == 0, true);
+        rc = send_msg(s, r, k == 0, true);
     /* Log compaction drops every earlier message of a key followed by a tombstone. */
     if (rc == 0 && tombstone && k == 0)
-        rc = send(s, r, true, false);
+        rc = send_msg(s, r, true, false);
     return rc;
 }
 
@@ -163,8 +163,8 @@ int kafkaapply_txn_begin(Sink *base, const TxnInfo *txn)
 {
     KafkaSink *s = kafkasink_of(base);
 
-    if (s->failed)
-        return tm_fail(s->failed, "%s", s->failmsg);
+    if (atomic_load(&s->failed))
+        return kafkasink_failure(s);
     if (s->txn_open)
         return tm_fail(-EPROTO, "kafka: a transaction began inside an open one");
     fifo_push(s);
@@ -199,8 +199,8 @@ int kafkaapply_apply(Sink *base, RelEntry *rel, const Change *chg, const TxnInfo
     KRel *r;
     int rc;
 
-    if (s->failed)
-        return tm_fail(s->failed, "%s", s->failmsg);
+    if (atomic_load(&s->failed))
+        return kafkasink_failure(s);
     if (!s->txn_open)
         return tm_fail(-EPROTO, "kafka: a row change outside a transaction");
     rc = krel_get(s, rel, &r);

@@ -13,6 +13,7 @@
 #include "tm_version.h"
 
 #include <fcntl.h>
+#include <stdarg.h>
 #include <libpq-fe.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -79,28 +80,79 @@ int kafkasink_topic(KafkaSink *s, const char *schema, const char *table, rd_kafk
 {
     char *name = kafkasink_topic_name(s->cfg->target.kafka.topic,
                                       s->cfg->target.kafka.topic_prefix, schema, table);
-    rd_kafka_topic_t *rkt;
+    rd_kafka_topic_t *rkt = NULL;
+    int rc = 0;
 
     if (!name)
         return -EINVAL;
-    for (size_t i = 0; i < s->ntopics; i++) {
-        if (strcmp(s->topics[i].name, name) == 0) {
-            free(name);
-            *out = s->topics[i].rkt;
-            return 0;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->ntopics && !rkt; i++)
+        if (strcmp(s->topics[i].name, name) == 0)
+            rkt = s->topics[i].rkt;
+    if (!rkt) {
+        rkt = rd_kafka_topic_new(s->rk, name, NULL);
+        if (rkt) {
+            s->topics = xrealloc(s->topics, (s->ntopics + 1) * sizeof(*s->topics));
+            s->topics[s->ntopics++] = (KTopic){name, rkt};
+            name = NULL;
+        } else {
+            rc = tm_fail(-EINVAL, "Kafka: cannot use topic %s: %s", name,
+                         rd_kafka_err2str(rd_kafka_last_error()));
         }
     }
-    rkt = rd_kafka_topic_new(s->rk, name, NULL);
-    if (!rkt) {
-        int rc = tm_fail(-EINVAL, "Kafka: cannot use topic %s: %s", name,
-                         rd_kafka_err2str(rd_kafka_last_error()));
-        free(name);
-        return rc;
-    }
-    s->topics = xrealloc(s->topics, (s->ntopics + 1) * sizeof(*s->topics));
-    s->topics[s->ntopics++] = (KTopic){name, rkt};
+    pthread_mutex_unlock(&s->mu);
+    free(name);
     *out = rkt;
-    return 0;
+    return rc;
+}
+
+bool kafkasink_on_loop_thread(const KafkaSink *s)
+{
+    return pthread_equal(pthread_self(), s->loop_thread);
+}
+
+void kafkasink_set_failure(KafkaSink *s, const char *fmt, ...)
+{
+    va_list ap;
+
+    pthread_mutex_lock(&s->mu);
+    if (!atomic_load(&s->failed)) {
+        va_start(ap, fmt);
+        vsnprintf(s->failmsg, sizeof(s->failmsg), fmt, ap);
+        va_end(ap);
+        atomic_store(&s->failed, -EIO);
+        pthread_cond_broadcast(&s->cond);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+int kafkasink_failure(KafkaSink *s)
+{
+    char msg[sizeof(s->failmsg)];
+    int rc = atomic_load(&s->failed);
+
+    if (!rc)
+        return 0;
+    pthread_mutex_lock(&s->mu);
+    memcpy(msg, s->failmsg, sizeof(msg));
+    pthread_mutex_unlock(&s->mu);
+    return tm_fail(rc, "%s", msg);
+}
+
+int kafkasink_progress(KafkaSink *s, int timeout_ms)
+{
+    struct timespec until;
+
+    if (kafkasink_on_loop_thread(s))
+        return kafkasink_poll(s, timeout_ms);
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += (long)timeout_ms * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_timedwait(&s->cond, &s->mu, &until);
+    pthread_mutex_unlock(&s->mu);
+    return kafkasink_failure(s);
 }
 
 int kafkasink_produce(KafkaSink *s, rd_kafka_topic_t *rkt, const Buf *key, const Buf *val,
@@ -122,7 +174,7 @@ int kafkasink_produce(KafkaSink *s, rd_kafka_topic_t *rkt, const Buf *key, const
                            (key ? key->len : 0) + (val ? val->len : 0), rd_kafka_topic_name(rkt),
                            rd_kafka_err2str(err));
         /* Backpressure, not loss: let deliveries make room, then retry. */
-        int rc = kafkasink_poll(s, 10);
+        int rc = kafkasink_progress(s, 10);
 
         if (rc < 0)
             return rc;
@@ -142,9 +194,7 @@ int kafkasink_poll(KafkaSink *s, int timeout_ms)
             break;
         }
     }
-    if (s->failed)
-        return tm_fail(s->failed, "%s", s->failmsg);
-    return 0;
+    return kafkasink_failure(s);
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -154,14 +204,14 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
     if (s->closing)
         return;
-    if (m->err && !s->failed) {
-        s->failed = -EIO;
-        snprintf(s->failmsg, sizeof(s->failmsg),
-                 "Kafka: delivery of a %zu-byte message to topic %s failed: %s. The pipeline"
-                 " stops rather than skip it; fix the cause (for a size limit: the topic's"
-                 " max.message.bytes and target.properties message.max.bytes) and restart",
-                 m->len + m->key_len, rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
-    }
+    if (m->err)
+        kafkasink_set_failure(s,
+                              "Kafka: delivery of a %zu-byte message to topic %s failed: %s. The"
+                              " pipeline stops rather than skip it; fix the cause (for a size"
+                              " limit: the topic's max.message.bytes and target.properties"
+                              " message.max.bytes) and restart",
+                              m->len + m->key_len, rd_kafka_topic_name(m->rkt),
+                              rd_kafka_err2str(m->err));
     if ((o & 3) == OPQ_STREAM)
         kafkaapply_delivered(s, (uint64_t)(o >> 2), m->len + m->key_len);
     else if ((o & 3) == OPQ_COPY)
@@ -176,11 +226,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
 
-        if (!s->failed) {
-            s->failed = -EIO;
-            snprintf(s->failmsg, sizeof(s->failmsg), "Kafka: fatal producer error: %s: %s",
-                     rd_kafka_err2name(ferr), fatal);
-        }
+        kafkasink_set_failure(s, "Kafka: fatal producer error: %s: %s", rd_kafka_err2name(ferr),
+                              fatal);
         return;
     }
     /* Transient (brokers down, timeouts): librdkafka retries, the slot keeps the WAL. */
@@ -296,7 +343,7 @@ static char *source_dbname(const Config *cfg)
 static int kafkasink_connect(Sink *base, const char *client_encoding)
 {
     KafkaSink *s = kafkasink_of(base);
-    rd_kafka_conf_t *conf;
+    rd_kafka_conf_t *conf = NULL;
     rd_kafka_queue_t *mainq;
     char errstr[512];
     char *db;
@@ -309,6 +356,7 @@ static int kafkasink_connect(Sink *base, const char *client_encoding)
                        client_encoding);
     if (s->rk)
         return 0;
+    s->loop_thread = pthread_self();
     rc = kstate_load(&s->state, s->cfg->target.kafka.state_dir, s->cfg->pipeline);
     if (rc == 0)
         rc = make_conf(s, &conf);
@@ -346,13 +394,34 @@ static int kafkasink_read_position(Sink *base, bool *found, Lsn *lsn)
 
 static int kafkasink_init_position(Sink *base, Lsn lsn, const TableSet *tabs)
 {
-    return kstate_init(&kafkasink_of(base)->state, lsn, tabs);
+    KafkaSink *s = kafkasink_of(base);
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    rc = kstate_init(&s->state, lsn, tabs);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
 }
 
 static int kafkasink_table_state(Sink *base, const TableDef *t, bool *synced, Lsn *sync_lsn)
 {
-    kstate_table(&kafkasink_of(base)->state, t->schema, t->name, synced, sync_lsn);
+    KafkaSink *s = kafkasink_of(base);
+
+    pthread_mutex_lock(&s->mu);
+    kstate_table(&s->state, t->schema, t->name, synced, sync_lsn);
+    pthread_mutex_unlock(&s->mu);
     return 0;
+}
+
+static int kafkasink_forget_tables(Sink *base, const TableSet *keep)
+{
+    KafkaSink *s = kafkasink_of(base);
+    int rc;
+
+    pthread_mutex_lock(&s->mu);
+    rc = kstate_forget(&s->state, keep);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
 }
 
 static int kafkasink_check_table(Sink *base, const TableDef *t, bool require_empty)
@@ -444,7 +513,8 @@ static void kafkasink_free(Sink *base)
     buf_release(&s->val);
     free(s->fifo);
     free(s->copies);
-    pthread_mutex_destroy(&s->copy_mu);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cond);
     free(s);
 }
 
@@ -476,6 +546,7 @@ static const SinkOps kafkasink_ops = {
     .copy_rows = kafkacopy_rows,
     .copy_finish = kafkacopy_finish,
     .copy_free = kafkacopy_free,
+    .forget_tables = kafkasink_forget_tables,
 };
 
 Sink *kafkasink_new(const Config *cfg)
@@ -488,6 +559,7 @@ Sink *kafkasink_new(const Config *cfg)
     s->pipefd[0] = s->pipefd[1] = -1;
     s->fifo_cap = 1024;
     s->fifo = xcalloc(s->fifo_cap, sizeof(*s->fifo));
-    pthread_mutex_init(&s->copy_mu, NULL);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cond, NULL);
     return &s->base;
 }

@@ -8,12 +8,14 @@
 #define TM_KAFKASINK_INT_H
 
 #include "core/buf.h"
+#include "core/error.h"
 #include "sinks/kafka/debezium.h"
 #include "sinks/kafka/kafkasink.h"
 #include "sinks/kafka/kstate.h"
 
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 /*
  * A message's opaque says whom its delivery report is for: the low two bits
@@ -73,17 +75,23 @@ typedef struct KafkaSink {
     size_t outstanding_bytes;
     size_t batch_changes;
 
-    /* the first failed delivery stops the pipeline */
-    bool closing; /* being destroyed: ignore reports of purged messages */
-    int failed;
-    char failmsg[512];
-
     Buf key, val;
 
-    pthread_mutex_t copy_mu; /* copies may report on another thread's poll */
+    /*
+     * Copy sessions run on table-sync worker threads; librdkafka's queue is
+     * served only on the loop thread (the one that connected), which wakes
+     * the workers through cond. mu guards everything below, the topic
+     * registry and the state file.
+     */
+    pthread_t loop_thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
     KCopy **copies;
     size_t ncopies;
     uint64_t next_copy_id;
+    bool closing;        /* being destroyed: ignore reports of purged messages */
+    atomic_int failed;   /* the first failed delivery stops the pipeline */
+    char failmsg[512];
 } KafkaSink;
 
 static inline KafkaSink *kafkasink_of(Sink *s)
@@ -101,8 +109,22 @@ int kafkasink_topic(KafkaSink *s, const char *schema, const char *table, rd_kafk
 int kafkasink_produce(KafkaSink *s, rd_kafka_topic_t *rkt, const Buf *key, const Buf *val,
                       const char *lsn_text, const char *txid_text, void *opaque);
 
-/* Serves librdkafka's events for up to timeout_ms; returns the failure if one happened. */
+/* Serves librdkafka's events for up to timeout_ms (loop thread only); returns any failure. */
 int kafkasink_poll(KafkaSink *s, int timeout_ms);
+
+/*
+ * Lets delivery reports progress for up to timeout_ms: serves them on the
+ * loop thread, elsewhere waits for the loop to (cond). Returns any failure.
+ */
+int kafkasink_progress(KafkaSink *s, int timeout_ms);
+
+bool kafkasink_on_loop_thread(const KafkaSink *s);
+
+/* Records the first failure (any thread); later ones are dropped. */
+void kafkasink_set_failure(KafkaSink *s, const char *fmt, ...) TM_PRINTF(2, 3);
+
+/* 0, or the recorded failure (with tm_error() set to its message). */
+int kafkasink_failure(KafkaSink *s);
 
 /* Called from the delivery report callback for OPQ_COPY messages. */
 void kafkacopy_delivered(KafkaSink *s, uint64_t id, rd_kafka_resp_err_t err);

@@ -252,6 +252,24 @@ int kstate_set_synced(KState *st, const char *schema, const char *name, Lsn sync
     return save(st);
 }
 
+int kstate_forget(KState *st, const TableSet *keep)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < st->n; i++) {
+        if (tableset_find(keep, st->t[i].schema, st->t[i].name) >= 0) {
+            st->t[kept++] = st->t[i];
+        } else {
+            free(st->t[i].schema);
+            free(st->t[i].name);
+        }
+    }
+    if (kept == st->n)
+        return 0;
+    st->n = kept;
+    return save(st);
+}
+
 void kstate_release(KState *st)
 {
     tables_free(st);

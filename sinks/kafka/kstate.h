@@ -46,6 +46,9 @@ void kstate_table(const KState *st, const char *schema, const char *name, bool *
 /* Marks schema.name synced at sync_lsn and writes the file. */
 int kstate_set_synced(KState *st, const char *schema, const char *name, Lsn sync_lsn);
 
+/* Drops the entries of tables not in keep (they left the pipeline) and writes the file. */
+int kstate_forget(KState *st, const TableSet *keep);
+
 void kstate_release(KState *st);
 
 #endif

@@ -258,7 +258,8 @@ static int apply_insert(PgSink *s, RelEntry *rel, SinkRel *r, const Tuple *t, co
         buf_printf(&sql, "INSERT INTO %s (", r->qname);
         for (uint16_t i = 0; i < r->ncols; i++)
             buf_printf(&sql, "%s%s", i ? ", " : "", r->qcols[i]);
-        buf_puts(&sql, ") VALUES (");
+        /* The source generated identity values; keep them. */
+        buf_puts(&sql, ") OVERRIDING SYSTEM VALUE VALUES (");
         for (uint16_t i = 0; i < r->ncols; i++)
             buf_printf(&sql, "%s$%u", i ? ", " : "", i + 1);
         buf_puts(&sql, ")");
@@ -277,6 +278,15 @@ static int apply_insert(PgSink *s, RelEntry *rel, SinkRel *r, const Tuple *t, co
     return send_stmt(s, r->ins_name, r->ncols, 'I', false, rel, txn);
 }
 
+static bool same_value(const ColValue *a, const ColValue *b)
+{
+    if (a->state != b->state)
+        return false;
+    if (a->state == COL_NULL)
+        return true;
+    return a->state == COL_TEXT && a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
 static int apply_update(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg, const TxnInfo *txn)
 {
     const Tuple *nt = &chg->update.newtup;
@@ -290,8 +300,20 @@ static int apply_update(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg,
         rc = check_tuple(rel, ot, "UPDATE (old row)");
     if (rc < 0)
         goto out;
-    for (uint16_t i = 0; i < r->ncols; i++)
-        shape[i] = nt->cols[i].state == COL_UNCHANGED ? '-' : 'S';
+    /* SET only what may have changed: not unchanged TOAST (invariant 4), not an
+     * unchanged key (no old key sent), not a value equal to the full old row's.
+     * Besides saving work, this keeps GENERATED ALWAYS identity keys out of SET,
+     * which PostgreSQL refuses. */
+    for (uint16_t i = 0; i < r->ncols; i++) {
+        const ColValue *nv = &nt->cols[i];
+        bool set = nv->state != COL_UNCHANGED;
+
+        if (set && !chg->update.old_kind && rel->info.cols[i].is_key)
+            set = false;
+        if (set && chg->update.old_kind == 'O' && same_value(nv, &ot->cols[i]))
+            set = false;
+        shape[i] = set ? 'S' : '-';
+    }
     shape[r->ncols] = '|';
     where_shape(rel, r, ot, shape + r->ncols + 1);
     if (!strchr(shape, 'S'))

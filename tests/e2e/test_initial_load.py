@@ -1,0 +1,534 @@
+"""End-to-end tests of the parallel, resumable initial load (issue 3).
+
+(a) a pgbench-style writer runs on the source during the whole copy of a table
+    split by key range, a table without a key (CTID ranges), a partitioned
+    table (one part per leaf) and a small table; the target ends equal.
+(b) kill -9 at random moments of the copy (seeded: TIDEMARK_LOAD_SEED=<seed>
+    reproduces), restart each time, writer running: exact result, and the logs
+    and tidemark.sync_state prove finished tables/parts were not copied again.
+(c) trickle migration: a table added to source.tables is copied while the
+    others keep streaming; a table removed from it is no longer applied.
+(d) `schema: copy` creates the target tables (indexes, FKs, CHECK, generated
+    and identity columns, serial, enum) from the source.
+(e) `tidemark sync-sequences` sets the target's sequences from the source.
+
+Every wait is a deadline on a condition; the copies are forced into many parts
+with copy.part_size_mb = 1.
+"""
+
+import collections
+import os
+import random
+import re
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+import harness
+
+COPY = "copy: {jobs: 2, part_size_mb: 1}\n"
+
+# --------------------------------------------------------------------------- workload
+
+BANK_TABLES = ["public.branches", "public.accounts", "public.ledger", "public.orders", "public.tellers"]
+REGIONS = 4
+
+
+def create_bank(env, accounts, ledger, orders):
+    """The bank schema on both sides and its rows on the source.
+
+    accounts: bigint primary key (key-range parts); ledger: no key, replica
+    identity FULL (CTID parts); orders: list-partitioned, one leaf per region
+    (leaf parts); branches, tellers: small (one whole part)."""
+    ddl = """
+        CREATE TABLE branches (id int PRIMARY KEY, balance bigint NOT NULL);
+        CREATE TABLE tellers (id int PRIMARY KEY, branch int NOT NULL, name text);
+        CREATE TABLE accounts (id bigint PRIMARY KEY, branch int NOT NULL, balance int NOT NULL, note text);
+        CREATE TABLE ledger (acct bigint, delta int, note text);
+        ALTER TABLE ledger REPLICA IDENTITY FULL;
+        CREATE INDEX ON ledger (acct);
+        CREATE TABLE orders (id bigint NOT NULL, region int NOT NULL, amount int, PRIMARY KEY (region, id))
+            PARTITION BY LIST (region);
+        CREATE TABLE orders_r0 PARTITION OF orders FOR VALUES IN (0);
+        CREATE TABLE orders_r1 PARTITION OF orders FOR VALUES IN (1);
+        CREATE TABLE orders_r2 PARTITION OF orders FOR VALUES IN (2);
+        CREATE TABLE orders_rest PARTITION OF orders DEFAULT;
+        CREATE INDEX ON orders (id);
+    """
+    env.both_sql(ddl)
+    env.src_sql("INSERT INTO branches SELECT g, 0 FROM generate_series(1, 10) g")
+    env.src_sql("INSERT INTO tellers SELECT g, g % 10 + 1, 'teller ' || g FROM generate_series(1, 100) g")
+    env.src_sql("INSERT INTO accounts SELECT g, g % 10 + 1, 0, 'a' || g FROM generate_series(1, %d) g" % accounts)
+    env.src_sql("INSERT INTO ledger SELECT g %% %d + 1, g %% 100, 'opening' FROM generate_series(1, %d) g"
+                % (accounts, ledger))
+    env.src_sql("INSERT INTO orders SELECT g, g %% %d, g %% 1000 FROM generate_series(1, %d) g" % (REGIONS, orders))
+    env.src_sql("VACUUM ANALYZE")  # so relation sizes and reltuples are known to the planner of parts
+
+
+class BankWriter(threading.Thread):
+    """pgbench-style short transactions over every bank table: balance updates,
+    new and closed accounts, key changes that move a row to another key range,
+    ledger inserts/updates/deletes (no key), orders inserted, updated, moved
+    between partitions and deleted.  Paced to `rate` transactions per second."""
+
+    def __init__(self, conninfo, seed, accounts, orders, rate=200):
+        super().__init__(daemon=True)
+        self.conninfo, self.rng, self.rate = conninfo, random.Random(seed), rate
+        self.accounts, self.orders = accounts, orders
+        self.next_account, self.next_order = accounts + 1, orders + 1
+        self.stop_event = threading.Event()
+        self.txns, self.error = 0, None
+        self.kinds = collections.Counter()
+
+    def run(self):
+        try:
+            with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                started = time.monotonic()
+                while not self.stop_event.is_set():
+                    with conn.transaction():
+                        self.one(conn)
+                    self.txns += 1
+                    ahead = self.txns / self.rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        self.stop_event.wait(ahead)
+        except Exception as e:  # reported by the test
+            self.error = e
+
+    def finish(self, timeout=30):
+        self.stop_event.set()
+        self.join(timeout)
+        assert not self.is_alive(), "writer did not stop"
+        assert self.error is None, "writer failed: %r" % self.error
+        print("writer: %d transactions %s" % (self.txns, dict(self.kinds)))
+
+    def one(self, conn):
+        rng = self.rng
+        kind = rng.choices(["transfer", "open", "close", "renumber", "order", "move_order", "cancel_order",
+                            "ledger_fix"], weights=[45, 10, 6, 5, 18, 5, 5, 6])[0]
+        self.kinds[kind] += 1
+        aid = rng.randrange(1, self.next_account)
+        delta = rng.randrange(-500, 500)
+        if kind == "transfer":
+            conn.execute("UPDATE accounts SET balance = balance + %s WHERE id = %s", (delta, aid))
+            conn.execute("UPDATE branches SET balance = balance + %s WHERE id = %s", (delta, rng.randrange(1, 11)))
+            conn.execute("INSERT INTO ledger VALUES (%s, %s, 'transfer')", (aid, delta))
+        elif kind == "open":
+            conn.execute("INSERT INTO accounts VALUES (%s, %s, %s, 'opened')",
+                         (self.next_account, rng.randrange(1, 11), delta))
+            self.next_account += 1
+        elif kind == "close":
+            conn.execute("DELETE FROM accounts WHERE id = %s", (aid,))
+        elif kind == "renumber":
+            # A key update: the row moves to another key range (part) of the copy.
+            if rng.random() < 0.5:
+                conn.execute("UPDATE accounts SET id = -id, note = 'negated' WHERE id = %s AND id > 0", (aid,))
+            else:
+                conn.execute("UPDATE accounts SET id = %s, note = 'renumbered' WHERE id = %s",
+                             (self.next_account, aid))
+                self.next_account += 1
+        elif kind == "order":
+            conn.execute("INSERT INTO orders VALUES (%s, %s, %s)",
+                         (self.next_order, rng.randrange(REGIONS + 1), delta))
+            self.next_order += 1
+            oid = rng.randrange(1, self.next_order)
+            conn.execute("UPDATE orders SET amount = amount + 1 WHERE id = %s", (oid,))
+        elif kind == "move_order":
+            # Moves the row to another partition (delete + insert on the leaves).
+            oid = rng.randrange(1, self.next_order)
+            conn.execute("UPDATE orders SET region = (region + 1) %% %s WHERE id = %s", (REGIONS + 1, oid))
+        elif kind == "cancel_order":
+            conn.execute("DELETE FROM orders WHERE id = %s", (rng.randrange(1, self.next_order),))
+        elif kind == "ledger_fix":
+            acct = rng.randrange(1, self.accounts + 1)
+            conn.execute("UPDATE ledger SET delta = delta + 1, note = 'fixed' WHERE ctid = "
+                         "(SELECT ctid FROM ledger WHERE acct = %s LIMIT 1)", (acct,))
+            if rng.random() < 0.5:
+                conn.execute("DELETE FROM ledger WHERE ctid = (SELECT ctid FROM ledger WHERE acct = %s LIMIT 1)",
+                             (acct + 1,))
+
+
+# --------------------------------------------------------------------------- sync_state and logs
+
+Part = collections.namedtuple("Part", "table part state kind updated_at sync_lsn")
+
+
+def sync_state(env):
+    """{table: [Part...]} of the planned parts (rows with a part_kind) plus
+    tables that only have their 'pending' placeholder (empty list)."""
+    rows = env.dst_sql("SELECT schema_name || '.' || table_name, part, state, part_kind, updated_at, sync_lsn::text"
+                       " FROM tidemark.sync_state WHERE pipeline = %s ORDER BY 1, 2", (env.pipeline,))
+    out = {}
+    for r in rows:
+        parts = out.setdefault(r[0], [])
+        if r[3] is not None:
+            parts.append(Part(*r))
+    return out
+
+
+def synced_parts(state):
+    return sum(1 for parts in state.values() for p in parts if p.state in ("synced", "ready"))
+
+
+def fully_synced(parts):
+    return bool(parts) and all(p.state in ("synced", "ready") for p in parts)
+
+
+def copy_done(env):
+    return harness.copies_done(env.dst, env.pipeline) and all(sync_state(env).values())
+
+
+def part_kinds(state, table):
+    return collections.Counter(p.kind for p in state[table])
+
+
+PLAN_RE = re.compile(r"initial copy: (\d+) of (\d+) part\(s\) to copy table=(\S+)")
+DONE_RE = re.compile(r"initial copy complete: (\d+) rows in target \((\d+) parts?\), (\d+) copied this run"
+                     r".* table=(\S+)")
+RESTART_RE = re.compile(r"initial copy was interrupted; copying the whole table again table=(\S+)")
+
+
+def read_log(path):
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+def plan_lines(text):
+    """{table: [(still to copy, total)]} from 'initial copy: K of N part(s) to copy' lines."""
+    out = collections.defaultdict(list)
+    for k, n, table in PLAN_RE.findall(text):
+        out[table].append((int(k), int(n)))
+    return out
+
+
+def done_lines(text):
+    """{table: [(rows in target, parts, copied this run)]}."""
+    out = collections.defaultdict(list)
+    for rows, parts, copied, table in DONE_RE.findall(text):
+        out[table].append((int(rows), int(parts), int(copied)))
+    return out
+
+
+def target_sessions(env):
+    """Client sessions on the test's target database other than this query's."""
+    return env.dst_sql("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+                       " AND backend_type = 'client backend'", (env.dst_db,))[0][0]
+
+
+def wait_copy_done(env, d, timeout=120):
+    harness.wait_for(lambda: d.check_alive() or copy_done(env), timeout, "every table's initial copy", interval=0.1)
+
+
+# --------------------------------------------------------------------------- (a)
+
+def test_parallel_copy_with_concurrent_writer(env):
+    accounts, orders = 250_000, 40_000
+    create_bank(env, accounts=accounts, ledger=60_000, orders=orders)
+    writer = BankWriter(env.src, seed=11, accounts=accounts, orders=orders)
+    writer.start()
+    try:
+        harness.wait_for(lambda: writer.error or writer.txns >= 20, 30, "the writer to start")
+        txns_at_start = writer.txns
+        d = env.daemon(tables=BANK_TABLES, extra=COPY)
+        wait_copy_done(env, d)
+        txns_during_copy = writer.txns - txns_at_start
+        assert writer.is_alive() and writer.error is None, "writer stopped during the copy: %r" % writer.error
+        # A few more transactions after the copy: the stream applies them directly.
+        target = writer.txns + 50
+        harness.wait_for(lambda: writer.error or writer.txns >= target, 30, "writes after the copy")
+    finally:
+        writer.finish()
+    env.wait_caught_up(d, timeout=120)
+    env.assert_tables_equal(*BANK_TABLES)
+
+    state = sync_state(env)
+    print({t: dict(part_kinds(state, t)) for t in state})
+    assert part_kinds(state, "public.accounts")["key"] >= 4, state["public.accounts"]
+    assert part_kinds(state, "public.ledger")["ctid"] >= 2, state["public.ledger"]
+    assert part_kinds(state, "public.orders") == {"leaf": 4}, state["public.orders"]
+    assert part_kinds(state, "public.branches") == {"whole": 1}, state["public.branches"]
+    assert txns_during_copy > 0, "the writer made no transaction during the copy"
+    print("writer transactions during the copy: %d" % txns_during_copy)
+
+    log = d.log()
+    plans = plan_lines(log)
+    done = done_lines(log)
+    for table in BANK_TABLES:
+        nparts = len(state[table])
+        assert plans[table] == [(nparts, nparts)], "plan lines of %s: %s" % (table, plans[table])
+        assert len(done[table]) == 1 and done[table][0][1] == nparts, "summary of %s: %s" % (table, done[table])
+    assert "initial copy complete for all %d table(s)" % len(BANK_TABLES) in log
+    d.stop()
+
+
+# --------------------------------------------------------------------------- (b)
+
+KILLS = 3
+
+
+def test_kill9_during_copy_resumes_unfinished_parts(env):
+    seed = int(os.environ.get("TIDEMARK_LOAD_SEED") or time.time_ns() % 2 ** 32)
+    print("TIDEMARK_LOAD_SEED=%d" % seed)
+    rng = random.Random(seed)
+    accounts, orders = 600_000, 100_000
+    create_bank(env, accounts=accounts, ledger=150_000, orders=orders)
+    writer = BankWriter(env.src, seed=seed + 1, accounts=accounts, orders=orders)
+    writer.start()
+    kills = []  # (sync_state after the kill, log file of the run that follows)
+    try:
+        harness.wait_for(lambda: writer.error or writer.txns >= 20, 30, "the writer to start")
+        d = env.daemon(tables=BANK_TABLES, extra=COPY)
+        for i in range(KILLS):
+            # A random moment of the copy: after 1..4 more parts have committed
+            # (counted from what the last kill left), then a random extra delay
+            # so the kill usually lands inside a part.
+            base = synced_parts(kills[-1][0]) if kills else 0
+            want = base + rng.randint(1, 4)
+            harness.wait_for(lambda: d.check_alive() or copy_done(env) or synced_parts(sync_state(env)) >= want,
+                             120, "%d synced part(s) before kill %d" % (want, i + 1), interval=0.01)
+            d.wait_running(rng.uniform(0.0, 0.3))
+            assert not copy_done(env), ("the copy finished before kill %d could land in it (seed %d): "
+                                        "make the tables bigger" % (i + 1, seed))
+            d.kill9()
+            # The dead daemon's target sessions end (their open copies roll
+            # back) before the state that survived is read.
+            harness.wait_for(lambda: target_sessions(env) == 0, 30, "the killed daemon's target sessions to end")
+            state = sync_state(env)
+            print("kill %d: %d writer txns; synced parts per table: %s" % (
+                i + 1, writer.txns, {t: "%d/%d" % (sum(p.state == "synced" for p in ps), len(ps))
+                                     for t, ps in state.items()}))
+            d.start()
+            kills.append((state, d.logs[-1]))
+        wait_copy_done(env, d)
+        target = writer.txns + 50
+        harness.wait_for(lambda: writer.error or writer.txns >= target, 30, "writes after the copy")
+    finally:
+        writer.finish()
+    env.wait_caught_up(d, timeout=180)
+    env.assert_tables_equal(*BANK_TABLES)
+    final = sync_state(env)
+    log_all = d.log()
+    d.stop()
+
+    saw_finished, saw_key_resume = False, False
+    for i, (state, logfile) in enumerate(kills):
+        run_log = read_log(logfile)
+        plans, restarts = plan_lines(run_log), set(RESTART_RE.findall(run_log))
+        for table, parts in state.items():
+            final_parts = {p.part: p for p in final[table]}
+            synced = [p for p in parts if p.state == "synced"]
+            if fully_synced(parts):
+                saw_finished = True
+                # Finished before the kill: not planned, not copied, not touched again.
+                assert table not in plans, "kill %d: %s was finished but copied again: %s" % (
+                    i + 1, table, plans[table])
+                assert table not in restarts, "kill %d: finished %s was restarted" % (i + 1, table)
+                for p in parts:
+                    assert final_parts[p.part][4:] == p[4:], "kill %d: finished part %s/%d changed: %s -> %s" % (
+                        i + 1, table, p.part, p, final_parts[p.part])
+            elif parts and all(p.kind == "key" for p in parts):
+                # Key parts resume one by one: only the unfinished ones are copied.
+                if synced:
+                    saw_key_resume = True
+                todo = len(parts) - len(synced)
+                assert all(k == todo and n == len(parts) for k, n in plans[table]), (
+                    "kill %d: %s had %d of %d parts left, the restart planned %s" % (
+                        i + 1, table, todo, len(parts), plans[table]))
+                assert table not in restarts
+                for p in synced:
+                    assert final_parts[p.part][4:] == p[4:], "kill %d: synced key part %s/%d was copied again" % (
+                        i + 1, table, p.part)
+            elif parts and plans.get(table):
+                # CTID, leaf and whole parts share a snapshot: the table starts over.
+                assert table in restarts, "kill %d: %s (parts %s) not restarted: %s" % (
+                    i + 1, table, [p.kind for p in parts], plans[table])
+                assert all(k == n == len(parts) for k, n in plans[table]), plans[table]
+    assert saw_finished, "no table had finished before a kill (seed %d)" % seed
+    assert saw_key_resume, "no kill left a key-split table partly copied (seed %d)" % seed
+
+    # The last run's summaries: tables finished before the last kill copied nothing.
+    last_state = kills[-1][0]
+    done = done_lines(read_log(kills[-1][1]))
+    for table, parts in last_state.items():
+        if fully_synced(parts):
+            assert [c for _, _, c in done[table]] == [0], "%s: %s" % (table, done[table])
+    assert "initial copy complete for all %d table(s)" % len(BANK_TABLES) in read_log(kills[-1][1])
+    assert "sanitizer" not in log_all.lower()
+
+
+# --------------------------------------------------------------------------- (c)
+
+def test_trickle_add_and_remove_tables(env):
+    env.both_sql("""
+        CREATE TABLE trk_a (id bigint PRIMARY KEY, v int NOT NULL, note text);
+        CREATE TABLE trk_b (id bigint PRIMARY KEY, v int NOT NULL, note text);
+    """)
+    env.src_sql("INSERT INTO trk_a SELECT g, 0, 'a' FROM generate_series(1, 1000) g")
+    env.src_sql("INSERT INTO trk_b SELECT g, 0, 'b' FROM generate_series(1, 1000) g")
+    d = env.daemon(tables=["public.trk_a", "public.trk_b"], extra=COPY)
+    env.src_sql("UPDATE trk_a SET v = 1 WHERE id % 10 = 0; INSERT INTO trk_b VALUES (1001, 1, 'new')")
+    env.wait_caught_up(d)
+    env.assert_tables_equal("trk_a", "trk_b")
+    d.stop()
+
+    # Add trk_c (with rows) to source.tables, first in the list.
+    env.both_sql("CREATE TABLE trk_c (id bigint PRIMARY KEY, v int NOT NULL, note text)")
+    env.src_sql("INSERT INTO trk_c SELECT g, 0, 'c' || g FROM generate_series(1, 500000) g")
+    env.src_sql("VACUUM ANALYZE trk_c")
+    env.src_sql("UPDATE trk_a SET v = 2 WHERE id % 10 = 1")  # while tidemark is stopped
+    d.write_config(env.config(tables=["public.trk_c", "public.trk_a", "public.trk_b"], extra=COPY))
+    d.start()
+
+    # While trk_c is copied, trk_a's changes keep arriving on the target.
+    seen_during_copy = []
+    next_id = [2000]
+
+    def c_copied():
+        d.check_alive()
+        parts = sync_state(env).get("public.trk_c", [])
+        return fully_synced(parts)
+
+    def write_a_and_look():
+        if c_copied():
+            return True
+        env.src_sql("INSERT INTO trk_a VALUES (%s, 3, 'during c')", (next_id[0],))
+        next_id[0] += 1
+        on_target = env.dst_sql("SELECT count(*) FROM trk_a WHERE note = 'during c'")[0][0]
+        if on_target > 0 and not c_copied():
+            seen_during_copy.append(on_target)
+        return False
+
+    harness.wait_for(write_a_and_look, 120, "trk_c's initial copy", interval=0.02)
+    env.src_sql("UPDATE trk_c SET v = v + 1 WHERE id % 1000 = 0; DELETE FROM trk_c WHERE id % 777 = 0")
+    env.wait_caught_up(d, timeout=120)
+    env.assert_tables_equal("trk_a", "trk_b", "trk_c")
+    assert part_kinds(sync_state(env), "public.trk_c")["key"] >= 4
+    assert seen_during_copy, "no change of trk_a reached the target while trk_c was being copied"
+    run2 = read_log(d.logs[-1])
+    assert "stream waits for the initial copy of this table table=public.trk_a" not in run2
+    plans = plan_lines(run2)
+    assert "public.trk_a" not in plans and "public.trk_b" not in plans, plans
+    d.stop()
+
+    # Remove trk_b: its later changes are no longer applied; the others stream.
+    b_before = env.dst_sql("SELECT md5(string_agg(t::text, ',' ORDER BY id)), count(*) FROM trk_b t")
+    d.write_config(env.config(tables=["public.trk_c", "public.trk_a"], extra=COPY))
+    d.start()
+    env.src_sql("UPDATE trk_b SET v = v + 100; INSERT INTO trk_b VALUES (5000, 5, 'after removal');"
+                "DELETE FROM trk_b WHERE id <= 10")
+    env.src_sql("INSERT INTO trk_a VALUES (900000, 9, 'after removal'); UPDATE trk_c SET v = -1 WHERE id < 100")
+    env.wait_caught_up(d)
+    env.assert_tables_equal("trk_a", "trk_c")
+    assert env.dst_sql("SELECT md5(string_agg(t::text, ',' ORDER BY id)), count(*) FROM trk_b t") == b_before
+    assert "public.trk_b" not in sync_state(env)
+    d.stop()
+
+
+# --------------------------------------------------------------------------- (d)
+
+SCHEMA_DDL = """
+    CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+    CREATE TABLE customers (
+        id serial PRIMARY KEY,
+        email text NOT NULL UNIQUE,
+        mood mood NOT NULL DEFAULT 'ok',
+        age int CONSTRAINT customers_age_check CHECK (age >= 0),
+        created timestamptz NOT NULL DEFAULT now());
+    CREATE INDEX customers_lower_email_idx ON customers (lower(email));
+    CREATE TABLE orders (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        customer_id int NOT NULL CONSTRAINT orders_customer_fk REFERENCES customers (id),
+        qty int NOT NULL,
+        price numeric(10, 2) NOT NULL,
+        total numeric GENERATED ALWAYS AS (qty * price) STORED);
+    CREATE INDEX orders_customer_idx ON orders (customer_id);
+    CREATE TABLE order_notes (
+        order_id bigint NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
+        n int GENERATED BY DEFAULT AS IDENTITY,
+        body text,
+        PRIMARY KEY (order_id, n));
+"""
+
+
+def insert_shop_rows(env, customers, orders):
+    env.src_sql("INSERT INTO customers (email, mood, age) SELECT 'c' || g || '@example.com',"
+                " (ARRAY['sad', 'ok', 'happy'])[g %% 3 + 1]::mood, g %% 90 FROM generate_series(1, %d) g" % customers)
+    env.src_sql("INSERT INTO orders (customer_id, qty, price) SELECT (g %% %d) + 1, g %% 7 + 1, (g %% 100) + 0.99"
+                " FROM generate_series(1, %d) g" % (customers, orders))
+    env.src_sql("INSERT INTO order_notes (order_id, body) SELECT id, 'note ' || id FROM orders WHERE id %% 3 = 0")
+
+
+@pytest.mark.xfail(strict=False, reason="schema: copy in progress")
+def test_schema_copy(env):
+    env.src_sql(SCHEMA_DDL)
+    insert_shop_rows(env, customers=2000, orders=20000)
+    tables = ["public.customers", "public.orders", "public.order_notes"]
+    d = env.daemon(tables=tables, extra="schema: copy\n" + COPY)
+    env.wait_caught_up(d, timeout=120)
+    env.assert_tables_equal(*tables)
+
+    indexes = {r[0] for r in env.dst_sql("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
+    assert {"customers_pkey", "customers_email_key", "customers_lower_email_idx", "orders_pkey",
+            "orders_customer_idx", "order_notes_pkey"} <= indexes, indexes
+    constraints = {(r[0], r[1]) for r in env.dst_sql(
+        "SELECT conname, contype::text FROM pg_constraint WHERE connamespace = 'public'::regnamespace")}
+    assert {("customers_age_check", "c"), ("orders_customer_fk", "f"), ("customers_email_key", "u"),
+            ("orders_pkey", "p")} <= constraints, constraints
+    assert any(t == "f" and name.startswith("order_notes") for name, t in constraints), constraints
+    cols = {(r[0], r[1]): r[2:] for r in env.dst_sql(
+        "SELECT table_name, column_name, is_generated, is_identity, identity_generation, column_default"
+        " FROM information_schema.columns WHERE table_schema = 'public'")}
+    assert cols[("orders", "total")][0] == "ALWAYS", cols[("orders", "total")]
+    assert cols[("orders", "id")][1:3] == ("YES", "ALWAYS"), cols[("orders", "id")]
+    assert cols[("order_notes", "n")][1:3] == ("YES", "BY DEFAULT"), cols[("order_notes", "n")]
+    assert "nextval" in (cols[("customers", "id")][3] or ""), cols[("customers", "id")]
+    assert env.dst_sql("SELECT enum_range(NULL::mood)::text") == [("{sad,ok,happy}",)]
+    # The CHECK and FK are enforced on the target (outside tidemark's replica session).
+    with pytest.raises(psycopg.errors.CheckViolation):
+        env.dst_sql("INSERT INTO customers (email, age) VALUES ('x@y', -1)")
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        env.dst_sql("INSERT INTO orders (customer_id, qty, price) VALUES (-5, 1, 1)")
+
+    # Streaming after the copy: serial, identity and generated columns, enum, cascade.
+    env.src_sql("INSERT INTO customers (email, mood, age) VALUES ('late@example.com', 'happy', 33)")
+    env.src_sql("INSERT INTO orders (customer_id, qty, price) SELECT id, 3, 9.5 FROM customers WHERE id % 100 = 0")
+    env.src_sql("INSERT INTO order_notes (order_id, body) SELECT max(id), 'late note' FROM orders")
+    env.src_sql("UPDATE orders SET qty = qty + 1 WHERE id % 50 = 0; UPDATE customers SET mood = 'sad' WHERE id < 10")
+    env.src_sql("DELETE FROM orders WHERE id IN (SELECT order_id FROM order_notes WHERE n % 13 = 0)")
+    env.wait_caught_up(d)
+    env.assert_tables_equal(*tables)
+    d.stop()
+
+
+# --------------------------------------------------------------------------- (e)
+
+def sequences(conninfo):
+    return {r[0]: r[1] for r in harness.execute(
+        conninfo, "SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences ORDER BY 1")}
+
+
+@pytest.mark.xfail(strict=False, reason="tidemark sync-sequences in progress")
+def test_sync_sequences(env):
+    env.both_sql(SCHEMA_DDL + "CREATE SEQUENCE invoice_no START 1000 INCREMENT 10;")
+    tables = ["public.customers", "public.orders", "public.order_notes"]
+    d = env.daemon(tables=tables, extra=COPY)
+    insert_shop_rows(env, customers=300, orders=3000)
+    env.src_sql("SELECT nextval('invoice_no') FROM generate_series(1, 25)")
+    env.wait_caught_up(d)
+    env.assert_tables_equal(*tables)
+    src_seqs = sequences(env.src)
+    assert len(src_seqs) == 4 and all(v is not None for v in src_seqs.values()), src_seqs
+    assert sequences(env.dst) != src_seqs  # rows arrive with their values; sequences stay behind
+
+    res = subprocess.run([d.binary, "sync-sequences", "--config", d.config_path], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, "sync-sequences failed (%d):\n%s%s" % (res.returncode, res.stdout, res.stderr)
+    assert sequences(env.dst) == src_seqs
+    d.stop()
+    # nextval on the target continues after the source's values: no collisions.
+    env.dst_sql("INSERT INTO customers (email) VALUES ('target@example.com')")
+    env.dst_sql("INSERT INTO orders (customer_id, qty, price) VALUES (1, 1, 1)")
+    env.dst_sql("INSERT INTO order_notes (order_id, body) VALUES (1, 'target')")
+    assert env.dst_sql("SELECT nextval('invoice_no')")[0][0] == src_seqs["public.invoice_no"] + 10
