@@ -173,8 +173,10 @@ def cmd_tidemark(a):
         while True:
             now = time.monotonic()
             if proc.poll() is not None:
-                fail("tidemark exited with code %s before catching up (watermark %s, target %s)\n%s"
-                     % (proc.returncode, wm, target, tail(a.log)))
+                fail("tidemark exited with code %s before catching up (watermark %s, target %s)%s\n%s"
+                     % (proc.returncode, wm, target,
+                        " -- a signal from outside this benchmark stopped it" if proc.returncode == 0 else "",
+                        tail(a.log)))
             try:
                 row = dst.execute("SELECT lsn::text, lsn >= %s::pg_lsn FROM tidemark.watermark"
                                   " WHERE pipeline = %s", (target, a.pipeline)).fetchone()

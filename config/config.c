@@ -144,6 +144,36 @@ static const KeyDesc log_keys[] = {
     {.name = NULL},
 };
 
+static const KeyDesc service_keys[] = {
+    /* host:port of the HTTP endpoint (/metrics, /healthz, /readyz); "" disables it */
+    {.name = "listen", .type = KT_STRING, .def = "\"127.0.0.1:9187\""},
+    /* /healthz turns 503 when replication lag exceeds this */
+    {.name = "max_lag_seconds", .type = KT_INT, .def = "300", .min = 1, .max = 86400 * 30},
+    /* idle sources: emit a logical message this often so the slot keeps moving */
+    {.name = "heartbeat_interval_s", .type = KT_INT, .def = "60", .min = 0, .max = 86400},
+    /* warn when the slot retains more WAL than this */
+    {.name = "warn_retained_wal_mb",
+     .type = KT_INT,
+     .def = "4096",
+     .min = 1,
+     .max = 1024 * 1024 * 1024},
+    {.name = NULL},
+};
+
+/* tidemark profile (migration/profile.h); read from Config.tree */
+static const KeyDesc profile_keys[] = {
+    /* values that stand for "missing", compared trimmed and case-insensitively */
+    {.name = "placeholders",
+     .type = KT_STRLIST,
+     .def = "[\"N/A\", \"n.a.\", \"-\", \"--\", \"?\", \"0000-00-00\", \"null\","
+            " \"none\", \"unknown\", \"missing\", \"#N/A\"]"},
+    /* tables profiled in parallel, one source connection each */
+    {.name = "jobs", .type = KT_INT, .def = "2", .min = 1, .max = 64},
+    /* most frequent values kept per column */
+    {.name = "top_values", .type = KT_INT, .def = "10", .min = 1, .max = 1000},
+    {.name = NULL},
+};
+
 static const KeyDesc root_keys[] = {
     {.name = "pipeline",
      .type = KT_STRING,
@@ -157,6 +187,8 @@ static const KeyDesc root_keys[] = {
     {.name = "apply", .type = KT_OBJECT, .children = apply_keys},
     {.name = "copy", .type = KT_OBJECT, .children = copy_keys},
     {.name = "log", .type = KT_OBJECT, .children = log_keys},
+    {.name = "service", .type = KT_OBJECT, .children = service_keys},
+    {.name = "profile", .type = KT_OBJECT, .children = profile_keys},
     {.name = NULL},
 };
 
@@ -1011,8 +1043,7 @@ static int check_topic_template(const Loader *ld, const Node *node, const char *
             k++;
         if (!*k)
             return fail_at(ld, node->at, path,
-                           "unknown placeholder at \"%.20s\" (use {prefix}, {schema}, {table})",
-                           p);
+                           "unknown placeholder at \"%.20s\" (use {prefix}, {schema}, {table})", p);
     }
     return 0;
 }
@@ -1100,6 +1131,14 @@ static Config *config_from_tree(const char *name, json_t *tree)
     cfg->schema_copy = strcmp(json_string_value(json_object_get(tree, "schema")), "copy") == 0;
     cfg->log.level = opt_str(log, "level");
     cfg->log.format = opt_str(log, "format");
+    json_t *svc = json_object_get(tree, "service");
+    cfg->service.listen = opt_str(svc, "listen");
+    cfg->service.max_lag_seconds =
+        (long)json_integer_value(json_object_get(svc, "max_lag_seconds"));
+    cfg->service.heartbeat_interval_s =
+        (long)json_integer_value(json_object_get(svc, "heartbeat_interval_s"));
+    cfg->service.warn_retained_wal_mb =
+        (long)json_integer_value(json_object_get(svc, "warn_retained_wal_mb"));
     cfg->tree = tree;
     return cfg;
 }
@@ -1196,6 +1235,7 @@ void config_free(Config *cfg)
     free(cfg->target.kafka.prop_values);
     free(cfg->log.level);
     free(cfg->log.format);
+    free(cfg->service.listen);
     json_decref(cfg->tree);
     free(cfg);
 }

@@ -60,6 +60,12 @@ typedef struct Config {
         char *level;  /* error|warning|notice|info|debug */
         char *format; /* auto|text|json|journal */
     } log;
+    struct {
+        char *listen; /* host:port for /metrics, /healthz, /readyz; "" disables */
+        long max_lag_seconds;
+        long heartbeat_interval_s; /* 0 disables heartbeats */
+        long warn_retained_wal_mb;
+    } service;
     json_t *tree; /* the validated tree with defaults filled in */
 } Config;
 

@@ -160,3 +160,23 @@ RelEntry *relcache_get(RelCache *rc, uint32_t oid)
 
     return rc->slots[i];
 }
+
+void relcache_foreach(RelCache *rc, void (*fn)(RelEntry *e, void *arg), void *arg)
+{
+    for (size_t i = 0; i < rc->cap; i++)
+        if (rc->slots[i])
+            fn(rc->slots[i], arg);
+}
+
+static void reset_one(RelEntry *e, void *arg)
+{
+    if (e->sink_state && e->sink_state_free)
+        e->sink_state_free(e->sink_state);
+    e->sink_state = NULL;
+    e->sink_state_free = NULL;
+}
+
+void relcache_reset_sink_state(RelCache *rc)
+{
+    relcache_foreach(rc, reset_one, NULL);
+}

@@ -11,12 +11,14 @@
 
 #include "core/change.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct RelEntry {
-    RelInfo info;  /* deep copy, owned by the cache */
-    char *display; /* schema.name, quoted where SQL needs it, for logs */
-    int table_idx; /* the pipeline's index of this table, -1: not replicated */
+    RelInfo info;        /* deep copy, owned by the cache */
+    char *display;       /* schema.name, quoted where SQL needs it, for logs */
+    int table_idx;       /* the pipeline's index of this table, -1: not replicated */
+    bool foreign_warned; /* "not in source.tables" was logged */
     void *sink_state;
     void (*sink_state_free)(void *state);
 } RelEntry;
@@ -29,6 +31,12 @@ void relcache_free(RelCache *rc);
 /* Deep-copies rel, replacing (and freeing the state of) any entry with its OID. */
 RelEntry *relcache_put(RelCache *rc, const RelInfo *rel);
 RelEntry *relcache_get(RelCache *rc, uint32_t oid);
+
+/* Calls fn for every entry. */
+void relcache_foreach(RelCache *rc, void (*fn)(RelEntry *e, void *arg), void *arg);
+
+/* Drops every entry's sink state (the sink's session was replaced). */
+void relcache_reset_sink_state(RelCache *rc);
 
 /* Quotes an identifier for display only (never for SQL: use libpq there). */
 char *relcache_display_name(const char *schema, const char *name);

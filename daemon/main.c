@@ -17,7 +17,8 @@
 static const Command commands[] = {
     {"run", "run one pipeline in the foreground until SIGTERM/SIGINT", cmd_run},
     {"sync-sequences", "set target sequences from the source (cutover)", cmd_sync_sequences},
-    /* further commands register here: {"profile", "...", cmd_profile}, */
+    {"profile", "profile the source data before migrating it (report, baseline)", cmd_profile},
+    /* further commands register here */
 };
 
 static void usage_main(FILE *out)

@@ -8,7 +8,9 @@
  */
 #include "daemon/pipeline.h"
 #include "daemon/pipeline_int.h"
+#include "connectors/pg/pgconn.h"
 #include "connectors/pg/schemacopy.h"
+#include "daemon/notify.h"
 #include "connectors/pg/catalog.h"
 #include "connectors/pg/initsync.h"
 #include "connectors/pg/pgconn.h"
@@ -32,8 +34,15 @@
 #define BACKOFF_MIN_S      0.5
 #define BACKOFF_MAX_S      30.0
 
+static void sink_lost(Pipeline *p);
+
 void pipeline_fail(Pipeline *p, int rc)
 {
+    /* A lost target connection is an outage, not a failure: reconnect. */
+    if (rc == -ENOTCONN && p->rc == 0) {
+        sink_lost(p);
+        return;
+    }
     if (p->rc == 0)
         p->rc = rc;
     ev_break(p->loop, EVBREAK_ALL);
@@ -83,10 +92,10 @@ static bool over_limit(const Pipeline *p)
  */
 static int skip_foreign(Pipeline *p, RelEntry *rel)
 {
-    if (!rel->sink_state_free) {
+    if (!rel->foreign_warned) {
         log_write(LOG_LVL_WARNING, rel->display, p->txn.final_lsn,
                   "not applying changes of a table that is not in source.tables");
-        rel->sink_state_free = free; /* marks "warned"; state stays NULL */
+        rel->foreign_warned = true;
     }
     return FILTER_SKIP;
 }
@@ -113,11 +122,15 @@ static int handle_row(Pipeline *p, const Change *c)
     rc = pipeline_filter_row(p, rel->table_idx, rel, c, &as, &scratch);
     if (rc == FILTER_SKIP) {
         p->n_skipped_copy++; /* committed before its copy's snapshot: in the copy */
+        p->tstate[rel->table_idx].skipped_copy++;
         return 0;
     }
     if (rc != FILTER_APPLY)
         return rc;
     p->n_changes++;
+    p->tstate[rel->table_idx].applied[as->kind == CHG_INSERT   ? 0
+                                      : as->kind == CHG_UPDATE ? 1
+                                                               : 2]++;
     return p->sink->ops->apply(p->sink, rel, as, &p->txn);
 }
 
@@ -146,12 +159,59 @@ static int handle_truncate(Pipeline *p, const Change *c)
         rc = pipeline_filter_table(p, rel->table_idx);
         if (rc < 0 || rc == FILTER_HOLD)
             return rc;
-        if (rc == FILTER_APPLY)
+        if (rc == FILTER_APPLY) {
             rels[n++] = rel;
+            p->tstate[rel->table_idx].applied[3]++;
+        }
     }
     rc = p->sink->ops->truncate(p->sink, rels, n, c->truncate.flags, &p->txn);
     p->n_changes++;
     return rc;
+}
+
+static void ptxn_push(Pipeline *p, Lsn end, PgTime t)
+{
+    if (p->ptxn_count == p->ptxn_cap) {
+        size_t cap = p->ptxn_cap ? 2 * p->ptxn_cap : 256;
+        PendingTxn *n = xcalloc(cap, sizeof(*n));
+
+        for (size_t i = 0; i < p->ptxn_count; i++)
+            n[i] = p->ptxn[(p->ptxn_head + i) % p->ptxn_cap];
+        free(p->ptxn);
+        p->ptxn = n;
+        p->ptxn_head = 0;
+        p->ptxn_cap = cap;
+    }
+    p->ptxn[(p->ptxn_head + p->ptxn_count++) % p->ptxn_cap] = (PendingTxn){end, t};
+}
+
+/* Drops transactions the sink made durable; remembers the last one's time. */
+static void ptxn_settle(Pipeline *p)
+{
+    Lsn durable = p->sink->ops->durable(p->sink);
+
+    while (p->ptxn_count && p->ptxn[p->ptxn_head].end_lsn <= durable) {
+        p->last_applied_commit_time = p->ptxn[p->ptxn_head].commit_time;
+        p->ptxn_head = (p->ptxn_head + 1) % p->ptxn_cap;
+        p->ptxn_count--;
+    }
+}
+
+double pipeline_lag_seconds(const Pipeline *p)
+{
+    PgTime now = walproto_now();
+
+    if (p->ptxn_count == 0 && !p->in_txn)
+        return 0;
+    PgTime oldest = p->ptxn_count ? p->ptxn[p->ptxn_head].commit_time : p->txn.commit_time;
+    return now > oldest ? (double)(now - oldest) / 1e6 : 0;
+}
+
+long long pipeline_lag_bytes(const Pipeline *p)
+{
+    Lsn durable = p->sink->ops->durable(p->sink);
+
+    return p->server_wal_end > durable ? (long long)(p->server_wal_end - durable) : 0;
 }
 
 static int handle_change(Pipeline *p, const Change *c)
@@ -185,6 +245,7 @@ static int handle_change(Pipeline *p, const Change *c)
         if (p->skip_txn)
             return 0;
         p->n_txns++;
+        ptxn_push(p, p->txn.end_lsn, p->txn.commit_time);
         int rc = p->sink->ops->txn_commit(p->sink, &p->txn);
         if (rc == 0 &&
             (long)p->sink->ops->batch_changes(p->sink) >= p->cfg->apply.batch_max_changes)
@@ -216,6 +277,8 @@ static int handle_frame(Pipeline *p, const WalFrame *f)
     int rc;
 
     if (f->kind == 'k') {
+        if (f->keepalive.wal_end > p->server_wal_end)
+            p->server_wal_end = f->keepalive.wal_end;
         if (f->keepalive.wal_end > p->received && !p->in_txn)
             p->received = f->keepalive.wal_end;
         /* Nothing received is in flight outside closed batches: the keepalive's
@@ -231,6 +294,9 @@ static int handle_frame(Pipeline *p, const WalFrame *f)
     }
     if (f->xlog.start > p->received)
         p->received = f->xlog.start;
+    if (f->xlog.end > p->server_wal_end)
+        p->server_wal_end = f->xlog.end;
+    p->received_bytes += f->xlog.len;
     rc = pgoutput_decode(f->xlog.data, f->xlog.len, p->arena, &c);
     if (rc == 0)
         rc = handle_change(p, &c);
@@ -331,6 +397,8 @@ static void on_schema_child(struct ev_loop *loop, ev_child *w, int revents)
     }
     if (rc < 0)
         pipeline_fail(p, rc);
+    else
+        pipeline_service_ready(p);
 }
 
 void pipeline_copies_complete(Pipeline *p)
@@ -371,8 +439,7 @@ void pipeline_release_hold(Pipeline *p)
         p->held = true;
         return;
     }
-    log_write(LOG_LVL_DEBUG, p->tabs.t[p->held_table].display, LSN_INVALID,
-              "initial copy committed: stream continues");
+    log_debug("initial copy committed: stream continues");
     if (p->streaming && !p->paused) {
         ev_io_start(p->loop, &p->repl_r);
         pump_source(p);
@@ -413,6 +480,7 @@ static void on_sink_readable(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     if (p->sink->ops->durable(p->sink) > before) {
+        ptxn_settle(p);
         rc = send_status(p, false);
         if (rc < 0) {
             source_lost(p, rc);
@@ -468,6 +536,9 @@ static int start_stream(Pipeline *p)
 static void on_reconnect(struct ev_loop *loop, ev_timer *w, int revents)
 {
     Pipeline *p = w->data;
+
+    if (p->sink_down)
+        return; /* the target's reconnect restarts the stream */
     int rc = start_stream(p);
 
     if (rc < 0) {
@@ -506,9 +577,72 @@ static void source_lost(Pipeline *p, int err)
     ev_timer_start(p->loop, &p->reconnect_timer);
 }
 
+static void on_sink_reconnect(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    Pipeline *p = w->data;
+    bool found;
+    Lsn wm;
+    int rc = p->sink->ops->connect(p->sink, p->encoding);
+
+    if (rc == 0)
+        rc = p->sink->ops->read_position(p->sink, &found, &wm);
+    if (rc == 0 && !found)
+        rc = tm_fail(-EIO, "target: the pipeline's position vanished while it was away");
+    if (rc == 0)
+        rc = p->sink->ops->start(p->sink, wm);
+    if (rc < 0) {
+        p->backoff = p->backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : p->backoff * 2;
+        log_warn("target still unavailable (%s); retrying in %.1f s", tm_error(), p->backoff);
+        ev_timer_set(w, p->backoff, 0);
+        ev_timer_start(loop, w);
+        return;
+    }
+    log_write(LOG_LVL_NOTICE, NULL, wm, "target reconnected");
+    p->sink_down = false;
+    p->backoff = BACKOFF_MIN_S;
+    ev_io_set(&p->sink_r, p->sink->ops->socket(p->sink), EV_READ);
+    ev_io_set(&p->sink_w, p->sink->ops->socket(p->sink), EV_WRITE);
+    ev_io_start(loop, &p->sink_r);
+    if (!p->defer_stream) {
+        rc = start_stream(p);
+        if (rc < 0)
+            source_lost(p, rc);
+        else
+            pipeline_service_ready(p);
+    }
+}
+
+/*
+ * The target went away: everything not durable is dropped on this side too
+ * (the target rolled it back), the stream stops, and both come back from the
+ * target's watermark once it answers again.
+ */
+static void sink_lost(Pipeline *p)
+{
+    log_warn("lost the target: %s; reconnecting", tm_error());
+    p->sink_down = true;
+    p->errors_target++;
+    ev_io_stop(p->loop, &p->repl_r);
+    ev_io_stop(p->loop, &p->repl_w);
+    ev_io_stop(p->loop, &p->sink_r);
+    ev_io_stop(p->loop, &p->sink_w);
+    ev_timer_stop(p->loop, &p->reconnect_timer);
+    repl_disconnect(p->repl);
+    p->streaming = false;
+    p->in_txn = false;
+    p->held = false;
+    p->paused = false;
+    p->ptxn_count = 0;
+    /* Prepared statements died with the session. */
+    relcache_reset_sink_state(p->rels);
+    ev_timer_set(&p->sink_timer, p->backoff, 0);
+    ev_timer_start(p->loop, &p->sink_timer);
+}
+
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     log_info("received %s: stopping after a clean drain", strsignal(w->signum));
+    notify_stopping();
     ev_break(loop, EVBREAK_ALL);
 }
 
@@ -529,6 +663,33 @@ static int shutdown_drain(Pipeline *p)
               "stopped: %llu changes in %llu transactions applied this run", p->n_changes,
               p->n_txns);
     return rc;
+}
+
+/* Best effort: `tidemark status` shows the reason the daemon stopped. */
+static void record_last_error(Pipeline *p)
+{
+    char msg[1024];
+    PGconn *dst = NULL;
+
+    snprintf(msg, sizeof(msg), "%s", tm_error());
+    if (strcmp(p->cfg->target.type, "postgres") != 0)
+        return;
+    if (pgconn_open(&p->cfg->target.conn, PGCONN_NORMAL, "target", &dst) == 0) {
+        const char *params[2] = {p->cfg->pipeline, msg};
+
+        pgconn_exec(dst, "CREATE SCHEMA IF NOT EXISTS tidemark;"
+                         " CREATE TABLE IF NOT EXISTS tidemark.pipeline_state ("
+                         " pipeline text NOT NULL, key text NOT NULL, value text,"
+                         " updated_at timestamptz NOT NULL DEFAULT now(),"
+                         " PRIMARY KEY (pipeline, key))");
+        pgconn_query(dst,
+                     "INSERT INTO tidemark.pipeline_state (pipeline, key, value) VALUES"
+                     " ($1, 'last_error', $2) ON CONFLICT (pipeline, key) DO UPDATE SET"
+                     " value = excluded.value, updated_at = now()",
+                     2, params, NULL);
+        PQfinish(dst);
+    }
+    tm_fail(-EIO, "%s", msg); /* the caller prints it */
 }
 
 int pipeline_run(Config *cfg)
@@ -567,15 +728,21 @@ int pipeline_run(Config *cfg)
     ev_timer_init(&p.status_timer, on_status_timer, cfg->apply.status_interval_ms / 1000.0,
                   cfg->apply.status_interval_ms / 1000.0);
     ev_timer_init(&p.reconnect_timer, on_reconnect, 0, 0);
+    ev_timer_init(&p.sink_timer, on_sink_reconnect, 0, 0);
+    p.sink_timer.data = &p;
     p.repl_r.data = p.repl_w.data = p.sink_r.data = p.sink_w.data = &p;
     p.status_timer.data = p.reconnect_timer.data = &p;
     ev_io_start(p.loop, &p.sink_r);
     ev_timer_start(p.loop, &p.status_timer);
 
-    rc = pipeline_schema_pending(&p, &p.defer_stream);
-    if (rc == 0 && !p.defer_stream)
+    rc = pipeline_service_start(&p);
+    if (rc == 0)
+        rc = pipeline_schema_pending(&p, &p.defer_stream);
+    if (rc == 0 && !p.defer_stream) {
         rc = start_stream(&p);
-    else if (rc == 0)
+        if (rc == 0)
+            pipeline_service_ready(&p);
+    } else if (rc == 0)
         log_info("schema copy: streaming starts once the tables are copied and indexed");
     if (rc == 0)
         rc = pipeline_copy_start(&p);
@@ -594,6 +761,9 @@ int pipeline_run(Config *cfg)
     if (rc == 0)
         rc = shutdown_drain(&p);
 out:
+    pipeline_service_stop(&p);
+    if (rc < 0)
+        record_last_error(&p);
     pipeline_copy_free(&p);
     ev_signal_stop(p.loop, &p.sig_term);
     ev_signal_stop(p.loop, &p.sig_int);

@@ -29,7 +29,16 @@ typedef struct TableState {
     CopyPart *parts;
     int key_col; /* column of TableDef for PART_KEY mapping, -1 otherwise */
     bool summary_logged;
+    /* counters for /metrics */
+    unsigned long long applied[4]; /* insert, update, delete, truncate */
+    unsigned long long skipped_copy;
 } TableState;
+
+/* A committed source transaction not yet durable on the sink (for lag). */
+typedef struct PendingTxn {
+    Lsn end_lsn;
+    PgTime commit_time;
+} PendingTxn;
 
 typedef struct Pipeline {
     Config *cfg;
@@ -44,7 +53,7 @@ typedef struct Pipeline {
     char *encoding;
 
     ev_io repl_r, repl_w, sink_r, sink_w;
-    ev_timer status_timer, reconnect_timer, progress_timer;
+    ev_timer status_timer, reconnect_timer, sink_timer, progress_timer;
     ev_signal sig_term, sig_int;
     ev_async copy_async;
     ev_child schema_child;
@@ -67,6 +76,21 @@ typedef struct Pipeline {
     bool copy_done_logged;
     int rc; /* result of pipeline_run */
     unsigned long long n_changes, n_txns, n_skipped_copy;
+
+    /* service: health, lag, metrics, reload */
+    bool sink_down;     /* target lost: reconnecting */
+    bool ready_sent;    /* READY=1 went to systemd */
+    Lsn server_wal_end; /* the source's WAL end as last reported by it */
+    PgTime last_applied_commit_time;
+    PendingTxn *ptxn; /* FIFO of committed, not yet durable transactions */
+    size_t ptxn_head, ptxn_count, ptxn_cap;
+    unsigned long long received_bytes, errors_source, errors_target;
+    long long slot_retained_bytes; /* -1: unknown */
+    PGconn *monitor;               /* source SQL session for heartbeats and slot checks */
+    ev_timer monitor_timer, watchdog_timer;
+    ev_signal sig_hup;
+    struct HttpServer *http;
+    double last_retained_warning;
 } Pipeline;
 
 /* pipeline.c */
@@ -74,6 +98,15 @@ void pipeline_fail(Pipeline *p, int rc);
 void pipeline_release_hold(Pipeline *p);
 /* Every table's initial copy has committed. */
 void pipeline_copies_complete(Pipeline *p);
+
+/* Lag: seconds since the oldest committed source transaction not yet durable. */
+double pipeline_lag_seconds(const Pipeline *p);
+long long pipeline_lag_bytes(const Pipeline *p);
+
+/* pipeline_service.c: systemd notify, /metrics, health, heartbeats, reload. */
+int pipeline_service_start(Pipeline *p);
+void pipeline_service_stop(Pipeline *p);
+void pipeline_service_ready(Pipeline *p); /* the stream is up (again) */
 
 /* pipeline_setup.c: everything before the loop; *start is where streaming begins. */
 int pipeline_setup(Pipeline *p, Lsn *start);

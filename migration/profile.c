@@ -34,6 +34,7 @@ typedef struct Run {
     ProfTable *tabs;
     size_t ntabs;
     json_t *fks, *rel, *placeholders;
+    size_t *order; /* table indexes, largest first, so the last to finish is a small one */
     double t0;
 } Run;
 
@@ -254,9 +255,6 @@ static void run_pool(Run *r, const char *what, size_t n,
     free(w);
 }
 
-/* Tables in order of size, largest first, so the last to finish is a small one. */
-static size_t *order;
-
 static int cmp_size(const void *a, const void *b, void *arg)
 {
     const ProfTable *t = arg;
@@ -267,7 +265,7 @@ static int cmp_size(const void *a, const void *b, void *arg)
 
 static int do_table(Run *r, PGconn *c, size_t i, char *line, size_t linesz)
 {
-    ProfTable *t = &r->tabs[order[i]];
+    ProfTable *t = &r->tabs[r->order[i]];
     int rc = profile_scan_table(c, &r->ctx, t);
 
     if (rc < 0)
@@ -408,8 +406,7 @@ static void cleanup(Run *r)
     free(r->src_version);
     free(r->dst_db);
     free(r->dst_encoding);
-    free(order);
-    order = NULL;
+    free(r->order);
 }
 
 static int run(Run *r, json_t **report)
@@ -431,10 +428,10 @@ static int run(Run *r, json_t **report)
     if (r->opt->progress)
         fprintf(stderr, "tidemark profile: %zu tables, %d jobs%s\n", r->ntabs, r->nworkers,
                 r->ctx.sample_pct > 0 ? ", sampling" : "");
-    order = xcalloc(r->ntabs + 1, sizeof(size_t));
+    r->order = xcalloc(r->ntabs + 1, sizeof(size_t));
     for (size_t i = 0; i < r->ntabs; i++)
-        order[i] = i;
-    qsort_r(order, r->ntabs, sizeof(size_t), cmp_size, r->tabs);
+        r->order[i] = i;
+    qsort_r(r->order, r->ntabs, sizeof(size_t), cmp_size, r->tabs);
     run_pool(r, "table", r->ntabs, do_table);
 
     r->rel = profile_rel_plan(r->tabs, r->ntabs, r->fks);

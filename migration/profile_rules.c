@@ -45,7 +45,7 @@ static json_t *finding(json_t *findings, const char *sev, const char *code, cons
     return f;
 }
 
-static void example(json_t *f, const json_t *v)
+static void example(json_t *f, json_t *v)
 {
     if (v && !json_is_null(v))
         json_array_append(json_object_get(f, "examples"), v);
@@ -68,7 +68,7 @@ static void quoted(const json_t *v, char *buf, size_t n)
 typedef struct Family {
     char *name;
     long long count;
-    const json_t *example;
+    json_t *example;
 } Family;
 
 static void rule_formats(json_t *out, const json_t *t, const json_t *c, const json_t *tx,

@@ -356,9 +356,14 @@ json_t *profile_parse_check_in(const char *def)
         has_word_outside_quotes(def, "NOT "))
         return NULL;
     arr = json_array();
-    p = strstr(def, "= ANY (ARRAY[");
+    p = strstr(def, "= ANY (");
     if (p) {
-        p += strlen("= ANY (ARRAY[");
+        p += strlen("= ANY (");
+        while (*p == '(')
+            p++; /* varchar lists are cast: ((ARRAY[...])::text[]) */
+        if (strncmp(p, "ARRAY[", 6) != 0)
+            goto bad;
+        p += 6;
         for (;;) {
             char *v = check_item(&p);
 
@@ -418,7 +423,7 @@ char *profile_singular(const char *table)
                 ends_with(s, "shes")) &&
                n > 4) {
         s[n - 2] = '\0';
-    } else if (ends_with(s, "s") && !ends_with(s, "ss") && n > 1) {
+    } else if (ends_with(s, "s") && !ends_with(s, "ss") && !ends_with(s, "us") && n > 1) {
         s[n - 1] = '\0';
     }
     return s;

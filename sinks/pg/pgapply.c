@@ -58,9 +58,16 @@ static Pending *pend_push(PgSink *s, PendKind kind)
     return p;
 }
 
+/* A lost connection is -ENOTCONN (the pipeline reconnects); anything else is -EIO. */
+static int conn_code(PgSink *s, int rc)
+{
+    return PQstatus(s->conn) == CONNECTION_BAD ? -ENOTCONN : rc;
+}
+
 static int send_failed(PgSink *s, const char *what)
 {
-    return tm_fail(-EIO, "target: sending %s: %s", what, pgconn_errmsg(s->conn, NULL));
+    return tm_fail(conn_code(s, -EIO), "target: sending %s: %s", what,
+                   pgconn_errmsg(s->conn, NULL));
 }
 
 static int send_simple(PgSink *s, PendKind kind, const char *sql)
@@ -606,7 +613,7 @@ int pgapply_process(Sink *base)
     PgSink *s = pgsink_of(base);
 
     if (!PQconsumeInput(s->conn))
-        return tm_fail(-EPIPE, "target connection: %s", pgconn_errmsg(s->conn, NULL));
+        return tm_fail(-ENOTCONN, "target connection: %s", pgconn_errmsg(s->conn, NULL));
     while (s->pend_count > 0 && !PQisBusy(s->conn)) {
         Pending *p = &s->pend[s->pend_head];
         PGresult *res = PQgetResult(s->conn);
@@ -624,7 +631,7 @@ int pgapply_process(Sink *base)
         rc = check_result(s, p, res);
         PQclear(res);
         if (rc < 0)
-            return rc;
+            return conn_code(s, rc);
         if (p->kind != PEND_SYNC) {
             p->got_result = true;
             continue;
@@ -646,7 +653,7 @@ int pgapply_flush(Sink *base)
     int r = PQflush(s->conn);
 
     if (r < 0)
-        return tm_fail(-EPIPE, "target connection: %s", pgconn_errmsg(s->conn, NULL));
+        return tm_fail(-ENOTCONN, "target connection: %s", pgconn_errmsg(s->conn, NULL));
     return r;
 }
 
@@ -670,5 +677,5 @@ int pgapply_drain(Sink *base)
         if (rc < 0)
             return rc;
     }
-    return pgapply_flush(base) < 0 ? -EPIPE : 0;
+    return pgapply_flush(base) < 0 ? -ENOTCONN : 0;
 }

@@ -1,0 +1,427 @@
+/*
+ * The pipeline as a service: systemd notifications (READY once the slot and
+ * the sink are connected, STATUS, WATCHDOG from a loop timer so a stuck loop
+ * stops petting it, RELOADING around SIGHUP), the HTTP endpoint's metrics and
+ * health, heartbeats that keep an idle slot moving, the retained-WAL guard,
+ * and configuration reload.
+ */
+#include "daemon/pipeline_int.h"
+#include "connectors/pg/catalog.h"
+#include "connectors/pg/pgconn.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/xmalloc.h"
+#include "daemon/http.h"
+#include "daemon/notify.h"
+#include "daemon/prom.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SLOT_CHECK_S 15.0
+
+static const char *const op_names[4] = {"insert", "update", "delete", "truncate"};
+
+static double mono_now(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static const char *phase(const Pipeline *p)
+{
+    if (p->sink_down)
+        return "target unavailable";
+    if (p->schema_job)
+        return "restoring indexes and constraints";
+    if (!p->streaming)
+        return p->defer_stream ? "copying" : "reconnecting to the source";
+    return p->copy_done_logged ? "streaming" : "copying and streaming";
+}
+
+/* ---- /metrics ------------------------------------------------------------ */
+
+static void gauge(Buf *b, const char *name, const char *help, double v)
+{
+    prom_family(b, name, "gauge", help);
+    prom_sample(b, name, NULL, v);
+}
+
+static void counter(Buf *b, const char *name, const char *help, double v)
+{
+    prom_family(b, name, "counter", help);
+    prom_sample(b, name, NULL, v);
+}
+
+static void table_label(Buf *l, const Pipeline *p, size_t i)
+{
+    buf_clear(l);
+    prom_label(l, "table", p->tabs.t[i].display);
+}
+
+static void render_tables(const Pipeline *p, Buf *b)
+{
+    Buf l = BUF_INIT;
+
+    prom_family(b, "tidemark_changes_applied_total", "counter",
+                "Row changes sent to the target, by table and operation.");
+    for (size_t i = 0; i < p->tabs.n; i++) {
+        for (int op = 0; op < 4; op++) {
+            table_label(&l, p, i);
+            prom_label(&l, "op", op_names[op]);
+            prom_sample(b, "tidemark_changes_applied_total", buf_cstr(&l),
+                        (double)p->tstate[i].applied[op]);
+        }
+    }
+    prom_family(b, "tidemark_changes_skipped_total", "counter",
+                "Row changes not applied, by table and reason (in_copy: the initial copy"
+                " already holds them).");
+    for (size_t i = 0; i < p->tabs.n; i++) {
+        table_label(&l, p, i);
+        prom_label(&l, "reason", "in_copy");
+        prom_sample(b, "tidemark_changes_skipped_total", buf_cstr(&l),
+                    (double)p->tstate[i].skipped_copy);
+    }
+    prom_family(b, "tidemark_table_synced", "gauge",
+                "1 when the table's initial copy has committed.");
+    for (size_t i = 0; i < p->tabs.n; i++) {
+        table_label(&l, p, i);
+        prom_sample(b, "tidemark_table_synced", buf_cstr(&l), p->tstate[i].synced);
+    }
+    if (p->tsync) {
+        prom_family(b, "tidemark_copy_rows_total", "counter", "Rows copied by the initial load.");
+        for (size_t i = 0; i < p->tabs.n; i++) {
+            TableSyncProgress pr;
+
+            tablesync_progress(p->tsync, (int)i, &pr);
+            table_label(&l, p, i);
+            prom_sample(b, "tidemark_copy_rows_total", buf_cstr(&l), (double)pr.rows);
+        }
+        prom_family(b, "tidemark_copy_bytes_total", "counter",
+                    "Bytes (COPY text) copied by the initial load.");
+        for (size_t i = 0; i < p->tabs.n; i++) {
+            TableSyncProgress pr;
+
+            tablesync_progress(p->tsync, (int)i, &pr);
+            table_label(&l, p, i);
+            prom_sample(b, "tidemark_copy_bytes_total", buf_cstr(&l), (double)pr.bytes);
+        }
+        prom_family(b, "tidemark_copy_parts", "gauge", "Initial-copy parts by state.");
+        for (size_t i = 0; i < p->tabs.n; i++) {
+            int done = 0;
+
+            for (int k = 0; k < p->tstate[i].nparts; k++)
+                done += p->tstate[i].parts[k].synced;
+            table_label(&l, p, i);
+            prom_label(&l, "state", "synced");
+            prom_sample(b, "tidemark_copy_parts", buf_cstr(&l), done);
+            table_label(&l, p, i);
+            prom_label(&l, "state", "pending");
+            prom_sample(b, "tidemark_copy_parts", buf_cstr(&l), p->tstate[i].nparts - done);
+        }
+    }
+    buf_release(&l);
+}
+
+static void render_metrics(void *arg, Buf *b)
+{
+    Pipeline *p = arg;
+    Lsn wm = p->sink->ops->durable(p->sink);
+
+    gauge(b, "tidemark_up", "1 while the daemon runs.", 1);
+    gauge(b, "tidemark_streaming", "1 while changes stream from the source to the target.",
+          p->streaming && !p->sink_down);
+    counter(b, "tidemark_transactions_total", "Source transactions applied.", (double)p->n_txns);
+    counter(b, "tidemark_received_bytes_total", "pgoutput bytes received from the source.",
+            (double)p->received_bytes);
+    gauge(b, "tidemark_replication_lag_bytes",
+          "Source WAL end minus the position durable on the target.",
+          (double)pipeline_lag_bytes(p));
+    gauge(b, "tidemark_replication_lag_seconds",
+          "Age of the oldest committed source transaction not yet durable on the target.",
+          pipeline_lag_seconds(p));
+    gauge(b, "tidemark_slot_retained_wal_bytes",
+          "WAL the source keeps for the slot (current LSN minus restart_lsn); -1 unknown.",
+          (double)p->slot_retained_bytes);
+    gauge(b, "tidemark_watermark_lsn", "The durable position (watermark) as a number.", (double)wm);
+    gauge(b, "tidemark_last_commit_timestamp_seconds",
+          "Source commit time of the last transaction durable on the target (Unix time).",
+          p->last_applied_commit_time
+              ? (double)p->last_applied_commit_time / 1e6 + PG_EPOCH_OFFSET_SECS
+              : 0);
+    render_tables(p, b);
+    prom_family(b, "tidemark_dead_letters_total", "counter",
+                "Rows written to the dead-letter table (none yet: errors stop the pipeline).");
+    prom_sample(b, "tidemark_dead_letters_total", NULL, 0);
+    prom_family(b, "tidemark_errors_total", "counter", "Errors by kind.");
+    prom_sample(b, "tidemark_errors_total", "kind=\"source_connection\"", (double)p->errors_source);
+    prom_sample(b, "tidemark_errors_total", "kind=\"target_connection\"", (double)p->errors_target);
+}
+
+static int render_health(void *arg, Buf *b)
+{
+    Pipeline *p = arg;
+    double lag = pipeline_lag_seconds(p);
+
+    if (p->sink_down) {
+        buf_puts(b, "unhealthy: the target is unavailable\n");
+        return 503;
+    }
+    if (!p->streaming && !p->defer_stream) {
+        buf_puts(b, "unhealthy: not streaming from the source\n");
+        return 503;
+    }
+    if (lag > (double)p->cfg->service.max_lag_seconds) {
+        buf_printf(b, "unhealthy: lag %.0f s exceeds %ld s\n", lag,
+                   p->cfg->service.max_lag_seconds);
+        return 503;
+    }
+    buf_printf(b, "ok: %s, lag %.1f s\n", phase(p), lag);
+    return 200;
+}
+
+static int render_ready(void *arg, Buf *b)
+{
+    Pipeline *p = arg;
+
+    if (!p->ready_sent || p->sink_down) {
+        buf_puts(b, "not ready\n");
+        return 503;
+    }
+    buf_printf(b, "ready: %s\n", phase(p));
+    return 200;
+}
+
+/* ---- systemd ---------------------------------------------------------------- */
+
+void pipeline_service_ready(Pipeline *p)
+{
+    char status[256];
+
+    snprintf(status, sizeof(status), "%s; watermark " LSN_FMT, phase(p),
+             LSN_ARGS(p->sink->ops->durable(p->sink)));
+    if (!p->ready_sent)
+        notify_ready(status);
+    p->ready_sent = true;
+}
+
+static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    Pipeline *p = w->data;
+
+    /* Fires only while the loop runs: a wedged loop stops the pets. */
+    notify_watchdog();
+    if (p->ready_sent)
+        notify_status("%s; lag %lld bytes, %.1f s; watermark " LSN_FMT, phase(p),
+                      pipeline_lag_bytes(p), pipeline_lag_seconds(p),
+                      LSN_ARGS(p->sink->ops->durable(p->sink)));
+}
+
+/* ---- heartbeats and the slot guard ---------------------------------------- */
+
+static int monitor_conn(Pipeline *p)
+{
+    if (p->monitor && PQstatus(p->monitor) == CONNECTION_OK)
+        return 0;
+    if (p->monitor)
+        PQfinish(p->monitor);
+    p->monitor = NULL;
+    return pgconn_open(&p->cfg->source.conn, PGCONN_NORMAL, "source", &p->monitor);
+}
+
+static void check_slot(Pipeline *p)
+{
+    const char *params[1] = {p->cfg->source.slot};
+    PGresult *res;
+
+    if (pgconn_query(p->monitor,
+                     "SELECT (pg_current_wal_lsn() - restart_lsn)::bigint FROM"
+                     " pg_replication_slots WHERE slot_name = $1",
+                     1, params, &res) < 0) {
+        p->slot_retained_bytes = -1;
+        return;
+    }
+    p->slot_retained_bytes = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)
+                                 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
+                                 : -1;
+    PQclear(res);
+    long long limit = p->cfg->service.warn_retained_wal_mb * 1024LL * 1024LL;
+    double now = mono_now();
+    if (p->slot_retained_bytes > limit && now - p->last_retained_warning > 600) {
+        p->last_retained_warning = now;
+        log_warn("slot %s retains %.0f MB of WAL on the source (warning threshold %ld MB):"
+                 " the pipeline is behind or stopped; the source's disk fills until it"
+                 " catches up",
+                 p->cfg->source.slot, p->slot_retained_bytes / 1048576.0,
+                 p->cfg->service.warn_retained_wal_mb);
+    }
+}
+
+static void on_monitor(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    Pipeline *p = w->data;
+    static double last_heartbeat, last_check;
+    double now = mono_now();
+    long hb = p->cfg->service.heartbeat_interval_s;
+
+    if (monitor_conn(p) < 0) {
+        log_debug("monitor: %s", tm_error());
+        return;
+    }
+    /* A logical message makes the walsender send something even when every
+     * published table is idle, so the confirmed position (and the WAL the
+     * slot holds) keeps moving. */
+    if (hb > 0 && now - last_heartbeat >= (double)hb && p->streaming) {
+        const char *params[1] = {p->cfg->pipeline};
+
+        last_heartbeat = now;
+        if (pgconn_query(p->monitor, "SELECT pg_logical_emit_message(false, 'tidemark', $1)", 1,
+                         params, NULL) < 0)
+            log_debug("heartbeat: %s", tm_error());
+    }
+    if (now - last_check >= SLOT_CHECK_S) {
+        last_check = now;
+        check_slot(p);
+    }
+}
+
+/* ---- reload ----------------------------------------------------------------- */
+
+static bool same_tables(const TableSet *a, const TableSet *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (tableset_find(b, a->t[i].schema, a->t[i].name) < 0)
+            return false;
+    return true;
+}
+
+static void remap(RelEntry *e, void *arg)
+{
+    Pipeline *p = arg;
+
+    e->table_idx = tableset_find(&p->tabs, e->info.schema, e->info.name);
+    e->foreign_warned = false;
+}
+
+static int reload_tables(Pipeline *p, const Config *n)
+{
+    TableSet tabs = {0};
+    int rc = monitor_conn(p);
+
+    if (rc == 0)
+        rc = catalog_resolve(p->monitor, n, &tabs);
+    if (rc == 0)
+        rc = catalog_check_identity(&tabs);
+    if (rc == 0 && same_tables(&tabs, &p->tabs)) {
+        tableset_release(&tabs);
+        return 0;
+    }
+    for (size_t i = 0; rc == 0 && i < tabs.n; i++)
+        rc = p->sink->ops->check_table(p->sink, &tabs.t[i], false);
+    if (rc == 0)
+        rc = catalog_sync_publication(p->monitor, p->cfg->source.publication, &tabs, true);
+    if (rc < 0) {
+        tableset_release(&tabs);
+        return rc;
+    }
+    /* Keep counters of tables that stay. */
+    TableState *old = p->tstate;
+    TableSet oldtabs = p->tabs;
+    p->tstate = NULL;
+    pipeline_copy_stop(p);
+    tablesync_free(p->tsync);
+    p->tsync = NULL;
+    p->tabs = tabs;
+    p->copy_done_logged = false;
+    relcache_foreach(p->rels, remap, p);
+    rc = pipeline_copy_start(p);
+    for (size_t i = 0; i < oldtabs.n; i++) {
+        int j = tableset_find(&p->tabs, oldtabs.t[i].schema, oldtabs.t[i].name);
+
+        if (j >= 0 && p->tstate) {
+            memcpy(p->tstate[j].applied, old[i].applied, sizeof(old[i].applied));
+            p->tstate[j].skipped_copy = old[i].skipped_copy;
+        }
+        copyparts_free(old[i].parts, old[i].nparts);
+    }
+    free(old);
+    tableset_release(&oldtabs);
+    log_info("reload: now replicating %zu table(s)", p->tabs.n);
+    if (rc == 0 && p->held)
+        pipeline_release_hold(p);
+    return rc;
+}
+
+static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    Pipeline *p = w->data;
+    Config *n = NULL;
+    LogLevel level;
+    int rc;
+
+    notify_reloading();
+    rc = config_load(p->cfg->path, &n);
+    if (rc == 0 && strcmp(n->pipeline, p->cfg->pipeline) != 0)
+        rc = tm_fail(-EINVAL, "pipeline name changed from %s to %s", p->cfg->pipeline, n->pipeline);
+    if (rc == 0)
+        rc = log_level_parse(n->log.level, &level);
+    if (rc == 0)
+        rc = reload_tables(p, n);
+    if (rc < 0) {
+        log_error("reload rejected, the running configuration stays: %s", tm_error());
+    } else {
+        log_set_level(level);
+        if (strcmp(n->source.conn.conninfo, p->cfg->source.conn.conninfo) != 0 ||
+            strcmp(n->target.conn.conninfo ? n->target.conn.conninfo : "",
+                   p->cfg->target.conn.conninfo ? p->cfg->target.conn.conninfo : "") != 0)
+            log_notice("reload: connection settings changed; they take effect at restart");
+        log_info("configuration reloaded from %s", p->cfg->path);
+    }
+    config_free(n);
+    p->ready_sent = false;
+    pipeline_service_ready(p);
+}
+
+/* ---- lifecycle ----------------------------------------------------------------- */
+
+int pipeline_service_start(Pipeline *p)
+{
+    HttpHandlers h = {
+        .metrics = render_metrics, .health = render_health, .ready = render_ready, .arg = p};
+    uint64_t wd = notify_watchdog_interval_usec();
+    int rc;
+
+    p->slot_retained_bytes = -1;
+    rc = http_start(p->loop, p->cfg->service.listen, &h, &p->http);
+    if (rc < 0)
+        return tm_fail_ctx(rc, "service.listen %s", p->cfg->service.listen);
+    ev_timer_init(&p->watchdog_timer, on_watchdog, 0.2, wd ? (double)wd / 2e6 : 5.0);
+    p->watchdog_timer.data = p;
+    ev_timer_start(p->loop, &p->watchdog_timer);
+    ev_timer_init(&p->monitor_timer, on_monitor, 1.0, 1.0);
+    p->monitor_timer.data = p;
+    ev_timer_start(p->loop, &p->monitor_timer);
+    ev_signal_init(&p->sig_hup, on_sighup, SIGHUP);
+    p->sig_hup.data = p;
+    ev_signal_start(p->loop, &p->sig_hup);
+    return 0;
+}
+
+void pipeline_service_stop(Pipeline *p)
+{
+    notify_stopping();
+    ev_timer_stop(p->loop, &p->watchdog_timer);
+    ev_timer_stop(p->loop, &p->monitor_timer);
+    ev_signal_stop(p->loop, &p->sig_hup);
+    http_stop(p->http);
+    p->http = NULL;
+    if (p->monitor)
+        PQfinish(p->monitor);
+    p->monitor = NULL;
+}
