@@ -195,9 +195,13 @@ log "backlog: $BACKLOG_TXNS transactions, $BACKLOG_START .. $BACKLOG_END ($BACKL
 # whatever autovacuum did meanwhile).  Sets <WHO>_COMMITS and <WHO>_WAL_MB.
 target_wal() {
     local who=$1 start=$2 end=$3 commits bytes
-    commits=$(pgc_as_owner "$PG_BIN/pg_waldump" -p "$BENCH_DIR/dst/pg_wal" -s "$start" -e "$end" \
-        --stats=record 2>"$BENCH_DIR/pg_waldump.err" | awk '$1 == "Transaction/COMMIT" { print $2 }') ||
+    local stats="$BENCH_DIR/target-wal-${who,,}.log"
+    if pgc_as_owner "$PG_BIN/pg_waldump" -p "$BENCH_DIR/dst/pg_wal" -s "$start" -e "$end" \
+        --stats=record >"$stats" 2>&1; then
+        commits=$(awk '$1 == "Transaction/COMMIT" { print $2 }' "$stats")
+    else
         commits="n/a"
+    fi
     bytes=$(pgc_psql dst postgres -c "SELECT pg_wal_lsn_diff('$end', '$start')::bigint")
     printf -v "${who}_COMMITS" '%s' "${commits:-0}"
     printf -v "${who}_WAL_MB" '%s' "$(awk "BEGIN { printf \"%.1f\", $bytes / 1048576 }")"
@@ -249,6 +253,9 @@ TM_TPS=$(calc '%.0f' "$BACKLOG_TXNS / $TM_SECONDS")
 NAT_TPS=$(calc '%.0f' "$BACKLOG_TXNS / $NATIVE_SECONDS")
 RATIO=$(calc '%.2f' "$TM_SECONDS / $NATIVE_SECONDS")
 RATIO_DATA=$(calc '%.2f' "$TM_DATA_SECONDS / $NATIVE_SECONDS")
+TM_CPU_ALL=$(calc '%.2f' "$TM_CPU_S + $TM_WALSENDER_CPU_S + $TM_TARGET_CPU_S")
+NAT_CPU_ALL=$(calc '%.2f' "$NATIVE_WALSENDER_CPU_S + $NATIVE_TARGET_CPU_S")
+CPU_RATIO=$(calc '%.2f' "$TM_CPU_ALL / $NAT_CPU_ALL")
 RSS_MB=$(calc '%.1f' "$TM_VMHWM_KB / 1024")
 WAL_MB=$(calc '%.1f' "$BACKLOG_BYTES / 1048576")
 
@@ -264,10 +271,11 @@ printf '%-12s %8.2f s  %7s txn/s   (target data = source; apply worker up at %.2
 echo "ratio        tidemark/native = $RATIO   (data-complete both sides: $RATIO_DATA)"
 printf 'CPU seconds  tidemark: daemon %.2f, source walsender %.2f, target backend(s) %.2f | native: source walsender %.2f, apply worker %.2f\n' \
     "$TM_CPU_S" "$TM_WALSENDER_CPU_S" "$TM_TARGET_CPU_S" "$NATIVE_WALSENDER_CPU_S" "$NATIVE_TARGET_CPU_S"
+echo "CPU ratio    tidemark/native = $CPU_RATIO   ($TM_CPU_ALL s vs $NAT_CPU_ALL s: less sensitive to a busy machine than the wall-clock ratio)"
 echo "target       commits: tidemark $TIDEMARK_COMMITS, native $NATIVE_COMMITS; WAL written: tidemark $TIDEMARK_WAL_MB MB, native $NATIVE_WAL_MB MB"
 echo "tidemark     peak RSS $RSS_MB MB (VmHWM), $TM_PROBLEMS error/warning log line(s)"
 echo "setup        initial copy: tidemark $(calc '%.1f' "$TM_INIT_SECONDS") s, native $(calc '%.1f' "$NATIVE_INIT_SECONDS") s (informational)"
-echo "RESULT scale=$SCALE txns=$BACKLOG_TXNS wal_mb=$WAL_MB order=$ORDER tidemark_s=$TM_SECONDS tidemark_data_s=$TM_DATA_SECONDS native_s=$NATIVE_SECONDS native_ack_s=$NATIVE_ACK_SECONDS tidemark_tps=$TM_TPS native_tps=$NAT_TPS ratio=$RATIO ratio_data=$RATIO_DATA tidemark_rss_mb=$RSS_MB tidemark_cpu_s=$TM_CPU_S init_tidemark_s=$TM_INIT_SECONDS init_native_s=$NATIVE_INIT_SECONDS tidemark_commits=$TIDEMARK_COMMITS native_commits=$NATIVE_COMMITS tidemark_target_wal_mb=$TIDEMARK_WAL_MB native_target_wal_mb=$NATIVE_WAL_MB tidemark_walsender_cpu_s=$TM_WALSENDER_CPU_S tidemark_target_cpu_s=$TM_TARGET_CPU_S native_walsender_cpu_s=$NATIVE_WALSENDER_CPU_S native_apply_cpu_s=$NATIVE_TARGET_CPU_S load_start=$LOAD_START load_end=$(cut -d' ' -f1 /proc/loadavg)"
+echo "RESULT scale=$SCALE txns=$BACKLOG_TXNS wal_mb=$WAL_MB order=$ORDER tidemark_s=$TM_SECONDS tidemark_data_s=$TM_DATA_SECONDS native_s=$NATIVE_SECONDS native_ack_s=$NATIVE_ACK_SECONDS tidemark_tps=$TM_TPS native_tps=$NAT_TPS ratio=$RATIO ratio_data=$RATIO_DATA cpu_ratio=$CPU_RATIO tidemark_rss_mb=$RSS_MB tidemark_cpu_s=$TM_CPU_S init_tidemark_s=$TM_INIT_SECONDS init_native_s=$NATIVE_INIT_SECONDS tidemark_commits=$TIDEMARK_COMMITS native_commits=$NATIVE_COMMITS tidemark_target_wal_mb=$TIDEMARK_WAL_MB native_target_wal_mb=$NATIVE_WAL_MB tidemark_walsender_cpu_s=$TM_WALSENDER_CPU_S tidemark_target_cpu_s=$TM_TARGET_CPU_S native_walsender_cpu_s=$NATIVE_WALSENDER_CPU_S native_apply_cpu_s=$NATIVE_TARGET_CPU_S load_start=$LOAD_START load_end=$(cut -d' ' -f1 /proc/loadavg)"
 if [ "$verify_ok" != 1 ]; then
     echo "FAIL: a target differs from the source (see the verify lines above)"
     exit 1

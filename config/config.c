@@ -145,8 +145,9 @@ static const KeyDesc log_keys[] = {
 };
 
 static const KeyDesc service_keys[] = {
-    /* host:port of the HTTP endpoint (/metrics, /healthz, /readyz); "" disables it */
-    {.name = "listen", .type = KT_STRING, .def = "\"127.0.0.1:9187\""},
+    /* host:port of the HTTP endpoint (/metrics, /healthz, /readyz); "" (the
+     * default) disables it: each instance on a host needs its own port. */
+    {.name = "listen", .type = KT_STRING, .def = "\"\""},
     /* /healthz turns 503 when replication lag exceeds this */
     {.name = "max_lag_seconds", .type = KT_INT, .def = "300", .min = 1, .max = 86400 * 30},
     /* idle sources: emit a logical message this often so the slot keeps moving */

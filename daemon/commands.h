@@ -20,5 +20,6 @@ int cmd_die(const char *what);
 int cmd_run(int argc, char **argv);
 int cmd_sync_sequences(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 
 #endif

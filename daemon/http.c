@@ -71,9 +71,8 @@ int http_resolve(const char *listen, struct sockaddr_storage *addr, socklen_t *l
     } else {
         colon = strrchr(listen, ':');
         if (!colon || strchr(listen, ':') != colon)
-            return tm_fail(-EINVAL,
-                           "listen address \"%s\": expected host:port (IPv6 in [brackets])",
-                           listen);
+            return tm_fail(
+                -EINVAL, "listen address \"%s\": expected host:port (IPv6 in [brackets])", listen);
         hlen = (size_t)(colon - listen);
         memcpy(host, listen, hlen < sizeof(host) ? hlen : 0);
     }
@@ -134,9 +133,8 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **req_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
 {
     HttpServer *s = cls;
     Buf body = BUF_INIT;

@@ -18,6 +18,7 @@ static const Command commands[] = {
     {"run", "run one pipeline in the foreground until SIGTERM/SIGINT", cmd_run},
     {"sync-sequences", "set target sequences from the source (cutover)", cmd_sync_sequences},
     {"profile", "profile the source data before migrating it (report, baseline)", cmd_profile},
+    {"status", "show where the pipeline stands (tables, lag, slot, errors)", cmd_status},
     /* further commands register here */
 };
 

@@ -196,14 +196,14 @@ static void log_table_done(Pipeline *p, int idx)
     tablesync_progress(p->tsync, idx, &pr);
     for (int i = 0; i < ts->nparts; i++)
         rows += ts->parts[i].rows;
-    if (pr.parts_total == 0 || pr.started == 0 || pr.parts_done == pr.parts_total) {
-        double secs = pr.finished > pr.started ? pr.finished - pr.started : 0;
+    /* Wall time from the worker's start to the last part's commit (the
+     * worker updates its counters just after reporting the part). */
+    double secs = pr.started > 0 ? mono_now() - pr.started : 0;
 
-        log_write(LOG_LVL_INFO, p->tabs.t[idx].display, ts->lsn,
-                  "initial copy complete: %lld rows in target (%d part%s), %lld copied this"
-                  " run in %.1f s",
-                  rows, ts->nparts, ts->nparts == 1 ? "" : "s", pr.rows, secs);
-    }
+    log_write(LOG_LVL_INFO, p->tabs.t[idx].display, ts->lsn,
+              "initial copy complete: %lld rows in target (%d part%s), %lld copied this"
+              " run in %.1f s",
+              rows, ts->nparts, ts->nparts == 1 ? "" : "s", pr.rows, secs);
 }
 
 static void on_event(Pipeline *p, TableSyncEvent *ev)
@@ -302,6 +302,44 @@ static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
+static int load_done(Pipeline *p, const TableDef *t, TableState *ts)
+{
+    Sink *sink = p->sink;
+    CopyPart *parts = NULL;
+    int n = 0, rc;
+
+    if (sink->ops->parts_load) {
+        rc = sink->ops->parts_load(sink, t, &parts, &n);
+    } else {
+        bool synced;
+        Lsn lsn;
+
+        rc = sink->ops->table_state(sink, t, &synced, &lsn);
+        if (rc == 0 && synced) {
+            parts = xcalloc(1, sizeof(CopyPart));
+            parts[0].kind = PART_WHOLE;
+            parts[0].synced = true;
+            parts[0].sync_lsn = lsn;
+            n = 1;
+        }
+    }
+    if (rc < 0)
+        return rc;
+    bool all = n > 0;
+    for (int k = 0; k < n; k++)
+        all = all && parts[k].synced;
+    if (!all) {
+        copyparts_free(parts, n);
+        return 0;
+    }
+    ts->parts = parts;
+    ts->nparts = n;
+    ts->planned = true;
+    recompute(ts);
+    log_table_done(p, (int)(t - p->tabs.t)); /* "0 copied this run" */
+    return 0;
+}
+
 int pipeline_copy_start(Pipeline *p)
 {
     p->tstate = xcalloc(p->tabs.n + 1, sizeof(TableState));
@@ -315,11 +353,24 @@ int pipeline_copy_start(Pipeline *p)
     ev_timer_init(&p->progress_timer, on_progress, 1.0, isatty(STDERR_FILENO) ? 2.0 : 10.0);
     p->progress_timer.data = p;
     ev_timer_start(p->loop, &p->progress_timer);
+    /* Tables whose copy is complete are known here and now, so their stream
+     * changes never wait for a busy worker; only the others are queued. */
     for (size_t i = 0; i < p->tabs.n; i++) {
-        int rc = tablesync_submit(p->tsync, (int)i);
+        TableState *ts = &p->tstate[i];
+        int rc = load_done(p, &p->tabs.t[i], ts);
 
+        if (rc == 0 && !ts->synced)
+            rc = tablesync_submit(p->tsync, (int)i);
         if (rc < 0)
             return rc;
+    }
+    bool all = true;
+    for (size_t i = 0; i < p->tabs.n && all; i++)
+        all = p->tstate[i].synced;
+    if (all) {
+        p->copy_done_logged = true;
+        ev_timer_stop(p->loop, &p->progress_timer);
+        pipeline_copies_complete(p);
     }
     return 0;
 }

@@ -400,7 +400,7 @@ int pipeline_service_start(Pipeline *p)
     p->slot_retained_bytes = -1;
     rc = http_start(p->loop, p->cfg->service.listen, &h, &p->http);
     if (rc < 0)
-        return tm_fail_ctx(rc, "service.listen %s", p->cfg->service.listen);
+        return rc;
     ev_timer_init(&p->watchdog_timer, on_watchdog, 0.2, wd ? (double)wd / 2e6 : 5.0);
     p->watchdog_timer.data = p;
     ev_timer_start(p->loop, &p->watchdog_timer);

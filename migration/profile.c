@@ -169,7 +169,8 @@ static void read_settings(Run *r)
         while (len && strchr(" \t\r\n", owned[i][len - 1]))
             owned[i][--len] = '\0';
         vals[i] = owned[i];
-        json_array_append_new(r->placeholders, json_string(json_string_value(json_array_get(ph, i))));
+        json_array_append_new(r->placeholders,
+                              json_string(json_string_value(json_array_get(ph, i))));
     }
     r->ctx.placeholders = profile_sql_text_array(vals, n);
     for (size_t i = 0; i < n; i++)
@@ -182,8 +183,8 @@ static void read_settings(Run *r)
     if (r->ctx.top_values <= 0)
         r->ctx.top_values = 10;
     r->ctx.sample_pct = r->opt->sample_pct;
-    r->nworkers = r->opt->jobs > 0 ? r->opt->jobs
-                                   : (int)json_integer_value(json_object_get(prof, "jobs"));
+    r->nworkers =
+        r->opt->jobs > 0 ? r->opt->jobs : (int)json_integer_value(json_object_get(prof, "jobs"));
     if (r->nworkers <= 0)
         r->nworkers = 2;
 }
@@ -224,8 +225,8 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&p->mu);
         p->done++;
         if (p->run->opt->progress)
-            fprintf(stderr, "tidemark profile: %s [%zu/%zu] %s, %.1f s (elapsed %.1f s)\n",
-                    p->what, p->done, p->n, line, now_s() - t, now_s() - p->run->t0);
+            fprintf(stderr, "tidemark profile: %s [%zu/%zu] %s, %.1f s (elapsed %.1f s)\n", p->what,
+                    p->done, p->n, line, now_s() - t, now_s() - p->run->t0);
         pthread_mutex_unlock(&p->mu);
     }
     return NULL;
@@ -271,8 +272,7 @@ static int do_table(Run *r, PGconn *c, size_t i, char *line, size_t linesz)
     if (rc < 0)
         snprintf(line, linesz, "%s: FAILED: %s", t->def->display, t->error ? t->error : tm_error());
     else
-        snprintf(line, linesz, "%s: %lld rows", t->def->display,
-                 profile_jint(t->out, "row_count"));
+        snprintf(line, linesz, "%s: %lld rows", t->def->display, profile_jint(t->out, "row_count"));
     return rc;
 }
 
@@ -327,21 +327,20 @@ static json_t *build_report(Run *r, int *failed)
     json_object_set_new(r->rel, "candidates", cands);
     profile_rules_relationships(r->rel, findings);
     profile_findings_sort(findings);
-    rep = json_pack("{s:i, s:s, s:s, s:{s:s, s:s, s:s}, s:o, s:{s:o, s:i, s:I, s:O},"
-                    " s:f, s:{s:i, s:I, s:I, s:o}, s:o, s:o, s:O}",
-                    "tidemark_profile", 1, "pipeline", r->cfg->pipeline, "taken_at", r->taken_at,
-                    "source", "database", r->src_db, "encoding", r->ctx.encoding, "server_version",
-                    r->src_version, "target",
-                    r->dst ? json_pack("{s:s, s:s}", "database", r->dst_db, "encoding",
-                                       r->dst_encoding)
-                           : json_null(),
-                    "options", "sample_pct",
-                    r->ctx.sample_pct > 0 ? json_real(r->ctx.sample_pct) : json_null(), "jobs",
-                    r->nworkers, "top_values", (json_int_t)r->ctx.top_values, "placeholders",
-                    r->placeholders, "duration_seconds", now_s() - r->t0, "summary", "tables",
-                    (int)r->ntabs, "columns", (json_int_t)ncols, "rows", (json_int_t)rows,
-                    "findings", profile_findings_count(findings), "findings", findings, "tables",
-                    tables, "relationships", r->rel);
+    rep = json_pack(
+        "{s:i, s:s, s:s, s:{s:s, s:s, s:s}, s:o, s:{s:o, s:i, s:I, s:O},"
+        " s:f, s:{s:i, s:I, s:I, s:o}, s:o, s:o, s:O}",
+        "tidemark_profile", 1, "pipeline", r->cfg->pipeline, "taken_at", r->taken_at, "source",
+        "database", r->src_db, "encoding", r->ctx.encoding, "server_version", r->src_version,
+        "target",
+        r->dst ? json_pack("{s:s, s:s}", "database", r->dst_db, "encoding", r->dst_encoding)
+               : json_null(),
+        "options", "sample_pct", r->ctx.sample_pct > 0 ? json_real(r->ctx.sample_pct) : json_null(),
+        "jobs", r->nworkers, "top_values", (json_int_t)r->ctx.top_values, "placeholders",
+        r->placeholders, "duration_seconds", now_s() - r->t0, "summary", "tables", (int)r->ntabs,
+        "columns", (json_int_t)ncols, "rows", (json_int_t)rows, "findings",
+        profile_findings_count(findings), "findings", findings, "tables", tables, "relationships",
+        r->rel);
     json_decref(names);
     return rep;
 }

@@ -36,8 +36,10 @@ static const char *const TABLE_SQL =
     " EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisunique"
     "  AND i.indpred IS NULL AND i.indexprs IS NULL AND NOT EXISTS (SELECT 1 FROM pg_attribute a"
     "  WHERE a.attrelid = c.oid AND a.attnum = ANY (i.indkey::int2[]) AND NOT a.attnotnull)),"
-    " (SELECT coalesce(sum(pg_table_size(r.relid)), 0) FROM pg_partition_tree(c.oid) r),"
-    " (SELECT coalesce(sum(pg_total_relation_size(r.relid)), 0) FROM pg_partition_tree(c.oid) r)"
+    " CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(pg_table_size(r.relid)), 0)"
+    "  FROM pg_partition_tree(c.oid) r) ELSE pg_table_size(c.oid) END,"
+    " CASE WHEN c.relkind = 'p' THEN (SELECT coalesce(sum(pg_total_relation_size(r.relid)), 0)"
+    "  FROM pg_partition_tree(c.oid) r) ELSE pg_total_relation_size(c.oid) END"
     " FROM pg_class c WHERE c.oid = $1::oid";
 
 /* Declared foreign keys of the profiled tables (partition clones left out). */
@@ -71,8 +73,8 @@ static const char *const TARGET_SQL =
 
 static ProfCat category(const char *base, char typcat)
 {
-    static const char *const numbers[] = {"int2", "int4", "int8", "numeric", "float4", "float8",
-                                          NULL};
+    static const char *const numbers[] = {"int2",   "int4",   "int8", "numeric",
+                                          "float4", "float8", NULL};
     static const char *const temporal[] = {"date", "timestamp", "timestamptz", NULL};
 
     for (size_t i = 0; numbers[i]; i++)
@@ -162,8 +164,8 @@ int profile_catalog_source(PGconn *src, ProfTable *tabs, size_t n, json_t **fks)
 
         rc = pgconn_query(src, FK_SQL, 1, params, &res);
         if (rc == 0) {
-            char *clean = profile_json_sanitize(PQgetvalue(res, 0, 0),
-                                                (size_t)PQgetlength(res, 0, 0));
+            char *clean =
+                profile_json_sanitize(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
 
             *fks = json_loads(clean, 0, NULL);
             free(clean);

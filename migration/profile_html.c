@@ -112,8 +112,12 @@ static void findings(const json_t *r, Buf *o)
         const char *sev = profile_jstr(f, "severity");
 
         buf_printf(o, "<tr><td><span class=\"sev %s\">%s</span></td><td>",
-                   strcmp(sev, "error") == 0 ? "error" : strcmp(sev, "warning") == 0 ? "warning" : "info",
-                   strcmp(sev, "error") == 0 ? "error" : strcmp(sev, "warning") == 0 ? "warning" : "info");
+                   strcmp(sev, "error") == 0     ? "error"
+                   : strcmp(sev, "warning") == 0 ? "warning"
+                                                 : "info",
+                   strcmp(sev, "error") == 0     ? "error"
+                   : strcmp(sev, "warning") == 0 ? "warning"
+                                                 : "info");
         esc(o, profile_jstr(f, "table"));
         if (*profile_jstr(f, "column")) {
             buf_putc(o, '.');

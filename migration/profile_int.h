@@ -50,7 +50,8 @@ const char *profile_date_family(const char *mask, char *out, size_t outsz);
  */
 char *profile_format_family(const char *mask);
 
-/* Copy of len bytes as valid UTF-8: each byte that is not part of a valid sequence becomes "\xNN". */
+/* Copy of len bytes as valid UTF-8: each byte that is not part of a valid sequence becomes "\xNN".
+ */
 char *profile_text_sanitize(const char *s, size_t len);
 
 /* The same inside JSON text: invalid bytes become the JSON escape "\\xNN". */
@@ -126,8 +127,8 @@ void profile_render_markdown(const json_t *report, Buf *out);
 void profile_render_html(const json_t *report, Buf *out);
 
 /* Helpers the renderers share (profile_report.c). */
-const char *profile_jstr(const json_t *obj, const char *key);      /* "" when absent */
-long long profile_jint(const json_t *obj, const char *key);        /* 0 when absent */
+const char *profile_jstr(const json_t *obj, const char *key);     /* "" when absent */
+long long profile_jint(const json_t *obj, const char *key);       /* 0 when absent */
 void profile_fmt_value(const json_t *v, char *buf, size_t bufsz); /* any scalar as short text */
 void profile_fmt_bytes(long long n, char *buf, size_t bufsz);
 
@@ -160,9 +161,9 @@ typedef struct ProfCol {
 } ProfCol;
 
 typedef struct ProfTable {
-    TableDef *def; /* borrowed */
-    ProfCol *cols; /* def->ncols of them */
-    json_t *pk;    /* array of column names, or null */
+    TableDef *def;    /* borrowed */
+    ProfCol *cols;    /* def->ncols of them */
+    json_t *pk;       /* array of column names, or null */
     bool rows_unique; /* a primary key or a unique index on NOT NULL columns */
     long long size, total_size;
     bool t_found; /* a table of the same name exists on the target */
@@ -187,7 +188,8 @@ int profile_catalog_source(PGconn *src, ProfTable *tabs, size_t n, json_t **fks)
 /* Fills the target side (t_* fields) from the tables of the same names on dst. */
 int profile_catalog_target(PGconn *dst, ProfTable *tabs, size_t n);
 
-/* The passes over one table: fills t->out. On error the transaction is rolled back to a savepoint. */
+/* The passes over one table: fills t->out. On error the transaction is rolled back to a savepoint.
+ */
 int profile_scan_table(PGconn *conn, const ProfCtx *ctx, ProfTable *t);
 
 /* Appends " AS t TABLESAMPLE SYSTEM ($i) REPEATABLE ($j)" and its parameters when sampling. */

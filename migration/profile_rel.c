@@ -28,8 +28,8 @@ static char *display(const char *schema, const char *name)
 
 static bool generic_name(const char *c)
 {
-    static const char *const g[] = {"id", "uuid", "guid", "key", "code", "name", "created_at",
-                                    "updated_at", NULL};
+    static const char *const g[] = {"id",   "uuid",       "guid",       "key", "code",
+                                    "name", "created_at", "updated_at", NULL};
 
     for (size_t i = 0; g[i]; i++)
         if (strcmp(c, g[i]) == 0)
@@ -90,15 +90,15 @@ static json_t *fk_items(const json_t *fks)
         char *td = display(profile_jstr(f, "schema"), profile_jstr(f, "table"));
         char *pd = display(profile_jstr(f, "parent_schema"), profile_jstr(f, "parent_table"));
 
-        json_array_append_new(
-            out, json_pack("{s:s, s:s, s:O, s:s, s:O, s:O, s:s, s:s, s:s, s:s}", "name",
-                           profile_jstr(f, "name"), "table", td, "columns",
-                           json_object_get(f, "columns"), "parent", pd, "parent_columns",
-                           json_object_get(f, "parent_columns"), "validated",
-                           json_object_get(f, "validated"), "schema_name", profile_jstr(f, "schema"),
-                           "table_name", profile_jstr(f, "table"), "parent_schema_name",
-                           profile_jstr(f, "parent_schema"), "parent_table_name",
-                           profile_jstr(f, "parent_table")));
+        json_array_append_new(out, json_pack("{s:s, s:s, s:O, s:s, s:O, s:O, s:s, s:s, s:s, s:s}",
+                                             "name", profile_jstr(f, "name"), "table", td,
+                                             "columns", json_object_get(f, "columns"), "parent", pd,
+                                             "parent_columns", json_object_get(f, "parent_columns"),
+                                             "validated", json_object_get(f, "validated"),
+                                             "schema_name", profile_jstr(f, "schema"), "table_name",
+                                             profile_jstr(f, "table"), "parent_schema_name",
+                                             profile_jstr(f, "parent_schema"), "parent_table_name",
+                                             profile_jstr(f, "parent_table")));
         free(td);
         free(pd);
     }
@@ -132,12 +132,12 @@ json_t *profile_rel_plan(const ProfTable *tabs, size_t n, const json_t *fks)
                         !(how = unique_how(p, k)) || json_array_size(cands) >= MAX_CANDIDATES)
                         continue;
                     json_array_append_new(
-                        cands, json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "table",
-                                         t->def->display, "column", c->name, "parent",
-                                         p->def->display, "parent_column", pk->name,
-                                         "parent_unique", how, "schema_name", t->def->schema,
-                                         "table_name", t->def->name, "parent_schema_name",
-                                         p->def->schema, "parent_table_name", p->def->name));
+                        cands,
+                        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "table",
+                                  t->def->display, "column", c->name, "parent", p->def->display,
+                                  "parent_column", pk->name, "parent_unique", how, "schema_name",
+                                  t->def->schema, "table_name", t->def->name, "parent_schema_name",
+                                  p->def->schema, "parent_table_name", p->def->name));
                 }
             }
         }
@@ -268,11 +268,10 @@ int profile_rel_check_candidate(PGconn *conn, const ProfCtx *ctx, json_t *cand)
     missing = profile_jint(res, "missing");
     json_object_set_new(cand, "checked", json_integer(checked));
     json_object_set_new(cand, "missing", json_integer(missing));
-    json_object_set_new(cand, "containment_pct",
-                        json_real(checked ? floor(10000.0 * (double)(checked - missing) /
-                                                  (double)checked) /
-                                                100.0
-                                          : 0.0));
+    json_object_set_new(
+        cand, "containment_pct",
+        json_real(checked ? floor(10000.0 * (double)(checked - missing) / (double)checked) / 100.0
+                          : 0.0));
     json_object_set_new(cand, "missing_examples", examples(res));
     json_decref(res);
     return 0;

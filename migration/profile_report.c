@@ -45,6 +45,11 @@ static void clip(const char *s, char *buf, size_t bufsz, size_t max)
             break;
         if ((unsigned char)*s < 0x20) {
             buf[o++] = ' ';
+        } else if (k == 2 && (unsigned char)s[0] == 0xc2 && (unsigned char)s[1] < 0xa0) {
+            /* C1 controls print as nothing: show them as the evidence they are */
+            if (o + 10 >= bufsz)
+                break;
+            o += (size_t)snprintf(buf + o, bufsz - o, "\\u%04x", (unsigned char)s[1]);
         } else {
             memcpy(buf + o, s, k);
             o += k;
@@ -143,8 +148,8 @@ static void text_header(const json_t *r, Buf *o)
     if (json_is_number(json_object_get(opt, "sample_pct")))
         buf_printf(o, ", statistics from a %.4g%% sample (row counts exact)",
                    json_number_value(json_object_get(opt, "sample_pct")));
-    buf_printf(o, "\nfindings: %lld errors, %lld warnings, %lld info\n\n", profile_jint(fc, "error"),
-               profile_jint(fc, "warning"), profile_jint(fc, "info"));
+    buf_printf(o, "\nfindings: %lld errors, %lld warnings, %lld info\n\n",
+               profile_jint(fc, "error"), profile_jint(fc, "warning"), profile_jint(fc, "info"));
 }
 
 static void where(const json_t *f, char *buf, size_t n)
@@ -211,8 +216,8 @@ void profile_render_text(const json_t *r, Buf *o)
         json_array_foreach(json_object_get(rel, "candidates"), i, f)
         {
             buf_printf(o, "  candidate %s.%s -> %s.%s: %.2f%% of %lld values found\n",
-                       profile_jstr(f, "table"), profile_jstr(f, "column"), profile_jstr(f, "parent"),
-                       profile_jstr(f, "parent_column"),
+                       profile_jstr(f, "table"), profile_jstr(f, "column"),
+                       profile_jstr(f, "parent"), profile_jstr(f, "parent_column"),
                        json_number_value(json_object_get(f, "containment_pct")),
                        profile_jint(f, "checked"));
         }
@@ -317,8 +322,9 @@ static void md_table(const json_t *t, Buf *o)
         buf_puts(o, "\n\n");
         return;
     }
-    buf_puts(o, "| Column | Type | Nulls | Empty/blank | Distinct | Min .. max | Length | Top values "
-                "| Top masks |\n|---|---|---:|---:|---:|---|---|---|---|\n");
+    buf_puts(o,
+             "| Column | Type | Nulls | Empty/blank | Distinct | Min .. max | Length | Top values "
+             "| Top masks |\n|---|---|---:|---:|---:|---|---|---|---|\n");
     json_array_foreach(json_object_get(t, "columns"), j, c)
     {
         const json_t *tx = json_object_get(c, "text");

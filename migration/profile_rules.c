@@ -20,7 +20,7 @@
 #define KEY_MIN_DISTINCT   0.50 /* a key-named column with fewer distinct values is a category */
 #define UNIQUEISH          0.95 /* distinct / non-null from which any column counts as a key */
 #define UNIQUEISH_MIN_ROWS 20
-#define CONTENT_MIN        5    /* below this many values, shares say nothing */
+#define CONTENT_MIN        5 /* below this many values, shares say nothing */
 #define MASK_FAMILIES_MAX  16
 
 static json_t *finding(json_t *findings, const char *sev, const char *code, const json_t *table,
@@ -118,9 +118,9 @@ static void rule_formats(json_t *out, const json_t *t, const json_t *c, const js
         ev = json_array();
         for (i = 0; i < nbig; i++) {
             buf_printf(&msg, "%s%s (%lld)", i ? ", " : "", fam[i].name, fam[i].count);
-            json_array_append_new(ev, json_pack("{s:s, s:I, s:O?}", "format", fam[i].name,
-                                                "count", (json_int_t)fam[i].count, "example",
-                                                fam[i].example));
+            json_array_append_new(ev,
+                                  json_pack("{s:s, s:I, s:O?}", "format", fam[i].name, "count",
+                                            (json_int_t)fam[i].count, "example", fam[i].example));
             if (i == 0)
                 top = fam[i].count;
             else
@@ -130,8 +130,8 @@ static void rule_formats(json_t *out, const json_t *t, const json_t *c, const js
                     "values come in %zu competing formats: %s", nbig, buf_cstr(&msg));
         for (i = 0; i < nbig; i++)
             example(f, fam[i].example);
-        json_object_set_new(f, "evidence", json_pack("{s:o, s:I}", "formats", ev, "dominant",
-                                                     (json_int_t)top));
+        json_object_set_new(f, "evidence",
+                            json_pack("{s:o, s:I}", "formats", ev, "dominant", (json_int_t)top));
     }
     for (i = 0; i < nf; i++)
         free(fam[i].name);
@@ -226,9 +226,9 @@ static void rule_text(json_t *out, const json_t *t, const json_t *c, const json_
                         profile_jstr(vs, "set"), names, q1, codes, q2);
             example(f, json_object_get(vs, "name_example"));
             example(f, json_object_get(vs, "code_example"));
-            json_object_set_new(f, "evidence",
-                                json_pack("{s:I, s:I}", "names", (json_int_t)names, "codes",
-                                          (json_int_t)codes));
+            json_object_set_new(
+                f, "evidence",
+                json_pack("{s:I, s:I}", "names", (json_int_t)names, "codes", (json_int_t)codes));
         }
     }
     e = json_object_get(tx, "encoding");
@@ -324,9 +324,10 @@ static void rule_duplicates(json_t *out, const json_t *t, const json_t *c, const
         if (profile_jint(v, "count") > 1 && json_array_size(json_object_get(f, "examples")) < 5)
             example(f, json_object_get(v, "value"));
     }
-    json_object_set_new(f, "evidence", json_pack("{s:I, s:I, s:I}", "duplicate_values",
-                                                 (json_int_t)dups, "distinct", (json_int_t)distinct,
-                                                 "non_null", (json_int_t)nonnull));
+    json_object_set_new(f, "evidence",
+                        json_pack("{s:I, s:I, s:I}", "duplicate_values", (json_int_t)dups,
+                                  "distinct", (json_int_t)distinct, "non_null",
+                                  (json_int_t)nonnull));
 }
 
 static void rule_target(json_t *out, const json_t *t, const json_t *c)

@@ -108,11 +108,24 @@ static bool grouped(const ProfCol *c)
 
 /* ---- pass 1: one aggregate query ---------------------------------------- */
 
+static bool integer_base(const ProfCol *col)
+{
+    return strcmp(col->base, "int2") == 0 || strcmp(col->base, "int4") == 0 ||
+           strcmp(col->base, "int8") == 0;
+}
+
 static void agg_column(Buf *sql, const char *c, const ProfCol *col)
 {
     buf_printf(sql, "jsonb_build_object('nonnull', count(%s)", c);
     switch (col->cat) {
     case PROF_CAT_NUMBER:
+        if (integer_base(col)) { /* the bounds are min and max themselves (shared aggregates) */
+            buf_printf(sql,
+                       ", 'min', min(%s)::text, 'max', max(%s)::text, 'avg', avg(%s)::float8"
+                       ", 'lo', min(%s)::float8, 'hi', max(%s)::float8",
+                       c, c, c, c, c);
+            break;
+        }
         buf_printf(sql,
                    ", 'min', min(%s)::text, 'max', max(%s)::text, 'avg', avg(%s)::float8"
                    ", 'lo', min(%s::float8) FILTER (WHERE %s::float8 > '-Infinity'"
@@ -140,8 +153,15 @@ static void agg_column(Buf *sql, const char *c, const ProfCol *col)
         break;
     }
     case PROF_CAT_TEXT:
-        buf_printf(sql, ", 'min', min(%s::text COLLATE \"C\"), 'max', max(%s::text COLLATE \"C\")",
-                   c, c);
+        if (strcmp(col->base, "text") == 0 || strcmp(col->base, "varchar") == 0 ||
+            strcmp(col->base, "bpchar") == 0) /* no per-row cast: char(n) would be trimmed */
+            buf_printf(
+                sql, ", 'min', (min(%s COLLATE \"C\"))::text, 'max', (max(%s COLLATE \"C\"))::text",
+                c, c);
+        else
+            buf_printf(sql,
+                       ", 'min', min(%s::text COLLATE \"C\"), 'max', max(%s::text COLLATE \"C\")",
+                       c, c);
         break;
     case PROF_CAT_OTHER:
         break;
@@ -247,10 +267,9 @@ static void content_text(Pass2 *q, const ProfCtx *ctx)
         buf_puts(s, " || jsonb_build_object(");
         for (size_t i = 0; enc[i].key; i++) {
             int re = sqlp_add(&q->p, enc[i].re);
-            char *cond = enc[i].not_re
-                             ? xasprintf("is_text AND v ~ $%d AND v !~ $%d", re,
-                                         sqlp_add(&q->p, enc[i].not_re))
-                             : xasprintf("is_text AND v ~ $%d", re);
+            char *cond = enc[i].not_re ? xasprintf("is_text AND v ~ $%d AND v !~ $%d", re,
+                                                   sqlp_add(&q->p, enc[i].not_re))
+                                       : xasprintf("is_text AND v ~ $%d", re);
 
             buf_printf(s,
                        "%s'%s', coalesce(sum(n) FILTER (WHERE %s), 0)"
@@ -287,38 +306,50 @@ static void other_sections(Pass2 *q, const ProfCtx *ctx)
     Buf *s = &q->sql;
     const char *blank = "btrim(v, " WS ")";
 
-    buf_printf(s,
-               ", 'top', (SELECT jsonb_object_agg(k, a) FROM (SELECT k, jsonb_agg("
-               "jsonb_build_array(v, n) ORDER BY n DESC, v COLLATE \"C\") AS a FROM (SELECT k, v, n,"
-               " row_number() OVER (PARTITION BY k ORDER BY n DESC, v COLLATE \"C\") AS r"
-               " FROM g WHERE k >= 0 AND k < %d AND v IS NOT NULL) s WHERE r <= %ld GROUP BY k) s2)",
-               HIST_K, ctx->top_values);
-    buf_printf(s,
-               ", 'masks', (SELECT jsonb_object_agg(k, jsonb_build_object('count', nm, 'top', a))"
-               " FROM (SELECT k, max(nm) AS nm, jsonb_agg(jsonb_build_array(m, c, ex)"
-               " ORDER BY c DESC, m COLLATE \"C\") AS a FROM (SELECT k, m, c, ex, row_number() OVER"
-               " (PARTITION BY k ORDER BY c DESC, m COLLATE \"C\") AS r, count(*) OVER (PARTITION BY k)"
-               " AS nm FROM (SELECT k, translate(v, $%d, $%d) AS m, sum(n) AS c,"
-               " min(v COLLATE \"C\") AS ex FROM gp WHERE is_text AND v IS NOT NULL AND %s <> ''"
-               " AND NOT lower(%s) = ANY ($%d::text[]) GROUP BY k, 2) s0) s WHERE r <= %d"
-               " GROUP BY k) s2)",
-               q->mfrom, q->mto, blank, blank, q->ph, MASK_TOP);
-    buf_puts(s, ", 'case', (SELECT jsonb_object_agg(k, o) FROM (SELECT k, jsonb_build_object("
-                "'groups', count(*), 'rows', sum(rows), 'examples', jsonb_agg(vs ORDER BY rows DESC,"
-                " lv COLLATE \"C\") FILTER (WHERE r <= 5)) AS o FROM (SELECT k, lv, vs, rows,"
-                " row_number() OVER (PARTITION BY k ORDER BY rows DESC, lv COLLATE \"C\") AS r"
-                " FROM (SELECT k, lower(v) AS lv, jsonb_agg(jsonb_build_array(v, n) ORDER BY n DESC,"
-                " v COLLATE \"C\") AS vs, sum(n) AS rows FROM gp WHERE is_text AND v IS NOT NULL"
-                " GROUP BY k, lower(v) HAVING count(*) > 1) s0) s GROUP BY k) s2)");
-    buf_printf(s,
-               ", 'ph', (SELECT jsonb_object_agg(k, a) FROM (SELECT k, jsonb_agg("
-               "jsonb_build_array(v, n) ORDER BY n DESC, v COLLATE \"C\") AS a FROM gp WHERE is_text"
-               " AND lower(%s) = ANY ($%d::text[]) GROUP BY k) s)",
-               blank, q->ph);
-    buf_printf(s,
-               ", 'hist', (SELECT jsonb_object_agg(k, a) FROM (SELECT k, jsonb_object_agg(v, n) AS a"
-               " FROM g WHERE k >= %d AND v IS NOT NULL GROUP BY k) s)",
-               HIST_K);
+    buf_printf(
+        s,
+        ", 'top', (SELECT jsonb_object_agg(k, a) FROM (SELECT k, jsonb_agg("
+        "jsonb_build_array(v, n) ORDER BY n DESC, v COLLATE \"C\") AS a FROM (SELECT k, v, n,"
+        " row_number() OVER (PARTITION BY k ORDER BY n DESC, v COLLATE \"C\") AS r"
+        " FROM g WHERE k >= 0 AND k < %d AND v IS NOT NULL) s WHERE r <= %ld GROUP BY k) s2)",
+        HIST_K, ctx->top_values);
+    buf_printf(
+        s,
+        ", 'masks', (SELECT jsonb_object_agg(k, jsonb_build_object('count', nm, 'top', a))"
+        " FROM (SELECT k, max(nm) AS nm, jsonb_agg(jsonb_build_array(m, c, ex)"
+        " ORDER BY c DESC, m COLLATE \"C\") AS a FROM (SELECT k, m, c, ex, row_number() OVER"
+        " (PARTITION BY k ORDER BY c DESC, m COLLATE \"C\") AS r, count(*) OVER (PARTITION BY k)"
+        " AS nm FROM (SELECT k, translate(v, $%d, $%d) AS m, sum(n) AS c,"
+        " min(v COLLATE \"C\") AS ex FROM gp WHERE is_text AND v IS NOT NULL AND %s <> ''"
+        " AND NOT lower(%s) = ANY ($%d::text[]) GROUP BY k, 2) s0) s WHERE r <= %d"
+        " GROUP BY k) s2)",
+        q->mfrom, q->mto, blank, blank, q->ph, MASK_TOP);
+    buf_puts(s,
+             ", 'case', (SELECT jsonb_object_agg(k, o) FROM (SELECT k, jsonb_build_object("
+             "'groups', count(*), 'rows', sum(rows), 'examples', jsonb_agg(vs ORDER BY rows DESC,"
+             " lv COLLATE \"C\") FILTER (WHERE r <= 5)) AS o FROM (SELECT k, lv, vs, rows,"
+             " row_number() OVER (PARTITION BY k ORDER BY rows DESC, lv COLLATE \"C\") AS r"
+             " FROM (SELECT k, lower(v) AS lv, jsonb_agg(jsonb_build_array(v, n) ORDER BY n DESC,"
+             " v COLLATE \"C\") AS vs, sum(n) AS rows FROM gp WHERE is_text AND v IS NOT NULL"
+             " GROUP BY k, lower(v) HAVING count(*) > 1) s0) s GROUP BY k) s2)");
+    buf_printf(
+        s,
+        ", 'ph', (SELECT jsonb_object_agg(k, a) FROM (SELECT k, jsonb_agg("
+        "jsonb_build_array(v, n) ORDER BY n DESC, v COLLATE \"C\") AS a FROM gp WHERE is_text"
+        " AND lower(%s) = ANY ($%d::text[]) GROUP BY k) s)",
+        blank, q->ph);
+    /* buckets counted per row (ungrouped columns) plus buckets of the grouped values */
+    buf_printf(
+        s,
+        ", 'hist', (SELECT jsonb_object_agg(k, a) FROM (SELECT k, jsonb_object_agg(b, c) AS a"
+        " FROM (SELECT k, v::int AS b, n AS c FROM g WHERE k >= %d AND v IS NOT NULL"
+        " UNION ALL SELECT %d + k, least(width_bucket(x, hlo, hhi, %d), %d), sum(n)"
+        " FROM (SELECT k, n, hlo, hhi, CASE hkind WHEN 'n' THEN v::float8"
+        " WHEN 'd' THEN date_part('epoch', v::timestamp)"
+        " WHEN 'z' THEN date_part('epoch', v::timestamptz) END AS x FROM gp"
+        " WHERE hkind IS NOT NULL AND v IS NOT NULL) s0"
+        " WHERE x > '-Infinity' AND x < 'Infinity' GROUP BY 1, 2) u GROUP BY k) s)",
+        HIST_K, HIST_K, HIST_BUCKETS, HIST_BUCKETS);
     buf_printf(s,
                ", 'duprows', (SELECT jsonb_build_object('groups', count(*), 'extra',"
                " coalesce(sum(n - 1), 0), 'examples', coalesce(jsonb_agg(jsonb_build_array(v, n)"
@@ -328,13 +359,22 @@ static void other_sections(Pass2 *q, const ProfCtx *ctx)
                ROW_K);
 }
 
+/* The bucket of an ungrouped column's value, computed per row. */
 static void hist_expr(Buf *s, SqlParams *p, const char *c, const ProfCol *col)
 {
     char lo[40], hi[40];
     char *x, *finite;
+    int plo, phi;
 
     snprintf(lo, sizeof(lo), "%.17g", col->lo);
     snprintf(hi, sizeof(hi), "%.17g", col->hi);
+    plo = sqlp_add(p, lo);
+    phi = sqlp_add(p, hi);
+    if (integer_base(col)) { /* no NaN or infinity to step around */
+        buf_printf(s, "least(width_bucket(%s::float8, $%d::float8, $%d::float8, %d), %d)::text", c,
+                   plo, phi, HIST_BUCKETS, HIST_BUCKETS);
+        return;
+    }
     if (col->cat == PROF_CAT_NUMBER) {
         x = xasprintf("%s::float8", c);
         finite = xasprintf("%s > '-Infinity' AND %s < 'Infinity'", x, x);
@@ -343,70 +383,108 @@ static void hist_expr(Buf *s, SqlParams *p, const char *c, const ProfCol *col)
                       strcmp(col->base, "date") == 0 ? "::timestamp" : "");
         finite = xasprintf("isfinite(%s)", c);
     }
-    buf_printf(s, "CASE WHEN %s THEN least(width_bucket(%s, $%d::float8, $%d::float8, %d), %d)::text END",
-               finite, x, sqlp_add(p, lo), sqlp_add(p, hi), HIST_BUCKETS, HIST_BUCKETS);
+    buf_printf(s,
+               "CASE WHEN %s THEN least(width_bucket(%s, $%d::float8, $%d::float8, %d), %d)::text"
+               " END",
+               finite, x, plo, phi, HIST_BUCKETS, HIST_BUCKETS);
     free(x);
     free(finite);
 }
 
-/* Returns 1 when there is nothing to group (no query was built). */
+/* 'n' number, 'd' date or timestamp, 'z' timestamptz: how a grouped value turns back into an axis.
+ */
+static char hist_kind(const ProfCol *col)
+{
+    if (col->cat == PROF_CAT_NUMBER)
+        return 'n';
+    return strcmp(col->base, "timestamptz") == 0 ? 'z' : 'd';
+}
+
+/* One row of p: what the grouping pass needs to know about grouped column i. */
+static void p_row(Buf *pv, SqlParams *p, size_t i, const ProfCol *col)
+{
+    int allowed = -1;
+
+    if (col->t_allowed) {
+        size_t n = json_array_size(col->t_allowed);
+        const char **v = xcalloc(n + 1, sizeof(char *));
+        char *lit;
+
+        for (size_t j = 0; j < n; j++)
+            v[j] = json_string_value(json_array_get(col->t_allowed, j));
+        lit = profile_sql_text_array(v, n);
+        allowed = sqlp_add(p, lit);
+        free(lit);
+        free(v);
+    }
+    buf_printf(pv, "%s(%zu, %s, %d, ", pv->len ? ", " : "", i,
+               col->cat == PROF_CAT_TEXT ? "true" : "false", col->t_maxlen);
+    if (allowed > 0)
+        buf_printf(pv, "$%d::text[], ", allowed);
+    else
+        buf_puts(pv, "NULL::text[], ");
+    if (col->hist) {
+        char lo[40], hi[40];
+
+        snprintf(lo, sizeof(lo), "%.17g", col->lo);
+        snprintf(hi, sizeof(hi), "%.17g", col->hi);
+        buf_printf(pv, "'%c', $%d::float8, $%d::float8)", hist_kind(col), sqlp_add(p, lo),
+                   sqlp_add(p, hi));
+    } else {
+        buf_puts(pv, "NULL, NULL::float8, NULL::float8)");
+    }
+}
+
+/*
+ * Returns 1 when there is nothing to group (no query was built). Each row
+ * becomes (k, v) pairs through two unnest() calls in the select list (a
+ * ProjectSet, cheaper per row than LATERAL VALUES): the text of every
+ * grouped column, the histogram bucket of ungrouped numeric/date columns,
+ * and the whole row when duplicate rows are possible.
+ */
 static int build_pass2(PGconn *conn, const ProfCtx *ctx, const ProfTable *t, Pass2 *q)
 {
-    Buf vals = BUF_INIT, pv = BUF_INIT;
-    size_t nv = 0, np = 0;
+    Buf ks = BUF_INIT, vs = BUF_INIT, pv = BUF_INIT;
+    size_t nv = 0;
 
     for (size_t i = 0; i < t->def->ncols; i++) {
         const ProfCol *col = &t->cols[i];
         char *c = col_ref(conn, col);
 
         if (grouped(col)) {
-            int allowed = col->t_allowed ? 0 : -1;
-
-            buf_printf(&vals, "%s(%zu, %s::text)", nv++ ? ", " : "", i, c);
-            if (col->t_allowed) {
-                size_t n = json_array_size(col->t_allowed);
-                const char **v = xcalloc(n + 1, sizeof(char *));
-                char *lit;
-
-                for (size_t j = 0; j < n; j++)
-                    v[j] = json_string_value(json_array_get(col->t_allowed, j));
-                lit = profile_sql_text_array(v, n);
-                allowed = sqlp_add(&q->p, lit);
-                free(lit);
-                free(v);
-            }
-            buf_printf(&pv, "%s(%zu, %s, %d, ", np++ ? ", " : "", i,
-                       col->cat == PROF_CAT_TEXT ? "true" : "false", col->t_maxlen);
-            if (allowed > 0)
-                buf_printf(&pv, "$%d::text[])", allowed);
-            else
-                buf_puts(&pv, "NULL::text[])");
-        }
-        if (col->hist) {
-            buf_printf(&vals, "%s(%d, ", nv++ ? ", " : "", HIST_K + (int)i);
-            hist_expr(&vals, &q->p, c, col);
-            buf_putc(&vals, ')');
+            buf_printf(&ks, "%s%zu", nv ? ", " : "", i);
+            buf_printf(&vs, "%s%s::text", nv++ ? ", " : "", c);
+            p_row(&pv, &q->p, i, col);
+        } else if (col->hist) {
+            buf_printf(&ks, "%s%d", nv ? ", " : "", HIST_K + (int)i);
+            if (nv++)
+                buf_puts(&vs, ", ");
+            hist_expr(&vs, &q->p, c, col);
         }
         free(c);
     }
-    if (!t->rows_unique && t->def->ncols > 0)
-        buf_printf(&vals, "%s(%d, t::text)", nv++ ? ", " : "", ROW_K);
+    if (!t->rows_unique && t->def->ncols > 0) {
+        buf_printf(&ks, "%s%d", nv ? ", " : "", ROW_K);
+        buf_printf(&vs, "%st::text", nv++ ? ", " : "");
+    }
     if (nv == 0) {
-        buf_release(&vals);
+        buf_release(&ks);
+        buf_release(&vs);
         buf_release(&pv);
         return 1;
     }
-    if (np == 0) /* keeps gp well-formed: a key no group has */
-        buf_puts(&pv, "(-2, false, 0, NULL::text[])");
+    if (pv.len == 0) /* keeps gp well-formed: a key no group has */
+        buf_puts(&pv, "(-2, false, 0, NULL::text[], NULL, NULL::float8, NULL::float8)");
 
-    buf_puts(&q->sql, "WITH g AS MATERIALIZED (SELECT x.k, x.v, count(*) AS n");
-    profile_sql_from(conn, ctx, t->def->schema, t->def->name, &q->sql, &q->p);
-    buf_printf(&q->sql, " CROSS JOIN LATERAL (VALUES %s) AS x(k, v) GROUP BY x.k, x.v)",
-               buf_cstr(&vals));
     buf_printf(&q->sql,
-               ", p(k, is_text, maxlen, allowed) AS (VALUES %s)"
-               ", gp AS (SELECT g.k, g.v, g.n, p.is_text, p.maxlen, p.allowed FROM g"
-               " JOIN p ON p.k = g.k)"
+               "WITH g AS MATERIALIZED (SELECT k, v, count(*) AS n FROM (SELECT"
+               " unnest(ARRAY[%s]) AS k, unnest(ARRAY[%s]::text[]) AS v",
+               buf_cstr(&ks), buf_cstr(&vs));
+    profile_sql_from(conn, ctx, t->def->schema, t->def->name, &q->sql, &q->p);
+    buf_printf(&q->sql,
+               ") x GROUP BY k, v), p(k, is_text, maxlen, allowed, hkind, hlo, hhi) AS (VALUES %s)"
+               ", gp AS (SELECT g.k, g.v, g.n, p.is_text, p.maxlen, p.allowed, p.hkind, p.hlo,"
+               " p.hhi FROM g JOIN p ON p.k = g.k)"
                " SELECT jsonb_build_object(",
                buf_cstr(&pv));
     q->ph = sqlp_add(&q->p, ctx->placeholders);
@@ -420,7 +498,8 @@ static int build_pass2(PGconn *conn, const ProfCtx *ctx, const ProfTable *t, Pas
     content_section(q, ctx);
     other_sections(q, ctx);
     buf_puts(&q->sql, ")::text");
-    buf_release(&vals);
+    buf_release(&ks);
+    buf_release(&vs);
     buf_release(&pv);
     return 0;
 }
@@ -531,18 +610,19 @@ static json_t *pairs_to_objects(const json_t *pairs, const char *k1, const char 
 
     json_array_foreach(pairs, i, pr)
     {
-        json_array_append_new(out, json_pack("{s:O, s:O}", k1, json_array_get(pr, 0), k2,
-                                             json_array_get(pr, 1)));
+        json_array_append_new(
+            out, json_pack("{s:O, s:O}", k1, json_array_get(pr, 0), k2, json_array_get(pr, 1)));
     }
     return out;
 }
 
 static json_t *text_stats(const json_t *ct, const json_t *g2, int k, long long rows)
 {
-    static const char *const enc_keys[] = {"mojibake",         "mojibake_example", "c1_controls",
-                                           "c1_controls_example", "non_ascii",    "non_ascii_example",
-                                           "invalid_utf8",     "invalid_utf8_example", NULL};
-    static const char *const keep[] = {"padded_example", "date_example", "non_date_example",
+    static const char *const enc_keys[] = {
+        "mojibake",  "mojibake_example",  "c1_controls",  "c1_controls_example",
+        "non_ascii", "non_ascii_example", "invalid_utf8", "invalid_utf8_example",
+        NULL};
+    static const char *const keep[] = {"padded_example", "date_example",       "non_date_example",
                                        "number_example", "non_number_example", NULL};
     json_t *o = json_object();
     json_t *enc = json_object();
@@ -578,9 +658,9 @@ static json_t *text_stats(const json_t *ct, const json_t *g2, int k, long long r
     json_object_set_new(o, "encoding", enc);
     json_array_foreach(json_object_get(masks, "top"), i, m)
     {
-        json_array_append_new(mtop, json_pack("{s:O, s:O, s:O}", "mask", json_array_get(m, 0),
-                                              "count", json_array_get(m, 1), "example",
-                                              json_array_get(m, 2)));
+        json_array_append_new(mtop,
+                              json_pack("{s:O, s:O, s:O}", "mask", json_array_get(m, 0), "count",
+                                        json_array_get(m, 1), "example", json_array_get(m, 2)));
     }
     json_object_set_new(o, "mask_count", json_integer(profile_jint(masks, "count")));
     json_object_set_new(o, "masks", mtop);
@@ -630,9 +710,9 @@ static json_t *column_report(const ProfTable *t, size_t i, const json_t *a1, con
         json_object_set_new(o, "distinct", json_integer(profile_jint(ct, "distinct")));
         json_object_set_new(o, "dup_values", json_integer(profile_jint(ct, "dup_values")));
         json_object_set_new(o, "dup_rows", json_integer(profile_jint(ct, "dup_rows")));
-        json_object_set_new(o, "top_values",
-                            pairs_to_objects(by_k(json_object_get(g2, "top"), (int)i), "value",
-                                             "count"));
+        json_object_set_new(
+            o, "top_values",
+            pairs_to_objects(by_k(json_object_get(g2, "top"), (int)i), "value", "count"));
     }
     if (col->cat == PROF_CAT_TEXT)
         json_object_set_new(o, "text", text_stats(ct, g2, (int)i, rows));
@@ -644,12 +724,12 @@ static json_t *column_report(const ProfTable *t, size_t i, const json_t *a1, con
                             json_pack("{s:I, s:O?}", "count",
                                       (json_int_t)profile_jint(agg, "future"), "max",
                                       json_object_get(agg, "future_max")));
-        json_object_set_new(
-            o, "implausible",
-            json_pack("{s:I, s:I, s:O?, s:O?}", "too_old", (json_int_t)profile_jint(agg, "too_old"),
-                      "too_new", (json_int_t)profile_jint(agg, "too_new"), "min",
-                      json_object_get(agg, "too_old_min"), "max",
-                      json_object_get(agg, "too_new_max")));
+        json_object_set_new(o, "implausible",
+                            json_pack("{s:I, s:I, s:O?, s:O?}", "too_old",
+                                      (json_int_t)profile_jint(agg, "too_old"), "too_new",
+                                      (json_int_t)profile_jint(agg, "too_new"), "min",
+                                      json_object_get(agg, "too_old_min"), "max",
+                                      json_object_get(agg, "too_new_max")));
     }
     if (col->t_found) {
         json_t *tg = json_pack("{s:s, s:b, s:i}", "type", col->t_type, "not_null", col->t_not_null,
@@ -659,12 +739,14 @@ static json_t *column_report(const ProfTable *t, size_t i, const json_t *a1, con
             json_object_set(tg, "allowed", col->t_allowed);
         json_object_set_new(tg, "too_long", json_integer(profile_jint(ct, "too_long")));
         json_object_set(tg, "too_long_example",
-                        json_object_get(ct, "too_long_example") ? json_object_get(ct, "too_long_example")
-                                                                : json_null());
+                        json_object_get(ct, "too_long_example")
+                            ? json_object_get(ct, "too_long_example")
+                            : json_null());
         json_object_set_new(tg, "outside", json_integer(profile_jint(ct, "outside")));
         json_object_set(tg, "outside_example",
-                        json_object_get(ct, "outside_example") ? json_object_get(ct, "outside_example")
-                                                               : json_null());
+                        json_object_get(ct, "outside_example")
+                            ? json_object_get(ct, "outside_example")
+                            : json_null());
         json_object_set_new(o, "target", tg);
     }
     return o;

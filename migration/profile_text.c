@@ -93,7 +93,8 @@ static bool is_sep(const Tok *t)
     return t->kind == '-' || t->kind == '/' || t->kind == '.';
 }
 
-/* A time part from toks[i]: (' '|'T') hh ':' mm [':' ss ['.' f]] [Z|+hh[:mm]]. Returns tokens used or 0. */
+/* A time part from toks[i]: (' '|'T') hh ':' mm [':' ss ['.' f]] [Z|+hh[:mm]]. Returns tokens used
+ * or 0. */
 static size_t time_part(const Tok *t, size_t i, size_t n, char *name, size_t namesz)
 {
     size_t j = i;
@@ -443,7 +444,8 @@ static bool names_table(const char *prefix, const char *table)
 bool profile_name_key_like(const char *column, const char *table, const json_t *tables)
 {
     static const char *const exact[] = {"id", "uuid", "guid", "email", "code", "key", NULL};
-    static const char *const suffixes[] = {"_uuid", "_guid", "_code", "_email", "_key", "_id", NULL};
+    static const char *const suffixes[] = {"_uuid", "_guid", "_code", "_email",
+                                           "_key",  "_id",   NULL};
     char *name = profile_lower(column);
     char *prefix = NULL;
     bool r = false;
@@ -478,10 +480,11 @@ bool profile_name_key_like(const char *column, const char *table, const json_t *
 
 bool profile_name_future_ok(const char *column)
 {
-    static const char *const stems[] = {"expir", "deadline", "schedul", "renew",  "remind",
-                                        "future", "forecast", "estimat", "valid", "plan", NULL};
-    static const char *const words[] = {"due",  "until", "end", "ends",  "ending", "next",
-                                        "eta",  "start", "starts", "to", "expires", NULL};
+    static const char *const stems[] = {"expir",  "deadline", "schedul",  "renew",
+                                        "remind", "future",   "forecast", "estimat",
+                                        "valid",  "plan",     NULL};
+    static const char *const words[] = {"due", "until", "end",    "ends", "ending",  "next",
+                                        "eta", "start", "starts", "to",   "expires", NULL};
     char *name = profile_lower(column);
     bool r = false;
     char *save = NULL;

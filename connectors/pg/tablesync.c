@@ -68,6 +68,7 @@ struct TableSync {
     int holders; /* snapshots still held */
     bool stopping;
     atomic_bool cancel;
+    atomic_uint slot_seq;
     TableSyncProgress *progress;
 };
 
@@ -540,7 +541,10 @@ static int run_table(Worker *w, int idx)
     ctx->nparts = n;
     ctx->remaining = npending;
     ctx->holder = repl_new(ts->cfg);
-    snprintf(name, sizeof(name), "tm_sync_%d_%d_%.40s", (int)getpid(), w->id, ts->cfg->pipeline);
+    /* Unique per snapshot: a worker may start a table while the snapshot of
+     * its previous one is still held for parts other workers copy. */
+    snprintf(name, sizeof(name), "tm_sync_%d_%u_%.40s", (int)getpid(),
+             atomic_fetch_add(&ts->slot_seq, 1u), ts->cfg->pipeline);
     rc = repl_connect(ctx->holder);
     if (rc == 0)
         rc = repl_create_slot(ctx->holder, name, true, &ctx->lsn, &ctx->snapshot);
@@ -639,6 +643,8 @@ TableSync *tablesync_new(const Config *cfg, Sink *sink, const TableSet *tabs,
     pthread_mutex_init(&ts->mu, NULL);
     pthread_cond_init(&ts->cond, NULL);
     atomic_init(&ts->cancel, false);
+    atomic_init(&ts->slot_seq, 0u);
+    atomic_init(&ts->slot_seq, 0u);
     return ts;
 }
 

@@ -7,6 +7,7 @@
  *   down ID             disconnect broker ID (-1: all) and refuse connections
  *   up ID               accept connections again
  *   topic NAME PARTS    create topic NAME with PARTS partitions
+ *   leader NAME PART ID make broker ID the leader of partition PART of NAME
  *   rtt ID MS           add MS of round-trip delay to broker ID
  * The brokers keep messages in memory only: this is a test fixture, not a
  * broker.
@@ -42,7 +43,7 @@ static void reply(rd_kafka_resp_err_t err)
 static void run_command(rd_kafka_mock_cluster_t *mc, char *line)
 {
     char name[256];
-    int a, b;
+    int a, b, c;
 
     line[strcspn(line, "\r\n")] = '\0';
     if (sscanf(line, "down %d", &a) == 1)
@@ -51,6 +52,8 @@ static void run_command(rd_kafka_mock_cluster_t *mc, char *line)
         reply(rd_kafka_mock_broker_set_up(mc, a));
     else if (sscanf(line, "topic %255s %d", name, &a) == 2)
         reply(rd_kafka_mock_topic_create(mc, name, a, 1));
+    else if (sscanf(line, "leader %255s %d %d", name, &a, &c) == 3)
+        reply(rd_kafka_mock_partition_set_leader(mc, name, a, c));
     else if (sscanf(line, "rtt %d %d", &a, &b) == 2)
         reply(rd_kafka_mock_broker_set_rtt(mc, a, b));
     else if (line[0]) {

@@ -323,10 +323,9 @@ static void test_disabled_and_errors(void **state)
     assert_int_equal(http_port(NULL), 0);
     http_stop(NULL);
 
-    static const char *const bad[] = {"127.0.0.1",   "127.0.0.1:",    ":9187",
-                                      "127.0.0.1:x", "127.0.0.1:-1",  "127.0.0.1:65536",
-                                      "::1:9187",    "[::1]9187",     "[::1",
-                                      "no.such.host.invalid:9187"};
+    static const char *const bad[] = {
+        "127.0.0.1",       "127.0.0.1:", ":9187",     "127.0.0.1:x", "127.0.0.1:-1",
+        "127.0.0.1:65536", "::1:9187",   "[::1]9187", "[::1",        "no.such.host.invalid:9187"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         s = (HttpServer *)&h;
         assert_int_equal(http_start(loop, bad[i], &h, &s), -EINVAL);
@@ -366,10 +365,8 @@ static void test_resolve(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_endpoints),
-        cmocka_unit_test(test_stalled_client),
-        cmocka_unit_test(test_parallel),
-        cmocka_unit_test(test_disabled_and_errors),
+        cmocka_unit_test(test_endpoints), cmocka_unit_test(test_stalled_client),
+        cmocka_unit_test(test_parallel),  cmocka_unit_test(test_disabled_and_errors),
         cmocka_unit_test(test_resolve),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

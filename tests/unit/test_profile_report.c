@@ -41,10 +41,10 @@ static json_t *sample_report(void)
         "message", "2 values have | pipes", "examples", " a ", "tables", "schema", "public", "name",
         "orders", "display", "public.orders", "row_count", 100, "total_size_bytes", 81920,
         "primary_key", "id", "replica_identity", "default", "sampled", "false", "columns", "name",
-        "placed_at", "type", "date", "category", "temporal", "rows", 100, "nulls", 15,
-        "nulls_pct", 15.0, "distinct", 80, "min", "2024-01-01", "max", "2024-02-01",
-        "histogram", "buckets", hist, "top_values", "value", "2024-01-03", "count", 4,
-        "relationships", "foreign_keys", "candidates");
+        "placed_at", "type", "date", "category", "temporal", "rows", 100, "nulls", 15, "nulls_pct",
+        15.0, "distinct", 80, "min", "2024-01-01", "max", "2024-02-01", "histogram", "buckets",
+        hist, "top_values", "value", "2024-01-03", "count", 4, "relationships", "foreign_keys",
+        "candidates");
     return r;
 }
 
@@ -70,7 +70,7 @@ static void test_markdown(void **state)
     assert_non_null(tables);
     assert_true(findings < tables); /* findings first */
     assert_true(strstr(md, "null_in_not_null_target") < strstr(md, "`whitespace`"));
-    assert_non_null(strstr(md, "note\\|x"));      /* pipes escaped in cells */
+    assert_non_null(strstr(md, "note\\|x")); /* pipes escaped in cells */
     assert_non_null(strstr(md, "have \\| pipes"));
     assert_non_null(strstr(md, "### public.orders"));
     assert_non_null(strstr(md, "100 rows (baseline)"));
@@ -99,9 +99,9 @@ static void test_html(void **state)
     assert_non_null(strstr(h, "<svg"));
     assert_non_null(strstr(h, "<rect"));
     assert_non_null(strstr(h, "<title>2024-01-01 - 2024-02-01: 50</title>"));
-    assert_null(strstr(h, "<script>"));        /* escaped */
+    assert_null(strstr(h, "<script>")); /* escaped */
     assert_non_null(strstr(h, "&lt;script&gt;"));
-    assert_null(strstr(h, "src="));             /* nothing loaded from elsewhere */
+    assert_null(strstr(h, "src=")); /* nothing loaded from elsewhere */
     assert_null(strstr(h, "<link"));
     assert_true(strstr(h, "Findings") < strstr(h, "<h2>Tables"));
     free(h);
@@ -153,6 +153,10 @@ static void test_fmt_value(void **state)
     assert_int_equal(strlen(buf), 48 * 2 + 3);
     assert_string_equal(buf + 96, "...");
     json_decref(v);
+    v = json_string("dash\xc2\x96here");
+    profile_fmt_value(v, buf, sizeof(buf));
+    assert_string_equal(buf, "dash\\u0096here"); /* C1 controls made visible */
+    json_decref(v);
     profile_fmt_bytes(1536, buf, sizeof(buf));
     assert_string_equal(buf, "1.5 kB");
 }
@@ -160,9 +164,9 @@ static void test_fmt_value(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_markdown),       cmocka_unit_test(test_text),
-        cmocka_unit_test(test_html),           cmocka_unit_test(test_json_roundtrip),
-        cmocka_unit_test(test_format_parse),   cmocka_unit_test(test_fmt_value),
+        cmocka_unit_test(test_markdown),     cmocka_unit_test(test_text),
+        cmocka_unit_test(test_html),         cmocka_unit_test(test_json_roundtrip),
+        cmocka_unit_test(test_format_parse), cmocka_unit_test(test_fmt_value),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,16 +20,15 @@
 /* A text column of 100 rows and no anomaly; tests change what they need. */
 static json_t *text_col(const char *name)
 {
-    return json_pack(
-        "{s:s, s:s, s:s, s:b, s:b, s:b, s:i, s:i, s:i, s:i, s:i, s:[],"
-        " s:{s:i, s:i, s:i, s:[], s:i, s:i, s:i, s:i, s:{s:s, s:i, s:i}, s:{}, s:[],"
-        " s:{s:i, s:i, s:[]}}}",
-        "name", name, "type", "text", "category", "text", "not_null", 0, "unique", 0,
-        "in_foreign_key", 0, "rows", 100, "nulls", 0, "distinct", 30, "dup_values", 0, "dup_rows",
-        0, "top_values", "text", "empty", 0, "blank", 0, "placeholders", 0, "placeholder_values",
-        "padded", 0, "date_like", 0, "number_like", 0, "leading_zero", 0, "value_set", "set",
-        "US states", "codes", 0, "names", 0, "encoding", "masks", "case_variants", "groups", 0,
-        "rows", 0, "examples");
+    return json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:i, s:i, s:i, s:i, s:i, s:[],"
+                     " s:{s:i, s:i, s:i, s:[], s:i, s:i, s:i, s:i, s:{s:s, s:i, s:i}, s:{}, s:[],"
+                     " s:{s:i, s:i, s:[]}}}",
+                     "name", name, "type", "text", "category", "text", "not_null", 0, "unique", 0,
+                     "in_foreign_key", 0, "rows", 100, "nulls", 0, "distinct", 30, "dup_values", 0,
+                     "dup_rows", 0, "top_values", "text", "empty", 0, "blank", 0, "placeholders", 0,
+                     "placeholder_values", "padded", 0, "date_like", 0, "number_like", 0,
+                     "leading_zero", 0, "value_set", "set", "US states", "codes", 0, "names", 0,
+                     "encoding", "masks", "case_variants", "groups", 0, "rows", 0, "examples");
 }
 
 static json_t *table_with(json_t *col)
@@ -113,8 +112,9 @@ static void test_placeholders(void **state)
 
 static void add_mask(json_t *c, const char *mask, int count, const char *ex)
 {
-    json_array_append_new(json_object_get(tx(c), "masks"),
-                          json_pack("{s:s, s:i, s:s}", "mask", mask, "count", count, "example", ex));
+    json_array_append_new(
+        json_object_get(tx(c), "masks"),
+        json_pack("{s:s, s:i, s:s}", "mask", mask, "count", count, "example", ex));
 }
 
 static void test_competing_date_formats(void **state)
@@ -240,11 +240,10 @@ static void test_whitespace_case_encoding(void **state)
 
 static json_t *date_col(const char *name, int future, int old, int new_)
 {
-    return json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:{s:i, s:s}, s:{s:i, s:i, s:s, s:s}}",
-                     "name", name, "type", "date", "category", "temporal", "rows", 100, "nulls", 0,
-                     "distinct", 90, "future", "count", future, "max", "2031-01-01",
-                     "implausible", "too_old", old, "too_new", new_, "min", "0001-01-01", "max",
-                     "9999-12-31");
+    return json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:{s:i, s:s}, s:{s:i, s:i, s:s, s:s}}", "name",
+                     name, "type", "date", "category", "temporal", "rows", 100, "nulls", 0,
+                     "distinct", 90, "future", "count", future, "max", "2031-01-01", "implausible",
+                     "too_old", old, "too_new", new_, "min", "0001-01-01", "max", "9999-12-31");
 }
 
 static void test_dates(void **state)
@@ -341,18 +340,17 @@ static void test_target_rules(void **state)
 
 static void test_relationship_rules(void **state)
 {
-    json_t *rel = json_pack("{s:[{s:s, s:s, s:[s], s:s, s:[s], s:i, s:i, s:[s]}],"
-                            " s:[{s:s, s:s, s:s, s:s, s:f, s:i, s:i, s:[s]},"
-                            " {s:s, s:s, s:s, s:s, s:f, s:i, s:i}]}",
-                            "foreign_keys", "name", "orders_customer_fk", "table", "public.orders",
-                            "columns", "customer_id", "parent", "public.customers",
-                            "parent_columns", "id", "orphans", 2, "checked", 50, "examples", "999",
-                            "candidates", "table", "public.orders", "column", "customer_email",
-                            "parent", "public.customers", "parent_column", "email",
-                            "containment_pct", 96.0, "checked", 50, "missing", 2,
-                            "missing_examples", "nobody@x.org", "table", "public.orders", "column",
-                            "note", "parent", "public.notes", "parent_column", "note",
-                            "containment_pct", 55.0, "checked", 50, "missing", 22);
+    json_t *rel = json_pack(
+        "{s:[{s:s, s:s, s:[s], s:s, s:[s], s:i, s:i, s:[s]}],"
+        " s:[{s:s, s:s, s:s, s:s, s:f, s:i, s:i, s:[s]},"
+        " {s:s, s:s, s:s, s:s, s:f, s:i, s:i}]}",
+        "foreign_keys", "name", "orders_customer_fk", "table", "public.orders", "columns",
+        "customer_id", "parent", "public.customers", "parent_columns", "id", "orphans", 2,
+        "checked", 50, "examples", "999", "candidates", "table", "public.orders", "column",
+        "customer_email", "parent", "public.customers", "parent_column", "email", "containment_pct",
+        96.0, "checked", 50, "missing", 2, "missing_examples", "nobody@x.org", "table",
+        "public.orders", "column", "note", "parent", "public.notes", "parent_column", "note",
+        "containment_pct", 55.0, "checked", 50, "missing", 22);
     json_t *f = json_array(), *hit;
 
     (void)state;
@@ -369,13 +367,13 @@ static void test_relationship_rules(void **state)
 
 static void test_sort(void **state)
 {
-    json_t *f = json_pack("[{s:s, s:s, s:i, s:s, s:s}, {s:s, s:s, s:i, s:s, s:s},"
-                          " {s:s, s:s, s:i, s:s, s:s}, {s:s, s:s, s:i, s:s, s:s}]",
-                          "severity", "info", "code", "a", "count", 100, "table", "t", "column", "c",
-                          "severity", "warning", "code", "b", "count", 1, "table", "t", "column", "c",
-                          "severity", "error", "code", "c", "count", 1, "table", "t", "column", "c",
-                          "severity", "warning", "code", "d", "count", 5, "table", "t", "column",
-                          "c");
+    json_t *f =
+        json_pack("[{s:s, s:s, s:i, s:s, s:s}, {s:s, s:s, s:i, s:s, s:s},"
+                  " {s:s, s:s, s:i, s:s, s:s}, {s:s, s:s, s:i, s:s, s:s}]",
+                  "severity", "info", "code", "a", "count", 100, "table", "t", "column", "c",
+                  "severity", "warning", "code", "b", "count", 1, "table", "t", "column", "c",
+                  "severity", "error", "code", "c", "count", 1, "table", "t", "column", "c",
+                  "severity", "warning", "code", "d", "count", 5, "table", "t", "column", "c");
     json_t *n;
 
     (void)state;
@@ -412,9 +410,8 @@ static void test_config_section(void **state)
     assert_string_equal(json_string_value(json_array_get(json_object_get(p, "placeholders"), 0)),
                         "N/A");
     config_free(cfg);
-    assert_int_equal(config_load_string("t.yaml",
-                                        BASE "profile:\n  jobs: 4\n  placeholders: [x, 'n/d']\n",
-                                        &cfg),
+    assert_int_equal(config_load_string(
+                         "t.yaml", BASE "profile:\n  jobs: 4\n  placeholders: [x, 'n/d']\n", &cfg),
                      0);
     p = json_object_get(cfg->tree, "profile");
     assert_int_equal(profile_jint(p, "jobs"), 4);

@@ -153,11 +153,11 @@ static void test_sanitize(void **state)
 {
     (void)state;
     expect_sanitized("plain", 5, "plain", false);
-    expect_sanitized("caf\xc3\xa9", 5, "caf\xc3\xa9", false);   /* valid UTF-8 stays */
-    expect_sanitized("caf\xe9", 4, "caf\\xe9", false);          /* LATIN1 byte */
-    expect_sanitized("\xc3\x28", 2, "\\xc3(", false);           /* broken sequence */
+    expect_sanitized("caf\xc3\xa9", 5, "caf\xc3\xa9", false);      /* valid UTF-8 stays */
+    expect_sanitized("caf\xe9", 4, "caf\\xe9", false);             /* LATIN1 byte */
+    expect_sanitized("\xc3\x28", 2, "\\xc3(", false);              /* broken sequence */
     expect_sanitized("\xed\xa0\x80", 3, "\\xed\\xa0\\x80", false); /* surrogate */
-    expect_sanitized("\xc0\xaf", 2, "\\xc0\\xaf", false);       /* overlong */
+    expect_sanitized("\xc0\xaf", 2, "\\xc0\\xaf", false);          /* overlong */
     expect_sanitized("\xf0\x9f\x98\x80", 4, "\xf0\x9f\x98\x80", false);
     expect_sanitized("\xe2\x82", 2, "\\xe2\\x82", false); /* truncated at the end */
     /* inside JSON the backslash itself is escaped, so the text reads \xe9 */
@@ -211,10 +211,10 @@ static void test_check_in(void **state)
 {
     (void)state;
     expect_check_in("CHECK ((status = ANY (ARRAY['new'::text, 'paid'::text, 'it''s'::text])))",
-                 "[\"new\",\"paid\",\"it's\"]");
+                    "[\"new\",\"paid\",\"it's\"]");
     expect_check_in("CHECK (((status)::text = ANY ((ARRAY['a'::character varying, "
-                 "'b, c'::character varying])::text[])))",
-                 "[\"a\",\"b, c\"]");
+                    "'b, c'::character varying])::text[])))",
+                    "[\"a\",\"b, c\"]");
     expect_check_in("CHECK ((level = ANY (ARRAY[1, 2, 3])))", "[\"1\",\"2\",\"3\"]");
     expect_check_in("CHECK ((kind = 'x'::text))", "[\"x\"]");
     expect_check_in("CHECK ((price > (0)::numeric))", NULL);
@@ -261,8 +261,8 @@ static void test_future_ok(void **state)
 static void test_singular(void **state)
 {
     const char *cases[][2] = {{"customers", "customer"}, {"categories", "category"},
-                              {"addresses", "address"},   {"boxes", "box"},
-                              {"status", "status"},        {"class", "class"},
+                              {"addresses", "address"},  {"boxes", "box"},
+                              {"status", "status"},      {"class", "class"},
                               {"Orders", "order"}};
 
     (void)state;
@@ -305,12 +305,12 @@ static void test_states(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mask),         cmocka_unit_test(test_mask_sql_tables_agree),
-        cmocka_unit_test(test_collapse),     cmocka_unit_test(test_date_family),
+        cmocka_unit_test(test_mask),          cmocka_unit_test(test_mask_sql_tables_agree),
+        cmocka_unit_test(test_collapse),      cmocka_unit_test(test_date_family),
         cmocka_unit_test(test_format_family), cmocka_unit_test(test_sanitize),
-        cmocka_unit_test(test_sql_array),    cmocka_unit_test(test_check_in),
-        cmocka_unit_test(test_key_like),     cmocka_unit_test(test_future_ok),
-        cmocka_unit_test(test_singular),     cmocka_unit_test(test_states),
+        cmocka_unit_test(test_sql_array),     cmocka_unit_test(test_check_in),
+        cmocka_unit_test(test_key_like),      cmocka_unit_test(test_future_ok),
+        cmocka_unit_test(test_singular),      cmocka_unit_test(test_states),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
