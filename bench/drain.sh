@@ -67,7 +67,13 @@ cleanup() {
         if [ -f "$BENCH_DIR/tidemark.pid" ]; then
             local pid
             pid=$(cat "$BENCH_DIR/tidemark.pid")
-            kill -TERM "$pid" 2>/dev/null && sleep 2 && kill -KILL "$pid" 2>/dev/null || true
+            if kill -TERM "$pid" 2>/dev/null; then
+                for _ in 1 2 3 4 5 6 7 8 9 10; do
+                    kill -0 "$pid" 2>/dev/null || break
+                    sleep 1
+                done
+                kill -KILL "$pid" 2>/dev/null || true # a stop can hang (docs/BENCHMARKS.md)
+            fi
         fi
         if [ -n "${RESULTS_DIR:-}" ]; then
             mkdir -p "$RESULTS_DIR"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/pgcluster.sh — throwaway PostgreSQL clusters for the benchmarks (sourced, not run).
 #
 # Every cluster lives in $BENCH_DIR/NAME, listens on a unix socket in $BENCH_DIR only (no TCP),

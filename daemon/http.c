@@ -11,6 +11,7 @@
 #include "core/xmalloc.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <ev.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -66,7 +67,6 @@ int http_resolve(const char *listen, struct sockaddr_storage *addr, socklen_t *l
         if (!close || close[1] != ':')
             return tm_fail(-EINVAL, "listen address \"%s\": expected [IPv6]:port", listen);
         hlen = (size_t)(close - listen - 1);
-        memcpy(host, listen + 1, hlen < sizeof(host) ? hlen : 0);
         colon = close + 1;
     } else {
         colon = strrchr(listen, ':');
@@ -74,17 +74,17 @@ int http_resolve(const char *listen, struct sockaddr_storage *addr, socklen_t *l
             return tm_fail(
                 -EINVAL, "listen address \"%s\": expected host:port (IPv6 in [brackets])", listen);
         hlen = (size_t)(colon - listen);
-        memcpy(host, listen, hlen < sizeof(host) ? hlen : 0);
     }
     if (hlen == 0 || hlen >= sizeof(host))
         return tm_fail(-EINVAL,
                        "listen address \"%s\": name the address to bind (e.g. 127.0.0.1:9187;"
                        " 0.0.0.0 for every interface)",
                        listen);
+    memcpy(host, listen[0] == '[' ? listen + 1 : listen, hlen);
     host[hlen] = '\0';
     port = colon + 1;
     p = strtol(port, &end, 10);
-    if (!*port || *end || p < 0 || p > 65535)
+    if (!isdigit((unsigned char)*port) || *end || p > 65535)
         return tm_fail(-EINVAL, "listen address \"%s\": port must be 0..65535", listen);
 
     memset(&hints, 0, sizeof(hints));
@@ -231,7 +231,7 @@ int http_start(struct ev_loop *loop, const char *listen, const HttpHandlers *h, 
         return 0;
     rc = http_resolve(listen, &addr, &alen);
     if (rc < 0)
-        return tm_fail_ctx(rc, "service.listen");
+        return rc;
     if (addr.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s = xcalloc(1, sizeof(*s));
@@ -249,14 +249,14 @@ int http_start(struct ev_loop *loop, const char *listen, const HttpHandlers *h, 
         MHD_OPTION_END);
     if (!s->mhd) {
         free(s);
-        return tm_fail(-EADDRNOTAVAIL, "service.listen: cannot serve HTTP on %s%s%s", listen,
+        return tm_fail(-EADDRNOTAVAIL, "cannot serve HTTP on %s%s%s", listen,
                        start_msg[0] ? ": " : "", start_msg);
     }
     info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     if (!info || info->epoll_fd < 0) {
         MHD_stop_daemon(s->mhd);
         free(s);
-        return tm_fail(-ENOTSUP, "service.listen: libmicrohttpd has no epoll support");
+        return tm_fail(-ENOTSUP, "cannot serve HTTP: libmicrohttpd lacks epoll support");
     }
     s->port = bound_port(s->mhd);
     ev_io_init(&s->io, on_io, info->epoll_fd, EV_READ);

@@ -5,6 +5,8 @@
  * before it are fully delivered (invariant 1). Kafka cannot take messages
  * back, so "abort" only forgets a partial transaction: its messages may
  * reach consumers, and the slot resends the whole transaction (at-least-once).
+ * The FIFO is shared with whichever thread serves delivery reports: every
+ * touch holds KafkaSink.mu, never across a produce (which may serve reports).
  */
 #include "sinks/kafka/kafkasink_int.h"
 #include "core/error.h"
@@ -45,35 +47,43 @@ static TxnSlot *fifo_push(KafkaSink *s)
     return t;
 }
 
-/* Pops every leading transaction that is complete and fully delivered. */
+/* Pops every leading transaction that is complete and fully delivered (under mu). */
 static void advance(KafkaSink *s)
 {
+    Lsn durable = atomic_load(&s->durable);
+
     while (s->head_seq < s->tail_seq) {
         TxnSlot *t = slot_at(s, s->head_seq);
 
         if (!t->closed || t->outstanding > 0)
             break;
-        if (t->end_lsn > s->durable)
-            s->durable = t->end_lsn;
+        if (t->end_lsn > durable)
+            durable = t->end_lsn;
         s->head_seq++;
     }
+    atomic_store(&s->durable, durable);
 }
 
 void kafkaapply_delivered(KafkaSink *s, uint64_t seq, size_t bytes)
 {
-    if (seq < s->head_seq || seq >= s->tail_seq)
-        return; /* cannot happen: a slot is popped only when fully reported */
-    slot_at(s, seq)->outstanding--;
-    s->outstanding--;
-    s->outstanding_bytes -= bytes < s->outstanding_bytes ? bytes : s->outstanding_bytes;
-    advance(s);
+    pthread_mutex_lock(&s->mu);
+    /* Outside [head, tail) cannot happen: a slot is popped only when fully reported. */
+    if (seq >= s->head_seq && seq < s->tail_seq) {
+        size_t ob = atomic_load(&s->outstanding_bytes);
+
+        slot_at(s, seq)->outstanding--;
+        atomic_fetch_sub(&s->outstanding, 1);
+        atomic_store(&s->outstanding_bytes, bytes < ob ? ob - bytes : 0);
+        advance(s);
+    }
+    pthread_mutex_unlock(&s->mu);
 }
 
 int kafkaapply_start(Sink *base, Lsn lsn)
 {
     KafkaSink *s = kafkasink_of(base);
 
-    s->durable = lsn;
+    atomic_store(&s->durable, lsn);
     return 0;
 }
 
@@ -107,23 +117,35 @@ static int krel_get(KafkaSink *s, RelEntry *rel, KRel **out)
     return 0;
 }
 
+/* Counts (delta 1) or uncounts (-1) a message of the open transaction. */
+static void count_msg(KafkaSink *s, uint64_t seq, int delta, size_t bytes)
+{
+    pthread_mutex_lock(&s->mu);
+    if (delta > 0) {
+        slot_at(s, seq)->outstanding++;
+        atomic_fetch_add(&s->outstanding, 1);
+        atomic_fetch_add(&s->outstanding_bytes, bytes);
+    } else {
+        slot_at(s, seq)->outstanding--;
+        atomic_fetch_sub(&s->outstanding, 1);
+        atomic_fetch_sub(&s->outstanding_bytes, bytes);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 /* Produces s->key (NULL: no key) and s->val (NULL: tombstone) for the open transaction. */
 static int send_msg(KafkaSink *s, KRel *r, bool with_key, bool with_value)
 {
-    TxnSlot *t = slot_at(s, s->tail_seq - 1);
+    uint64_t seq = s->tail_seq - 1; /* only this thread moves tail */
     size_t bytes = (with_key ? s->key.len : 0) + (with_value ? s->val.len : 0);
     int rc;
 
-    t->outstanding++;
-    s->outstanding++;
-    s->outstanding_bytes += bytes;
+    /* Counted first: the report may be served on another thread before produce returns. */
+    count_msg(s, seq, 1, bytes);
     rc = kafkasink_produce(s, r->rkt, with_key ? &s->key : NULL, with_value ? &s->val : NULL,
-                           s->txn_lsn, s->txn_xid, kafka_opaque(OPQ_STREAM, s->tail_seq - 1));
-    if (rc < 0) {
-        t->outstanding--;
-        s->outstanding--;
-        s->outstanding_bytes -= bytes;
-    }
+                           s->txn_lsn, s->txn_xid, kafka_opaque(OPQ_STREAM, seq));
+    if (rc < 0)
+        count_msg(s, seq, -1, bytes);
     return rc;
 }
 
@@ -139,7 +161,7 @@ static int emit(KafkaSink *s, KRel *r, const TxnInfo *txn, char op, const Tuple 
         .xid = txn->xid,
         .lsn = txn->final_lsn,
         .source_ts_ms = debezium_ms(txn->commit_time),
-        .ts_ms = wall_ms(),
+        .ts_ms = s->txn_ts_ms,
     };
     int k = 1, rc;
 
@@ -167,8 +189,11 @@ int kafkaapply_txn_begin(Sink *base, const TxnInfo *txn)
         return kafkasink_failure(s);
     if (s->txn_open)
         return tm_fail(-EPROTO, "kafka: a transaction began inside an open one");
+    pthread_mutex_lock(&s->mu);
     fifo_push(s);
+    pthread_mutex_unlock(&s->mu);
     s->txn_open = true;
+    s->txn_ts_ms = wall_ms();
     lsn_format(txn->final_lsn, s->txn_lsn, sizeof(s->txn_lsn));
     snprintf(s->txn_xid, sizeof(s->txn_xid), "%u", txn->xid);
     return 0;
@@ -254,11 +279,13 @@ int kafkaapply_txn_commit(Sink *base, const TxnInfo *txn)
 
     if (!s->txn_open)
         return tm_fail(-EPROTO, "kafka: a commit without a transaction");
+    pthread_mutex_lock(&s->mu);
     t = slot_at(s, s->tail_seq - 1);
     t->end_lsn = txn->end_lsn;
     t->closed = true;
-    s->txn_open = false;
     advance(s);
+    pthread_mutex_unlock(&s->mu);
+    s->txn_open = false;
     return 0;
 }
 
@@ -274,12 +301,14 @@ int kafkaapply_abort_batch(Sink *base)
 
     if (s->txn_open) {
         /* Sent messages cannot be recalled; this partial transaction never becomes durable. */
+        pthread_mutex_lock(&s->mu);
         TxnSlot *t = slot_at(s, s->tail_seq - 1);
 
         t->end_lsn = LSN_INVALID;
         t->closed = true;
-        s->txn_open = false;
         advance(s);
+        pthread_mutex_unlock(&s->mu);
+        s->txn_open = false;
     }
     s->batch_changes = 0;
     return 0;
@@ -292,18 +321,20 @@ int kafkaapply_idle_position(Sink *base, Lsn lsn)
 
     if (s->txn_open)
         return 0;
+    pthread_mutex_lock(&s->mu);
     if (s->head_seq == s->tail_seq) {
-        if (lsn > s->durable)
-            s->durable = lsn;
-        return 0;
+        if (lsn > atomic_load(&s->durable))
+            atomic_store(&s->durable, lsn);
+    } else {
+        /* Behind transactions still in flight: durable once they are. */
+        last = slot_at(s, s->tail_seq - 1);
+        if (!(last->closed && last->outstanding == 0)) {
+            last = fifo_push(s);
+            last->closed = true;
+        }
+        if (lsn > last->end_lsn)
+            last->end_lsn = lsn;
     }
-    /* Behind transactions still in flight: durable once they are. */
-    last = slot_at(s, s->tail_seq - 1);
-    if (!(last->closed && last->outstanding == 0)) {
-        last = fifo_push(s);
-        last->closed = true;
-    }
-    if (lsn > last->end_lsn)
-        last->end_lsn = lsn;
+    pthread_mutex_unlock(&s->mu);
     return 0;
 }

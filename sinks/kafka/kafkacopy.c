@@ -4,9 +4,9 @@
  * Finishing a copy waits for every one of its delivery reports before the
  * state file records the table as synced at the snapshot's LSN, so a crash
  * before that redoes the table's copy (consumers may see its rows twice).
- * Sessions run on table-sync worker threads and are registered by id: the
- * loop thread serves their delivery reports and wakes them; a report that
- * arrives after its session was abandoned finds no session and is dropped.
+ * Sessions run on table-sync worker threads and are registered by id; a
+ * delivery report that arrives after its session was abandoned finds no
+ * session and is dropped.
  */
 #include "sinks/kafka/kafkasink_int.h"
 #include "core/copytext.h"
@@ -52,8 +52,6 @@ void kafkacopy_delivered(KafkaSink *s, uint64_t id, rd_kafka_resp_err_t err)
         c->outstanding--;
         if (err && !c->err)
             c->err = err;
-        if (c->outstanding == 0 || err)
-            pthread_cond_broadcast(&s->cond);
         break;
     }
     pthread_mutex_unlock(&s->mu);
@@ -149,8 +147,8 @@ int kafkacopy_rows(SinkCopy *sc, const char *data, size_t len)
         if (rc < 0)
             return tm_fail_ctx(rc, "initial copy of %s", c->t->display);
         p = stop;
-        /* On the loop thread (no workers) nobody else serves the reports. */
-        if ((c->rows & 1023) == 0 && kafkasink_on_loop_thread(c->s)) {
+        /* Serve delivery reports as we go, so they never pile up. */
+        if ((c->rows & 1023) == 0) {
             rc = kafkasink_poll(c->s, 0);
             if (rc < 0)
                 return rc;
@@ -169,7 +167,7 @@ int kafkacopy_finish(SinkCopy *sc, bool commit)
     if (!commit)
         return 0; /* what was sent stays sent; the copy is redone */
     for (time_t last = time(NULL); (left = outstanding(c, &err)) > 0 && !err;) {
-        rc = kafkasink_progress(c->s, 100);
+        rc = kafkasink_poll(c->s, 100);
         if (rc < 0)
             return tm_fail_ctx(rc, "initial copy of %s", c->t->display);
         if (time(NULL) - last >= 10) {

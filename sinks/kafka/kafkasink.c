@@ -106,11 +106,6 @@ int kafkasink_topic(KafkaSink *s, const char *schema, const char *table, rd_kafk
     return rc;
 }
 
-bool kafkasink_on_loop_thread(const KafkaSink *s)
-{
-    return pthread_equal(pthread_self(), s->loop_thread);
-}
-
 void kafkasink_set_failure(KafkaSink *s, const char *fmt, ...)
 {
     va_list ap;
@@ -121,7 +116,6 @@ void kafkasink_set_failure(KafkaSink *s, const char *fmt, ...)
         vsnprintf(s->failmsg, sizeof(s->failmsg), fmt, ap);
         va_end(ap);
         atomic_store(&s->failed, -EIO);
-        pthread_cond_broadcast(&s->cond);
     }
     pthread_mutex_unlock(&s->mu);
 }
@@ -139,21 +133,7 @@ int kafkasink_failure(KafkaSink *s)
     return tm_fail(rc, "%s", msg);
 }
 
-int kafkasink_progress(KafkaSink *s, int timeout_ms)
-{
-    struct timespec until;
 
-    if (kafkasink_on_loop_thread(s))
-        return kafkasink_poll(s, timeout_ms);
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += (long)timeout_ms * 1000000L;
-    until.tv_sec += until.tv_nsec / 1000000000L;
-    until.tv_nsec %= 1000000000L;
-    pthread_mutex_lock(&s->mu);
-    pthread_cond_timedwait(&s->cond, &s->mu, &until);
-    pthread_mutex_unlock(&s->mu);
-    return kafkasink_failure(s);
-}
 
 int kafkasink_produce(KafkaSink *s, rd_kafka_topic_t *rkt, const Buf *key, const Buf *val,
                       const char *lsn_text, const char *txid_text, void *opaque)
@@ -174,7 +154,7 @@ int kafkasink_produce(KafkaSink *s, rd_kafka_topic_t *rkt, const Buf *key, const
                            (key ? key->len : 0) + (val ? val->len : 0), rd_kafka_topic_name(rkt),
                            rd_kafka_err2str(err));
         /* Backpressure, not loss: let deliveries make room, then retry. */
-        int rc = kafkasink_progress(s, 10);
+        int rc = kafkasink_poll(s, 10);
 
         if (rc < 0)
             return rc;
@@ -356,7 +336,6 @@ static int kafkasink_connect(Sink *base, const char *client_encoding)
                        client_encoding);
     if (s->rk)
         return 0;
-    s->loop_thread = pthread_self();
     rc = kstate_load(&s->state, s->cfg->target.kafka.state_dir, s->cfg->pipeline);
     if (rc == 0)
         rc = make_conf(s, &conf);
@@ -449,7 +428,7 @@ static int kafkasink_drain(Sink *base)
     KafkaSink *s = kafkasink_of(base);
     double last = now_secs();
 
-    while (s->outstanding > 0) {
+    while (atomic_load(&s->outstanding) > 0) {
         int rc = kafkasink_poll(s, 100);
 
         if (rc < 0)
@@ -457,7 +436,7 @@ static int kafkasink_drain(Sink *base)
         if (now_secs() - last > 10) {
             last = now_secs();
             log_info("kafka: waiting for %zu delivery reports (brokers unreachable?)",
-                     s->outstanding);
+                     atomic_load(&s->outstanding));
         }
     }
     return kafkasink_poll(s, 0);
@@ -470,17 +449,17 @@ static int kafkasink_socket(const Sink *base)
 
 static Lsn kafkasink_durable(const Sink *base)
 {
-    return ((const KafkaSink *)base)->durable;
+    return atomic_load(&((KafkaSink *)base)->durable);
 }
 
 static size_t kafkasink_inflight(const Sink *base)
 {
-    return ((const KafkaSink *)base)->outstanding;
+    return atomic_load(&((KafkaSink *)base)->outstanding);
 }
 
 static size_t kafkasink_inflight_bytes(const Sink *base)
 {
-    return ((const KafkaSink *)base)->outstanding_bytes;
+    return atomic_load(&((KafkaSink *)base)->outstanding_bytes);
 }
 
 static size_t kafkasink_batch_changes(const Sink *base)
@@ -514,7 +493,6 @@ static void kafkasink_free(Sink *base)
     free(s->fifo);
     free(s->copies);
     pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cond);
     free(s);
 }
 
@@ -560,6 +538,5 @@ Sink *kafkasink_new(const Config *cfg)
     s->fifo_cap = 1024;
     s->fifo = xcalloc(s->fifo_cap, sizeof(*s->fifo));
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cond, NULL);
     return &s->base;
 }

@@ -63,29 +63,29 @@ typedef struct KafkaSink {
     KTopic *topics;
     size_t ntopics;
 
-    /* delivery FIFO, indexed by sequence number modulo fifo_cap (a power of two) */
-    TxnSlot *fifo;
-    size_t fifo_cap;
-    uint64_t head_seq, tail_seq; /* [head, tail) are pending */
+    /* the stream, driven by the loop thread */
     bool txn_open;
     char txn_lsn[24]; /* the open transaction's commit LSN as X/X, for headers */
     char txn_xid[12];
-    Lsn durable;
-    size_t outstanding; /* stream messages without a delivery report */
-    size_t outstanding_bytes;
+    int64_t txn_ts_ms; /* when the transaction was rendered */
     size_t batch_changes;
-
     Buf key, val;
 
     /*
-     * Copy sessions run on table-sync worker threads; librdkafka's queue is
-     * served only on the loop thread (the one that connected), which wakes
-     * the workers through cond. mu guards everything below, the topic
-     * registry and the state file.
+     * Delivery reports are served by whichever thread polls: the loop, or a
+     * table-sync worker waiting for its copy (the loop may be joining it).
+     * So everything they touch is under mu: the delivery FIFO (indexed by
+     * sequence number modulo fifo_cap, a power of two; [head, tail) pending),
+     * the copy registry, the topic registry and the state file. The counters
+     * the pipeline reads are atomics written under mu.
      */
-    pthread_t loop_thread;
     pthread_mutex_t mu;
-    pthread_cond_t cond;
+    TxnSlot *fifo;
+    size_t fifo_cap;
+    uint64_t head_seq, tail_seq;
+    _Atomic Lsn durable;
+    atomic_size_t outstanding; /* stream messages without a delivery report */
+    atomic_size_t outstanding_bytes;
     KCopy **copies;
     size_t ncopies;
     uint64_t next_copy_id;
@@ -109,16 +109,8 @@ int kafkasink_topic(KafkaSink *s, const char *schema, const char *table, rd_kafk
 int kafkasink_produce(KafkaSink *s, rd_kafka_topic_t *rkt, const Buf *key, const Buf *val,
                       const char *lsn_text, const char *txid_text, void *opaque);
 
-/* Serves librdkafka's events for up to timeout_ms (loop thread only); returns any failure. */
+/* Serves librdkafka's events (any thread) for up to timeout_ms; returns any failure. */
 int kafkasink_poll(KafkaSink *s, int timeout_ms);
-
-/*
- * Lets delivery reports progress for up to timeout_ms: serves them on the
- * loop thread, elsewhere waits for the loop to (cond). Returns any failure.
- */
-int kafkasink_progress(KafkaSink *s, int timeout_ms);
-
-bool kafkasink_on_loop_thread(const KafkaSink *s);
 
 /* Records the first failure (any thread); later ones are dropped. */
 void kafkasink_set_failure(KafkaSink *s, const char *fmt, ...) TM_PRINTF(2, 3);

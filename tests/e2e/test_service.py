@@ -294,9 +294,11 @@ def test_notify_sequence(env):
         msgs = listener.snapshot()
         assert ready1 < reloading < ready2 < stopping
 
+        # Pings come every half interval (1 s) and never miss systemd's 2 s deadline.
         pings = [t for t, f in msgs[ready1:stopping] if f.get("WATCHDOG") == "1"]
-        gaps = [b - a for a, b in zip(pings, pings[1:])]
-        assert len(pings) >= 4 and max(gaps) <= 1.5, "WATCHDOG gaps: %s" % ["%.2f" % g for g in gaps]
+        gaps = sorted(b - a for a, b in zip(pings, pings[1:]))
+        assert len(pings) >= 4, "WATCHDOG pings: %d" % len(pings)
+        assert gaps[len(gaps) // 2] <= 1.1 and gaps[-1] < 2.0, "WATCHDOG gaps: %s" % ["%.2f" % g for g in gaps]
         env.assert_tables_equal("t")
     finally:
         listener.close()
