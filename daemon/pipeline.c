@@ -771,6 +771,7 @@ out:
     sink_free(p.sink);
     tableset_release(&p.tabs);
     relcache_free(p.rels);
+    free(p.ptxn);
     arena_free(p.arena);
     free(p.encoding);
     return rc;

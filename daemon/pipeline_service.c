@@ -198,14 +198,34 @@ static int render_ready(void *arg, Buf *b)
 
 /* ---- systemd ---------------------------------------------------------------- */
 
+/* A previous run's failure no longer describes the pipeline once it runs again. */
+static void clear_last_error(Pipeline *p)
+{
+    const char *params[1] = {p->cfg->pipeline};
+    PGconn *dst = NULL;
+
+    if (strcmp(p->cfg->target.type, "postgres") != 0)
+        return;
+    if (pgconn_open(&p->cfg->target.conn, PGCONN_NORMAL, "target", &dst) == 0 &&
+        pgconn_query(dst,
+                     "DELETE FROM tidemark.pipeline_state WHERE pipeline = $1 AND"
+                     " key = 'last_error'",
+                     1, params, NULL) < 0)
+        log_debug("clearing last_error: %s", tm_error());
+    if (dst)
+        PQfinish(dst);
+}
+
 void pipeline_service_ready(Pipeline *p)
 {
     char status[256];
 
     snprintf(status, sizeof(status), "%s; watermark " LSN_FMT, phase(p),
              LSN_ARGS(p->sink->ops->durable(p->sink)));
-    if (!p->ready_sent)
+    if (!p->ready_sent) {
         notify_ready(status);
+        clear_last_error(p);
+    }
     p->ready_sent = true;
 }
 

@@ -470,6 +470,8 @@ static int load_plan(Worker *w, int idx, CopyPart **parts, int *n, long long *es
     if (rc < 0)
         return rc;
     if (*n == 0) {
+        free(*parts);
+        *parts = NULL;
         /* Never planned: the table must not hold rows a copy would duplicate. */
         rc = sink->ops->check_table(sink, t, true);
         if (rc == 0)

@@ -44,7 +44,11 @@ static const char *const STATE_SQL =
     " sync_lsn pg_lsn,"
     " rows bigint,"
     " updated_at timestamptz NOT NULL DEFAULT now(),"
-    " PRIMARY KEY (pipeline, schema_name, table_name, part))";
+    " PRIMARY KEY (pipeline, schema_name, table_name, part));"
+    "CREATE TABLE IF NOT EXISTS tidemark.pipeline_state ("
+    " pipeline text NOT NULL, key text NOT NULL, value text,"
+    " updated_at timestamptz NOT NULL DEFAULT now(),"
+    " PRIMARY KEY (pipeline, key))";
 
 int pgsink_open_session(PgSink *s, PGconn **out)
 {

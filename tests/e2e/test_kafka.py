@@ -201,7 +201,8 @@ def test_kafka_every_op_and_type(env, kafka):
     env.src_sql("INSERT INTO items VALUES (1, 'one', 1, NULL), (2, 'two', 2, NULL)")
     env.src_sql("INSERT INTO full_ident VALUES (1, 'x')")
     d = env.daemon(config_text=kafka_config(env, kafka.bootstrap))
-    wait_delivered(env, d)
+    # Copies run beside the stream: wait for them, or the changes below may land in them.
+    wait_copied(env, d, ["types", "items", "full_ident"])
 
     env.src_sql("INSERT INTO types VALUES (2, %s)" % TYPES_VALUES)
     with env.src_connect() as c:
@@ -290,7 +291,7 @@ def test_kafka_tombstones_off_and_restart_resumes(env, kafka):
     env.src_sql("INSERT INTO t SELECT g, 0 FROM generate_series(1, 100) g")
     config = kafka_config(env, kafka.bootstrap, target_extra="tombstones: false\ntopic: \"cdc_{table}\"")
     d = env.daemon(config_text=config)
-    wait_delivered(env, d)
+    wait_copied(env, d, ["t"])
     d.stop()
     # Stopped: changes wait in the slot; a restart resumes from it without a new copy.
     env.src_sql("DELETE FROM t WHERE id <= 10")
@@ -315,7 +316,8 @@ def test_kafka_broker_outage_loses_nothing(env):
         mock.command("topic %s 3" % topic)
         for part in range(3):
             mock.command("leader %s %d %d" % (topic, part, part + 1))
-        d = env.daemon(config_text=kafka_config(env, mock.bootstrap))
+        d = env.daemon(config_text=kafka_config(env, mock.bootstrap,
+                                                target_extra="properties: {reconnect.backoff.max.ms: 500}"))
         env.src_sql("INSERT INTO ev SELECT g, 'a' FROM generate_series(1, 500) g")
         wait_delivered(env, d)
 
