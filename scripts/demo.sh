@@ -27,24 +27,12 @@ say() { printf '[demo] %s\n' "$*"; }
 die() { printf '[demo] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ------------------------------------------------------------------ packages
-PACKAGES=(meson ninja-build pkg-config gcc libpq-dev libev-dev libjansson-dev libyaml-dev
-          libsystemd-dev libcmocka-dev postgresql-15 postgresql-client-15 python3-psycopg)
-
-missing_packages() {
-    local p
-    for p in "${PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
-    done
-}
-
-mapfile -t missing < <(missing_packages)
-if [ "${#missing[@]}" -gt 0 ]; then
+if ! missing=$("$ROOT/scripts/install-deps.sh" --check); then
     if [ "$(id -u)" -eq 0 ]; then
-        say "installing ${missing[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get update -q
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+        say "installing packages: $(echo $missing)"
+        "$ROOT/scripts/install-deps.sh"
     else
-        die "missing packages; run: sudo apt-get install -y ${missing[*]}"
+        die "missing packages; run: sudo scripts/install-deps.sh"
     fi
 fi
 
@@ -130,6 +118,13 @@ target:
   conninfo: "$DST"
 log: {level: info}
 EOF
+say "profiling the source first (tidemark profile; baseline counts kept on the target)"
+if ! "$TIDEMARK" profile --config "$CONFIG" --quiet >"$DEMO_DIR/profile.txt" \
+        2>"$DEMO_DIR/profile.log"; then
+    sed 's/^/    /' "$DEMO_DIR/profile.log"
+    die "tidemark profile failed"
+fi
+sed -n '1,4p' "$DEMO_DIR/profile.txt" | sed 's/^/    /'
 say "starting tidemark (log: $DEMO_DIR/tidemark.log)"
 "$TIDEMARK" run --config "$CONFIG" 2>"$DEMO_DIR/tidemark.log" &
 DAEMON_PID=$!

@@ -142,6 +142,13 @@ void xf_date_opts_release(XfDateOpts *o);
  */
 int xf_parse_date(const XfDateOpts *o, XfStr in, Arena *a, XfStr *out);
 
+/*
+ * ISO input only: YYYY-MM-DD for dates; for timestamps also
+ * [ T]HH:MI[:SS[.ffffff]] and an optional zone (Z, +HH, +HH:MM). The casts'
+ * parser; output as xf_parse_date.
+ */
+int xf_parse_iso(XfType t, XfStr in, Arena *a, XfStr *out);
+
 /* Civil date helpers shared with casts. */
 bool xf_date_valid(int y, int m, int d);
 /* Days since 1970-01-01 → y, m, d (proleptic Gregorian). */
