@@ -7,6 +7,7 @@
  */
 #include "daemon/pipeline_int.h"
 #include "core/error.h"
+#include "core/buf.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 
@@ -234,6 +235,8 @@ static void on_event(Pipeline *p, TableSyncEvent *ev)
         for (size_t i = 0; i < p->tabs.n && all; i++)
             all = p->tstate[i].synced;
         if (all && !p->copy_done_logged) {
+            if (isatty(STDERR_FILENO))
+                fputs("\r\033[K", stderr);
             p->copy_done_logged = true;
             log_info("initial copy complete for all %zu table(s) in %.1f s", p->tabs.n,
                      mono_now() - p->copy_started);
@@ -275,31 +278,57 @@ static void fmt_count(char *buf, size_t len, double v)
         snprintf(buf, len, "%.0f", v);
 }
 
+/* One table's progress: "1.20M rows, 45.1 MB, 120.0k rows/s, part 3/8 done, 45%, ETA 12 s". */
+static void describe(const TableSyncProgress *pr, double now, char *out, size_t len)
+{
+    char rows[16], rate[16], eta[48] = "";
+    double secs = now - pr->started;
+    double rps = secs > 0 ? pr->rows / secs : 0;
+
+    fmt_count(rows, sizeof(rows), (double)pr->rows);
+    fmt_count(rate, sizeof(rate), rps);
+    if (pr->est_rows > pr->rows && rps > 0)
+        snprintf(eta, sizeof(eta), ", %.0f%%, ETA %.0f s", 100.0 * pr->rows / pr->est_rows,
+                 (pr->est_rows - pr->rows) / rps);
+    snprintf(out, len, "%s rows, %.1f MB, %s rows/s, part %d/%d done%s", rows, pr->bytes / 1e6,
+             rate, pr->parts_done, pr->parts_total, eta);
+}
+
+/*
+ * On a terminal: one line redrawn in place; otherwise (journald, files): a
+ * log line per table every 10 s.
+ */
 static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
 {
     Pipeline *p = w->data;
+    bool tty = isatty(STDERR_FILENO);
     double now = mono_now();
+    size_t ndone = 0, shown = 0;
+    Buf line = BUF_INIT;
 
     for (size_t i = 0; i < p->tabs.n; i++) {
         TableSyncProgress pr;
-        char rows[16], rate[16], eta[32] = "";
+        char desc[160];
 
-        if (p->tstate[i].synced)
+        if (p->tstate[i].synced) {
+            ndone++;
             continue;
+        }
         tablesync_progress(p->tsync, (int)i, &pr);
         if (pr.started == 0)
             continue;
-        double secs = now - pr.started;
-        double rps = secs > 0 ? pr.rows / secs : 0;
-        fmt_count(rows, sizeof(rows), (double)pr.rows);
-        fmt_count(rate, sizeof(rate), rps);
-        if (pr.est_rows > pr.rows && rps > 0)
-            snprintf(eta, sizeof(eta), ", %.0f%%, ETA %.0f s", 100.0 * pr.rows / pr.est_rows,
-                     (pr.est_rows - pr.rows) / rps);
-        log_write(LOG_LVL_INFO, p->tabs.t[i].display, LSN_INVALID,
-                  "copying: %s rows, %.1f MB, %s rows/s, part %d/%d done%s", rows, pr.bytes / 1e6,
-                  rate, pr.parts_done, pr.parts_total, eta);
+        describe(&pr, now, desc, sizeof(desc));
+        if (!tty)
+            log_write(LOG_LVL_INFO, p->tabs.t[i].display, LSN_INVALID, "copying: %s", desc);
+        else if (shown++ < 2)
+            buf_printf(&line, " | %s %s", p->tabs.t[i].display, desc);
     }
+    if (tty && !p->copy_done_logged) {
+        fprintf(stderr, "\r\033[K[copy %zu/%zu tables done, %.0f s]%s", ndone, p->tabs.n,
+                now - p->copy_started, line.data ? line.data : "");
+        fflush(stderr);
+    }
+    buf_release(&line);
 }
 
 static int load_done(Pipeline *p, const TableDef *t, TableState *ts)
