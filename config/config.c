@@ -61,6 +61,8 @@ typedef enum KeyType {
     KT_STRLIST,
     KT_OBJECT,
     KT_STRMAP, /* free-form mapping of names to scalars, kept as strings */
+    KT_MAPTREE,  /* nested mapping whose shape the row's check validates */
+    KT_LISTTREE, /* nested list whose shape the row's check validates */
 } KeyType;
 
 /* Semantic checks beyond the declarative fields; run after type checks. */
@@ -87,6 +89,9 @@ struct KeyDesc {
 static int check_readable_file(const Loader *ld, const Node *node, const char *path);
 static int check_tables(const Loader *ld, const Node *node, const char *path);
 static int check_topic_template(const Loader *ld, const Node *node, const char *path);
+static int check_verify_rules(const Loader *ld, const Node *node, const char *path);
+static int check_verify_fks(const Loader *ld, const Node *node, const char *path);
+static int check_verify_spots(const Loader *ld, const Node *node, const char *path);
 
 static const char *const target_types[] = {"postgres", "kafka", NULL};
 static const char *const log_levels[] = {"error", "warning", "notice", "info", "debug", NULL};
@@ -175,6 +180,26 @@ static const KeyDesc profile_keys[] = {
     {.name = NULL},
 };
 
+/* tidemark verify (migration/verify.h); read from Config.tree */
+static const KeyDesc verify_keys[] = {
+    /* per table: not_null, unique, range, regex, allowed */
+    {.name = "rules", .type = KT_MAPTREE, .def = "{}", .check = check_verify_rules},
+    /* implicit foreign keys: [{table, columns, references, ref_columns}] */
+    {.name = "foreign_keys", .type = KT_LISTTREE, .def = "[]", .check = check_verify_fks},
+    /* {table: [key, ...]}: rows compared field by field */
+    {.name = "spot_checks", .type = KT_MAPTREE, .def = "{}", .check = check_verify_spots},
+    /* continuous verification while `run` streams; 0: off */
+    {.name = "interval_s", .type = KT_INT, .def = "0", .min = 0, .max = 86400 * 30},
+    /* rows read per second on each side, summed over jobs; 0: unthrottled */
+    {.name = "max_rows_per_second", .type = KT_INT, .def = "0", .min = 0, .max = 1000000000},
+    {.name = "jobs", .type = KT_INT, .def = "2", .min = 1, .max = 64},
+    /* fresh-snapshot rechecks of differing rows before they are reported */
+    {.name = "recheck_rounds", .type = KT_INT, .def = "3", .min = 0, .max = 100},
+    /* how long to wait for the target's watermark to pass the snapshot */
+    {.name = "catchup_timeout_s", .type = KT_INT, .def = "120", .min = 1, .max = 86400},
+    {.name = NULL},
+};
+
 static const KeyDesc root_keys[] = {
     {.name = "pipeline",
      .type = KT_STRING,
@@ -190,6 +215,7 @@ static const KeyDesc root_keys[] = {
     {.name = "log", .type = KT_OBJECT, .children = log_keys},
     {.name = "service", .type = KT_OBJECT, .children = service_keys},
     {.name = "profile", .type = KT_OBJECT, .children = profile_keys},
+    {.name = "verify", .type = KT_OBJECT, .children = verify_keys},
     {.name = NULL},
 };
 
@@ -322,7 +348,10 @@ static const char *type_words(KeyType t)
         return "a list of strings";
     case KT_OBJECT:
     case KT_STRMAP:
+    case KT_MAPTREE:
         return "a mapping";
+    case KT_LISTTREE:
+        return "a list";
     }
     return "?";
 }
@@ -920,6 +949,11 @@ static int validate_value(Loader *ld, Node *n, const KeyDesc *row, const char *p
             }
         }
         break;
+    case KT_MAPTREE:
+    case KT_LISTTREE:
+        if (row->type == KT_MAPTREE ? !json_is_object(n->json) : !json_is_array(n->json))
+            return fail_at(ld, n->at, path, "expected %s, got %s", type_words(row->type), got);
+        break;
     }
     if (rc == 0 && row->check)
         rc = row->check(ld, n, path);
@@ -1045,6 +1079,203 @@ static int check_topic_template(const Loader *ld, const Node *node, const char *
         if (!*k)
             return fail_at(ld, node->at, path,
                            "unknown placeholder at \"%.20s\" (use {prefix}, {schema}, {table})", p);
+    }
+    return 0;
+}
+
+/* ---- verify: nested shapes ---------------------------------------------- */
+
+static int node_fail(const Loader *ld, const Node *n, const char *fmt, ...) TM_PRINTF(3, 4);
+
+static int node_fail(const Loader *ld, const Node *n, const char *fmt, ...)
+{
+    char msg[512];
+    char *path = node_path(n);
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    rc = fail_at(ld, n->at, path, "%s", msg);
+    free(path);
+    return rc;
+}
+
+static bool is_scalar(const json_t *v)
+{
+    return json_is_string(v) || json_is_integer(v) || json_is_boolean(v);
+}
+
+/* A [schema.]table name as the key of a mapping member. */
+static int check_table_key(const Loader *ld, const Node *n)
+{
+    char *schema, *name;
+
+    if (sqlname_parse(n->key, &schema, &name) < 0) {
+        char msg[512];
+        char *path = node_path(n);
+        int rc;
+
+        snprintf(msg, sizeof(msg), "%s", tm_error());
+        rc = fail_at(ld, n->key_at, path, "%s", msg);
+        free(path);
+        return rc;
+    }
+    free(schema);
+    free(name);
+    return 0;
+}
+
+/* A column name, or (when list_ok) a non-empty list of them. */
+static int check_columns(const Loader *ld, const Node *n, bool list_ok)
+{
+    if (json_is_string(n->json))
+        return 0;
+    if (!list_ok || !json_is_array(n->json) || n->nkids == 0)
+        return node_fail(ld, n, list_ok ? "expected a column name or a list of them"
+                                        : "expected a column name");
+    for (size_t i = 0; i < n->nkids; i++)
+        if (!json_is_string(n->kids[i]->json))
+            return node_fail(ld, n->kids[i], "expected a column name");
+    return 0;
+}
+
+static int check_rule(const Loader *ld, const Node *r)
+{
+    const char *kind = r->key;
+
+    if (strcmp(kind, "not_null") == 0)
+        return check_columns(ld, r, true);
+    if (strcmp(kind, "unique") == 0) {
+        if (!json_is_array(r->json))
+            return node_fail(ld, r, "expected a list of column lists ([[a], [b, c]])");
+        for (size_t i = 0; i < r->nkids; i++) {
+            int rc = check_columns(ld, r->kids[i], true);
+
+            if (rc < 0)
+                return rc;
+        }
+        return 0;
+    }
+    if (strcmp(kind, "range") != 0 && strcmp(kind, "regex") != 0 &&
+        strcmp(kind, "allowed") != 0)
+        return fail_at(ld, r->key_at, NULL, "%s: unknown rule (not_null, unique, range, regex,"
+                                            " allowed)",
+                       kind);
+    if (!json_is_object(r->json))
+        return node_fail(ld, r, "expected a mapping of columns");
+    for (size_t i = 0; i < r->nkids; i++) {
+        const Node *c = r->kids[i];
+
+        if (kind[1] == 'a') { /* range */
+            if (!json_is_array(c->json) || c->nkids != 2)
+                return node_fail(ld, c, "expected [min, max] (null for an open end)");
+            for (size_t k = 0; k < 2; k++)
+                if (!is_scalar(c->kids[k]->json) && !json_is_null(c->kids[k]->json))
+                    return node_fail(ld, c->kids[k], "expected a value or null");
+            if (json_is_null(c->kids[0]->json) && json_is_null(c->kids[1]->json))
+                return node_fail(ld, c, "min and max cannot both be open");
+        } else if (kind[1] == 'e') { /* regex */
+            if (!json_is_string(c->json) || !*json_string_value(c->json))
+                return node_fail(ld, c, "expected a regular expression");
+        } else { /* allowed */
+            if (!json_is_array(c->json) || c->nkids == 0)
+                return node_fail(ld, c, "expected a list of values");
+            for (size_t k = 0; k < c->nkids; k++)
+                if (!is_scalar(c->kids[k]->json))
+                    return node_fail(ld, c->kids[k], "expected a value");
+        }
+    }
+    return 0;
+}
+
+static int check_verify_rules(const Loader *ld, const Node *node, const char *path)
+{
+    (void)path;
+    for (size_t i = 0; i < node->nkids; i++) {
+        const Node *t = node->kids[i];
+        int rc = check_table_key(ld, t);
+
+        if (rc < 0)
+            return rc;
+        if (!json_is_object(t->json))
+            return node_fail(ld, t, "expected a mapping of rules (not_null, unique, range, regex,"
+                                    " allowed)");
+        for (size_t k = 0; k < t->nkids; k++)
+            if ((rc = check_rule(ld, t->kids[k])) < 0)
+                return rc;
+    }
+    return 0;
+}
+
+static int check_verify_fks(const Loader *ld, const Node *node, const char *path)
+{
+    static const char *const keys[] = {"table", "columns", "references", "ref_columns", NULL};
+
+    (void)path;
+    for (size_t i = 0; i < node->nkids; i++) {
+        const Node *fk = node->kids[i];
+        const Node *cols, *refs;
+        char *s, *n;
+        int rc;
+
+        if (!json_is_object(fk->json))
+            return node_fail(ld, fk, "expected {table, columns, references, ref_columns}");
+        for (size_t k = 0; k < fk->nkids; k++)
+            if (!is_word(fk->kids[k]->key, keys))
+                return fail_at(ld, fk->kids[k]->key_at, NULL,
+                               "%s: unknown key (table, columns, references, ref_columns)",
+                               fk->kids[k]->key);
+        for (size_t k = 0; k < 3; k++) {
+            const Node *v = node_kid(fk, k == 0 ? "table" : k == 1 ? "columns" : "references");
+
+            if (!v)
+                return node_fail(ld, fk, "%s is required",
+                                 k == 0 ? "table" : k == 1 ? "columns" : "references");
+            if (k != 1) {
+                if (!json_is_string(v->json) ||
+                    sqlname_parse(json_string_value(v->json), &s, &n) < 0)
+                    return node_fail(ld, v, "expected a table name");
+                free(s);
+                free(n);
+            }
+        }
+        cols = node_kid(fk, "columns");
+        refs = node_kid(fk, "ref_columns");
+        if ((rc = check_columns(ld, cols, true)) < 0 ||
+            (refs && (rc = check_columns(ld, refs, true)) < 0))
+            return rc;
+        if (refs && (json_is_array(cols->json) ? json_array_size(cols->json) : 1) !=
+                        (json_is_array(refs->json) ? json_array_size(refs->json) : 1))
+            return node_fail(ld, refs, "must name as many columns as columns");
+    }
+    return 0;
+}
+
+static int check_verify_spots(const Loader *ld, const Node *node, const char *path)
+{
+    (void)path;
+    for (size_t i = 0; i < node->nkids; i++) {
+        const Node *t = node->kids[i];
+        int rc = check_table_key(ld, t);
+
+        if (rc < 0)
+            return rc;
+        if (!json_is_array(t->json))
+            return node_fail(ld, t, "expected a list of keys");
+        for (size_t k = 0; k < t->nkids; k++) {
+            const Node *key = t->kids[k];
+
+            if (is_scalar(key->json))
+                continue;
+            if (!json_is_array(key->json) || key->nkids == 0)
+                return node_fail(ld, key, "expected a key value, or a list of values for a"
+                                          " composite key");
+            for (size_t c = 0; c < key->nkids; c++)
+                if (!is_scalar(key->kids[c]->json))
+                    return node_fail(ld, key->kids[c], "expected a value");
+        }
     }
     return 0;
 }

@@ -121,7 +121,8 @@ int copytext_parse(CopyText *ct, const char *row, size_t len, uint16_t ncols, Tu
             rc = unescape(ct, p, fend);
             if (rc < 0)
                 return rc;
-            ct->cols[n] = (ColValue){.state = COL_TEXT, .len = (uint32_t)(ct->data.len - ct->offs[n])};
+            ct->cols[n] =
+                (ColValue){.state = COL_TEXT, .len = (uint32_t)(ct->data.len - ct->offs[n])};
         }
         n++;
         if (!tab)

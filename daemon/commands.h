@@ -21,5 +21,6 @@ int cmd_run(int argc, char **argv);
 int cmd_sync_sequences(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 #endif

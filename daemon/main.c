@@ -19,6 +19,7 @@ static const Command commands[] = {
     {"sync-sequences", "set target sequences from the source (cutover)", cmd_sync_sequences},
     {"profile", "profile the source data before migrating it (report, baseline)", cmd_profile},
     {"status", "show where the pipeline stands (tables, lag, slot, errors)", cmd_status},
+    {"verify", "prove the target matches the source row by row, even while streaming", cmd_verify},
     /* further commands register here */
 };
 

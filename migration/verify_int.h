@@ -196,6 +196,7 @@ typedef struct VTable {
     char *bhash_src, *bhash_dst;     /* non-negative bucket hash (hash strategies) */
     char *keytext;                   /* the key's text */
     char *keycol;                    /* the single key column, quoted, with collation */
+    char *keyq;                      /* the single key column, quoted */
     char *cols_src, *cols_dst;       /* "c1::text, c2::text, ..." */
     /* results */
     long long src_rows, dst_rows;

@@ -216,7 +216,7 @@ static void build_sql(PGconn *conn, VTable *t)
 
         t->keytext = xasprintf("t.%s::text", q);
         t->keycol = xasprintf("t.%s%s", q, t->key_collate ? " COLLATE \"C\"" : "");
-        free(q);
+        t->keyq = q;
     } else if (t->strategy == VS_HASH_KEY) {
         /* key columns are never transformed: one expression serves both sides */
         t->keytext = row_text(t, false, t->keyidx, t->nkey);
@@ -290,6 +290,7 @@ void verify_table_release(VTable *t)
     free(t->bhash_dst);
     free(t->keytext);
     free(t->keycol);
+    free(t->keyq);
     free(t->cols_src);
     free(t->cols_dst);
     json_decref(t->diffs);

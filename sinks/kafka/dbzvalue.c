@@ -66,18 +66,18 @@ static uint32_t array_element(uint32_t oid)
         return OID_INTERVAL;
     case 1270:
         return OID_TIMETZ;
-    case 1231: /* numeric[] */
-    case 1009: /* text[] */
-    case 1015: /* varchar[] */
-    case 1014: /* bpchar[] */
-    case 1002: /* char[] */
-    case 1003: /* name[] */
-    case 2951: /* uuid[] */
-    case 199:  /* json[] */
-    case 3807: /* jsonb[] */
-    case 1041: /* inet[] */
-    case 651:  /* cidr[] */
-    case 1040: /* macaddr[] */
+    case 1231:     /* numeric[] */
+    case 1009:     /* text[] */
+    case 1015:     /* varchar[] */
+    case 1014:     /* bpchar[] */
+    case 1002:     /* char[] */
+    case 1003:     /* name[] */
+    case 2951:     /* uuid[] */
+    case 199:      /* json[] */
+    case 3807:     /* jsonb[] */
+    case 1041:     /* inet[] */
+    case 651:      /* cidr[] */
+    case 1040:     /* macaddr[] */
         return 25; /* rendered as strings */
     default:
         return 0;
@@ -218,7 +218,8 @@ static int render_float(Buf *out, uint32_t oid, const char *text, size_t len)
         buf_append(out, text, len);
         return 0;
     }
-    if ((len == 3 && memcmp(text, "NaN", 3) == 0) || (len == 8 && memcmp(text, "Infinity", 8) == 0) ||
+    if ((len == 3 && memcmp(text, "NaN", 3) == 0) ||
+        (len == 8 && memcmp(text, "Infinity", 8) == 0) ||
         (len == 9 && memcmp(text, "-Infinity", 9) == 0)) {
         debezium_json_string(out, text, len);
         return 0;

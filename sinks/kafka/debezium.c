@@ -98,8 +98,7 @@ void debezium_table_free(DbzTable *t)
     free(t);
 }
 
-void debezium_source_init(DbzSource *src, const char *version, const char *pipeline,
-                          const char *db)
+void debezium_source_init(DbzSource *src, const char *version, const char *pipeline, const char *db)
 {
     Buf b = BUF_INIT;
 
@@ -249,7 +248,8 @@ int debezium_envelope(Buf *out, const DbzTable *t, const DbzSource *src, const D
     buf_puts(out, src->head);
     buf_puts(out, "\"ts_ms\":");
     put_i64(out, ev->source_ts_ms);
-    buf_puts(out, ev->snapshot ? ",\"snapshot\":\"true\",\"db\":" : ",\"snapshot\":\"false\",\"db\":");
+    buf_puts(out,
+             ev->snapshot ? ",\"snapshot\":\"true\",\"db\":" : ",\"snapshot\":\"false\",\"db\":");
     buf_puts(out, src->db);
     buf_puts(out, t->jtable);
     buf_puts(out, ",\"txId\":");

@@ -53,11 +53,11 @@ void debezium_source_init(DbzSource *src, const char *version, const char *pipel
 void debezium_source_release(DbzSource *src);
 
 typedef struct DbzEvent {
-    char op;              /* 'c', 'u', 'd', 'r', 't' */
-    const Tuple *before;  /* NULL: "before":null */
-    const Tuple *after;   /* NULL: "after":null */
-    bool snapshot;        /* an initial-load row */
-    bool has_xid;         /* txId is null for snapshot rows */
+    char op;             /* 'c', 'u', 'd', 'r', 't' */
+    const Tuple *before; /* NULL: "before":null */
+    const Tuple *after;  /* NULL: "after":null */
+    bool snapshot;       /* an initial-load row */
+    bool has_xid;        /* txId is null for snapshot rows */
     uint32_t xid;
     Lsn lsn;              /* source.lsn (numeric, like Debezium) */
     int64_t source_ts_ms; /* commit time (snapshot: when the row was read) */

@@ -67,8 +67,9 @@ char *kafkasink_topic_name(const char *tmpl, const char *prefix, const char *sch
             b.data[i] = '_';
     }
     if (b.len == 0 || b.len > 249 || strcmp(b.data, ".") == 0 || strcmp(b.data, "..") == 0) {
-        tm_fail(-EINVAL, "the Kafka topic name for %s.%s, \"%s\", is not valid (1 to 249"
-                         " characters, not \".\" or \"..\"); change target.topic or topic_prefix",
+        tm_fail(-EINVAL,
+                "the Kafka topic name for %s.%s, \"%s\", is not valid (1 to 249"
+                " characters, not \".\" or \"..\"); change target.topic or topic_prefix",
                 schema, table, b.data);
         buf_release(&b);
         return NULL;
@@ -78,8 +79,8 @@ char *kafkasink_topic_name(const char *tmpl, const char *prefix, const char *sch
 
 int kafkasink_topic(KafkaSink *s, const char *schema, const char *table, rd_kafka_topic_t **out)
 {
-    char *name = kafkasink_topic_name(s->cfg->target.kafka.topic,
-                                      s->cfg->target.kafka.topic_prefix, schema, table);
+    char *name = kafkasink_topic_name(s->cfg->target.kafka.topic, s->cfg->target.kafka.topic_prefix,
+                                      schema, table);
     rd_kafka_topic_t *rkt = NULL;
     int rc = 0;
 
@@ -133,19 +134,17 @@ int kafkasink_failure(KafkaSink *s)
     return tm_fail(rc, "%s", msg);
 }
 
-
-
 int kafkasink_produce(KafkaSink *s, rd_kafka_topic_t *rkt, const Buf *key, const Buf *val,
                       const char *lsn_text, const char *txid_text, void *opaque)
 {
     for (;;) {
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            s->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_KEY(key ? key->data : NULL, key ? key->len : 0),
-            RD_KAFKA_V_VALUE(val ? val->data : NULL, val ? val->len : 0),
-            RD_KAFKA_V_HEADER("lsn", lsn_text, (ssize_t)strlen(lsn_text)),
-            RD_KAFKA_V_HEADER("txid", txid_text, (ssize_t)strlen(txid_text)),
-            RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t err =
+            rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_KEY(key ? key->data : NULL, key ? key->len : 0),
+                              RD_KAFKA_V_VALUE(val ? val->data : NULL, val ? val->len : 0),
+                              RD_KAFKA_V_HEADER("lsn", lsn_text, (ssize_t)strlen(lsn_text)),
+                              RD_KAFKA_V_HEADER("txid", txid_text, (ssize_t)strlen(txid_text)),
+                              RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
 
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0;
@@ -216,10 +215,11 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    LogLevel lvl = level <= 3 ? LOG_LVL_ERROR : level == 4 ? LOG_LVL_WARNING
-                                            : level == 5   ? LOG_LVL_NOTICE
-                                            : level == 6   ? LOG_LVL_INFO
-                                                           : LOG_LVL_DEBUG;
+    LogLevel lvl = level <= 3   ? LOG_LVL_ERROR
+                   : level == 4 ? LOG_LVL_WARNING
+                   : level == 5 ? LOG_LVL_NOTICE
+                   : level == 6 ? LOG_LVL_INFO
+                                : LOG_LVL_DEBUG;
 
     log_write(lvl, NULL, LSN_INVALID, "kafka %s: %s", fac, buf);
 }
@@ -356,8 +356,7 @@ static int kafkasink_connect(Sink *base, const char *client_encoding)
     debezium_source_init(&s->src, TM_VERSION, s->cfg->pipeline, db);
     free(db);
     log_info("kafka: producing to %s (topics %s)", s->cfg->target.kafka.brokers,
-             s->cfg->target.kafka.topic ? s->cfg->target.kafka.topic
-                                        : "{prefix}.{schema}.{table}");
+             s->cfg->target.kafka.topic ? s->cfg->target.kafka.topic : "{prefix}.{schema}.{table}");
     return 0;
 }
 

@@ -89,8 +89,8 @@ typedef struct KafkaSink {
     KCopy **copies;
     size_t ncopies;
     uint64_t next_copy_id;
-    bool closing;        /* being destroyed: ignore reports of purged messages */
-    atomic_int failed;   /* the first failed delivery stops the pipeline */
+    bool closing;      /* being destroyed: ignore reports of purged messages */
+    atomic_int failed; /* the first failed delivery stops the pipeline */
     char failmsg[512];
 } KafkaSink;
 

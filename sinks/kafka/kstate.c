@@ -165,8 +165,8 @@ static int save(const KState *st)
         json_object_set_new(t, "table", json_string(st->t[i].name));
         json_object_set_new(t, "state", json_string(st->t[i].synced ? "synced" : "pending"));
         if (st->t[i].synced)
-            json_object_set_new(
-                t, "sync_lsn", json_string(lsn_format(st->t[i].sync_lsn, lsnbuf, sizeof(lsnbuf))));
+            json_object_set_new(t, "sync_lsn",
+                                json_string(lsn_format(st->t[i].sync_lsn, lsnbuf, sizeof(lsnbuf))));
         json_array_append_new(tables, t);
     }
     json_object_set_new(root, "tables", tables);

@@ -87,13 +87,16 @@ static int send_prepare(PgSink *s, const char *name, const char *sql, const char
     return 0;
 }
 
+/*
+ * The watermark moves only from the position the previous batch left ($4):
+ * batches are pipelined, so when one fails the server still runs the ones
+ * queued behind it; their watermark update then matches no row and they roll
+ * back too, so no later batch can commit past a failed one (invariant 2).
+ */
 static const char *const WM_SQL =
-    "INSERT INTO tidemark.watermark AS w (pipeline, lsn, commit_time, updated_at)"
-    " VALUES ($1, $2::pg_lsn, '2000-01-01 00:00:00+00'::timestamptz + $3::bigint *"
-    " interval '1 microsecond', now())"
-    " ON CONFLICT (pipeline) DO UPDATE SET lsn = excluded.lsn, commit_time ="
-    " coalesce(excluded.commit_time, w.commit_time), updated_at = excluded.updated_at"
-    " WHERE w.lsn <= excluded.lsn";
+    "UPDATE tidemark.watermark SET lsn = $2::pg_lsn, commit_time = coalesce("
+    "'2000-01-01 00:00:00+00'::timestamptz + $3::bigint * interval '1 microsecond',"
+    " commit_time), updated_at = now() WHERE pipeline = $1 AND lsn = $4::pg_lsn";
 
 int pgapply_start(Sink *base, Lsn durable)
 {
@@ -467,15 +470,16 @@ int pgapply_txn_commit(Sink *base, const TxnInfo *txn)
 
 static int send_watermark(PgSink *s, Lsn lsn, PgTime commit_time, bool have_time)
 {
-    char lsnbuf[24];
+    char lsnbuf[24], prevbuf[24];
     char timebuf[24];
-    const char *params[3] = {s->cfg->pipeline, lsn_format(lsn, lsnbuf, sizeof(lsnbuf)), NULL};
+    const char *params[4] = {s->cfg->pipeline, lsn_format(lsn, lsnbuf, sizeof(lsnbuf)), NULL,
+                             lsn_format(s->queued_lsn, prevbuf, sizeof(prevbuf))};
 
     if (have_time) {
         snprintf(timebuf, sizeof(timebuf), "%lld", (long long)commit_time);
         params[2] = timebuf;
     }
-    if (!PQsendQueryPrepared(s->conn, "tm_wm", 3, params, NULL, NULL, 0))
+    if (!PQsendQueryPrepared(s->conn, "tm_wm", 4, params, NULL, NULL, 0))
         return send_failed(s, "the watermark");
     Pending *p = pend_push(s, PEND_WATERMARK);
     p->check_one = true;
@@ -595,8 +599,9 @@ static int check_result(PgSink *s, Pending *p, PGresult *res)
     if (p->check_one && strcmp(PQcmdTuples(res), "1") != 0) {
         if (p->kind == PEND_WATERMARK)
             return tm_fail(-EIO,
-                           "target: the watermark of pipeline %s is already past %s; another"
-                           " process is applying this pipeline, or the slot was replaced",
+                           "target: the watermark of pipeline %s was not where the batch ending"
+                           " at %s expected it: an earlier batch failed, or another process"
+                           " applies this pipeline",
                            s->cfg->pipeline, lsn_format(p->lsn, lsnbuf, sizeof(lsnbuf)));
         return tm_fail(-EIO,
                        "target: %s on %s (source transaction committed at %s) matched %s rows"

@@ -41,7 +41,7 @@ def create_bank(env, accounts, ledger, orders, ledger_note=8):
     """The bank schema on both sides and its rows on the source.
 
     accounts: bigint primary key (key-range parts); ledger: no key, replica
-    identity FULL (CTID parts); orders: list-partitioned, one leaf per region
+    identity FULL (CTID parts); orders: list-partitioned into four leaves
     (leaf parts); branches, tellers: small (one whole part)."""
     ddl = """
         CREATE TABLE branches (id int PRIMARY KEY, balance bigint NOT NULL);
@@ -329,19 +329,21 @@ def test_kill9_during_copy_resumes_unfinished_parts(env):
     log_all = d.log()
     d.stop()
 
-    saw_finished, saw_key_resume = False, False
+    saw_finished, saw_key_resume, saw_restart = False, False, False
     for i, (state, logfile) in enumerate(kills):
-        run_log = read_log(logfile)
+        run_log = read_log(logfile)  # the run right after kill i + 1
+        later_logs = "".join(read_log(f) for _, f in kills[i:])  # every run after kill i + 1
         plans, restarts = plan_lines(run_log), set(RESTART_RE.findall(run_log))
+        later_plans, later_restarts = plan_lines(later_logs), set(RESTART_RE.findall(later_logs))
         for table, parts in state.items():
             final_parts = {p.part: p for p in final[table]}
             synced = [p for p in parts if p.state == "synced"]
             if fully_synced(parts):
                 saw_finished = True
-                # Finished before the kill: not planned, not copied, not touched again.
-                assert table not in plans, "kill %d: %s was finished but copied again: %s" % (
-                    i + 1, table, plans[table])
-                assert table not in restarts, "kill %d: finished %s was restarted" % (i + 1, table)
+                # Finished before the kill: never planned, copied or touched again.
+                assert table not in later_plans, "kill %d: %s was finished but copied again: %s" % (
+                    i + 1, table, later_plans[table])
+                assert table not in later_restarts, "kill %d: finished %s was restarted" % (i + 1, table)
                 for p in parts:
                     assert final_parts[p.part][4:] == p[4:], "kill %d: finished part %s/%d changed: %s -> %s" % (
                         i + 1, table, p.part, p, final_parts[p.part])
@@ -359,11 +361,13 @@ def test_kill9_during_copy_resumes_unfinished_parts(env):
                         i + 1, table, p.part)
             elif parts and plans.get(table):
                 # CTID, leaf and whole parts share a snapshot: the table starts over.
+                saw_restart = True
                 assert table in restarts, "kill %d: %s (parts %s) not restarted: %s" % (
                     i + 1, table, [p.kind for p in parts], plans[table])
                 assert all(k == n == len(parts) for k, n in plans[table]), plans[table]
     assert saw_finished, "no table had finished before a kill (seed %d)" % seed
     assert saw_key_resume, "no kill left a key-split table partly copied (seed %d)" % seed
+    assert saw_restart, "no kill left a CTID- or leaf-split table partly copied (seed %d)" % seed
 
     # The last run's summaries: tables finished before the last kill copied nothing.
     last_state = kills[-1][0]

@@ -146,9 +146,9 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_plain_fields),       cmocka_unit_test(test_null_marker),
-        cmocka_unit_test(test_escapes),            cmocka_unit_test(test_utf8_passthrough),
-        cmocka_unit_test(test_wrong_field_count),  cmocka_unit_test(test_zero_columns),
+        cmocka_unit_test(test_plain_fields),      cmocka_unit_test(test_null_marker),
+        cmocka_unit_test(test_escapes),           cmocka_unit_test(test_utf8_passthrough),
+        cmocka_unit_test(test_wrong_field_count), cmocka_unit_test(test_zero_columns),
         cmocka_unit_test(test_reuse_and_growth),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);

@@ -89,17 +89,19 @@ static void test_strings(void **state)
 {
     (void)state;
     expect(25, "plain", "\"plain\"");
-    expect(1043, "quote \" backslash \\ tab \t nl \n cr \r", "\"quote \\\" backslash \\\\ tab \\t nl \\n"
-                                                            " cr \\r\"");
+    expect(1043, "quote \" backslash \\ tab \t nl \n cr \r",
+           "\"quote \\\" backslash \\\\ tab \\t nl \\n"
+           " cr \\r\"");
     expect(25, "\x01\x1f\b\f", "\"\\u0001\\u001f\\b\\f\"");
     expect(25, "h\xc3\xa9llo \xe2\x82\xac", "\"h\xc3\xa9llo \xe2\x82\xac\""); /* UTF-8 as is */
-    expect(1042, "ab  ", "\"ab  \"");                                           /* bpchar */
-    expect(2950, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"");
+    expect(1042, "ab  ", "\"ab  \"");                                         /* bpchar */
+    expect(2950, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+           "\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"");
     expect(114, "{\"a\": [1, 2]}", "\"{\\\"a\\\": [1, 2]}\"");
     expect(3802, "{\"a\": 1}", "\"{\\\"a\\\": 1}\"");
     expect(869, "192.168.0.1/24", "\"192.168.0.1/24\""); /* inet */
-    expect(16384, "happy", "\"happy\"");                  /* an enum: unknown OID */
-    expect(1560, "101", "\"101\"");                       /* bit */
+    expect(16384, "happy", "\"happy\"");                 /* an enum: unknown OID */
+    expect(1560, "101", "\"101\"");                      /* bit */
 }
 
 static void test_bytea(void **state)
@@ -156,7 +158,7 @@ static void test_timestamptz(void **state)
     expect(1184, "2024-01-15 10:20:30.5+00", "\"2024-01-15T10:20:30.5Z\"");
     expect(1184, "2024-01-15 10:20:30.123456+05:30", "\"2024-01-15T04:50:30.123456Z\"");
     expect(1184, "2024-01-01 01:00:00-02", "\"2024-01-01T03:00:00Z\"");
-    expect(1184, "2024-01-01 00:30:00+13:45", "\"2023-12-31T10:45:00Z\"");  /* Chatham */
+    expect(1184, "2024-01-01 00:30:00+13:45", "\"2023-12-31T10:45:00Z\"");    /* Chatham */
     expect(1184, "1900-01-01 00:00:00+00:09:21", "\"1899-12-31T23:50:39Z\""); /* LMT seconds */
     expect(1184, "0044-03-15 12:00:00+00 BC", "\"-0043-03-15T12:00:00Z\"");
     expect(1184, "infinity", "\"infinity\"");

@@ -35,8 +35,8 @@ static int setup(void **state)
     char yaml[512];
     RelColumn cols[2] = {{.name = "id", .type_oid = 23, .is_key = true},
                          {.name = "v", .type_oid = 25}};
-    RelInfo ri = {.oid = 42, .schema = "public", .name = "t", .replident = 'd', .ncols = 2,
-                  .cols = cols};
+    RelInfo ri = {
+        .oid = 42, .schema = "public", .name = "t", .replident = 'd', .ncols = 2, .cols = cols};
 
     snprintf(f->dir, sizeof(f->dir), "/tmp/tidemark-kdeliv-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
@@ -70,7 +70,7 @@ static int teardown(void **state)
 
 static void txn(Fixture *f, Lsn final, Lsn end, int inserts, int deletes, bool commit)
 {
-    TxnInfo t = {.xid = (uint32_t)final, .final_lsn = final, .end_lsn = end};
+    TxnInfo t = {.xid = (uint32_t) final, .final_lsn = final, .end_lsn = end};
     ColValue vals[2] = {{.state = COL_TEXT, .len = 1, .data = "7"},
                         {.state = COL_TEXT, .len = 1, .data = "x"}};
     Change c = {.kind = CHG_INSERT};

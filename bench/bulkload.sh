@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# bench/bulkload.sh — initial load of a pgbench database: tidemark vs pgcopydb vs native logical
+# replication vs the raw COPY pipe.
+#
+# One run on this machine, all clusters throwaway (under a fresh /tmp directory):
+#   1. a source cluster (wal_level=logical) and a target cluster with four databases, one per
+#      loader; the same settings on both clusters;
+#   2. pgbench -i -s $SCALE on the source (5M rows in pgbench_accounts at the default 50);
+#      pgbench_history gets REPLICA IDENTITY FULL (tidemark refuses a table UPDATE/DELETE could not
+#      be replicated for); VACUUM ANALYZE; the schema (pg_dump --schema-only: tables WITH their
+#      primary keys) is created in every target database before its load — the same for every
+#      loader, and what tidemark's default `schema: existing` expects;
+#   3. one warm-up read of the source tables (so the first loader does not pay for a cold cache);
+#   4. the loaders, one after the other ($ORDER), each into its own empty database, with a
+#      CHECKPOINT on both clusters before each, all with $JOBS parallel jobs:
+#        tidemark  `tidemark run` with copy: {jobs: $JOBS} (part_size_mb: tidemark's default unless
+#                  PART_SIZE_MB is set), timed from the start of the process until every row of
+#                  tidemark.sync_state is synced; peak RSS (VmHWM) read just before SIGTERM;
+#        pgcopydb  `pgcopydb copy table-data --table-jobs $JOBS` (Debian's pgcopydb), wall time;
+#        native    CREATE SUBSCRIPTION ... WITH (copy_data = true) on the target
+#                  (max_sync_workers_per_subscription = $JOBS), timed until every table is in
+#                  state 'r' in pg_subscription_rel;
+#        pipe      psql -c "COPY t TO STDOUT" | psql -c "COPY t FROM STDIN" per table, one table
+#                  after the other (pgbench_accounts dominates), wall time: the bulk-load limit;
+#   5. every target compared with the source (row counts + md5 of the per-row md5s in key order):
+#      FAIL and exit 1 if one differs;
+#   6. summary: seconds, rows/s, ratio tidemark/each anchor, tidemark peak RSS, the goals.
+# Method notes and results: docs/BENCHMARKS.md ("Initial load").
+#
+# Environment: SCALE (50), JOBS (2), PART_SIZE_MB (unset: tidemark's default), ORDER (default
+# "tidemark pgcopydb native pipe"), TIDEMARK_BIN (build/tidemark), LOAD_TIMEOUT seconds (1800),
+# PG_BIN (/usr/lib/postgresql/15/bin), PGCOPYDB (pgcopydb), KEEP=1 keeps the clusters,
+# RESULTS_DIR=DIR copies the logs there.  Runs as root (servers then run as postgres) or not.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+PY=/usr/bin/python3
+TIMER="$HERE/bulkload_timer.py"
+
+SCALE=${SCALE:-50}
+JOBS=${JOBS:-2}
+ORDER=${ORDER:-tidemark pgcopydb native pipe}
+TIDEMARK_BIN=${TIDEMARK_BIN:-$ROOT/build/tidemark}
+PGCOPYDB=${PGCOPYDB:-pgcopydb}
+LOAD_TIMEOUT=${LOAD_TIMEOUT:-1800}
+PIPELINE=bulk
+TABLES=(public.pgbench_accounts public.pgbench_branches public.pgbench_tellers public.pgbench_history)
+
+# shellcheck source=bench/pgcluster.sh
+. "$HERE/pgcluster.sh"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() {
+    printf 'FAIL: %s\n' "$*"
+    exit 1
+}
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+
+[ -x "$TIDEMARK_BIN" ] || die "no tidemark binary at $TIDEMARK_BIN (ninja -C build)"
+[ -x "$PG_BIN/pgbench" ] || die "no pgbench in $PG_BIN"
+command -v "$PGCOPYDB" >/dev/null || die "no $PGCOPYDB (apt-get install pgcopydb)"
+"$PY" -c 'import psycopg' 2>/dev/null || die "$PY cannot import psycopg (apt-get install python3-psycopg)"
+for who in $ORDER; do
+    case $who in tidemark | pgcopydb | native | pipe) ;; *) die "ORDER: unknown loader '$who'" ;; esac
+done
+
+BENCH_DIR=""
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ -n "$BENCH_DIR" ] && [ -d "$BENCH_DIR" ]; then
+        if [ -f "$BENCH_DIR/tidemark.pid" ]; then
+            kill -KILL "$(cat "$BENCH_DIR/tidemark.pid")" 2>/dev/null || true
+        fi
+        if [ -n "${RESULTS_DIR:-}" ]; then
+            mkdir -p "$RESULTS_DIR"
+            cp "$BENCH_DIR"/*.log "$RESULTS_DIR"/ 2>/dev/null || true
+            for c in src dst; do
+                cp "$BENCH_DIR/$c/log/postgresql.log" "$RESULTS_DIR/postgresql-$c.log" 2>/dev/null || true
+            done
+        fi
+        if [ "${KEEP:-0}" = 1 ]; then
+            log "KEEP=1: clusters left running in $BENCH_DIR"
+        else
+            pgc_destroy_all
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+LOAD_START=$(cut -d' ' -f1 /proc/loadavg)
+BENCH_DIR=$(pgc_mkdir bulkload)
+log "clusters in $BENCH_DIR"
+# A private copy: a rebuild of build/ during the run must not change the binary under test.
+cp "$TIDEMARK_BIN" "$BENCH_DIR/tidemark"
+TIDEMARK_ID="$("$BENCH_DIR/tidemark" --version 2>&1 | head -1), $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), sha256 $(sha256sum "$BENCH_DIR/tidemark" | cut -c1-12)"
+TIDEMARK_BIN="$BENCH_DIR/tidemark"
+log "tidemark: $TIDEMARK_ID; $("$PGCOPYDB" --version 2>&1 | grep -m1 '^pgcopydb version')"
+
+# ---------------------------------------------------------------- 1. clusters
+# PostgreSQL defaults (fsync, synchronous_commit, full_page_writes on) except these, on both.
+SETTINGS=(
+    "wal_level = logical"
+    "max_wal_senders = 20"
+    "max_replication_slots = 20"
+    "shared_buffers = 256MB"
+    "max_wal_size = 8GB"
+    "checkpoint_timeout = 30min"
+    "max_logical_replication_workers = 8"
+    "max_sync_workers_per_subscription = $JOBS"
+)
+pgc_init src 55442 "${SETTINGS[@]}"
+pgc_init dst 55443 "${SETTINGS[@]}"
+pgc_start src
+pgc_start dst
+pgc_psql src postgres -c "CREATE DATABASE bench"
+for who in tidemark pgcopydb native pipe; do
+    pgc_psql dst postgres -c "CREATE DATABASE load_$who"
+done
+SRC=$(pgc_conninfo src bench)
+uri() { printf 'postgres:///%s?host=%s&port=%s&user=%s\n' "$2" "$BENCH_DIR" "$(pgc_port "$1")" "$PGC_SUPERUSER"; }
+
+# ---------------------------------------------------------------- 2. source data, target schema
+log "pgbench -i -s $SCALE"
+t=$(now)
+"$PG_BIN/pgbench" -i -q -s "$SCALE" -h "$BENCH_DIR" -p "$(pgc_port src)" -U "$PGC_SUPERUSER" bench \
+    >"$BENCH_DIR/pgbench-init.log" 2>&1 || {
+    cat "$BENCH_DIR/pgbench-init.log"
+    die "pgbench -i failed"
+}
+pgc_psql src bench -c "ALTER TABLE public.pgbench_history REPLICA IDENTITY FULL"
+pgc_psql src bench -c "VACUUM ANALYZE"
+log "pgbench -i took $(calc '%.0f' "$(now) - $t") s"
+"$PG_BIN/pg_dump" --schema-only --no-owner -h "$BENCH_DIR" -p "$(pgc_port src)" -U "$PGC_SUPERUSER" bench \
+    >"$BENCH_DIR/schema.sql"
+for who in tidemark pgcopydb native pipe; do
+    pgc_psql dst "load_$who" -f "$BENCH_DIR/schema.sql" >/dev/null
+done
+ACCOUNTS_MB=$(pgc_psql src bench -c "SELECT pg_table_size('pgbench_accounts') / 1048576")
+TOTAL_MB=$(pgc_psql src bench -c "SELECT (sum(pg_table_size(c.oid)) / 1048576)::bigint FROM pg_class c
+    WHERE c.relname IN ('pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history')")
+ROWS=$(pgc_psql src bench -c "SELECT count(*) FROM pgbench_accounts")
+log "source: $ROWS rows in pgbench_accounts ($ACCOUNTS_MB MB), $TOTAL_MB MB in the four tables"
+
+# ---------------------------------------------------------------- 3. warm-up
+for t in "${TABLES[@]}"; do
+    pgc_psql src bench -c "COPY $t TO STDOUT" >/dev/null
+done
+
+# ---------------------------------------------------------------- 4. loads
+table_list=$(printf '%s, ' "${TABLES[@]}")
+cat >"$BENCH_DIR/tidemark.yaml" <<EOF
+pipeline: $PIPELINE
+source:
+  conninfo: "$SRC"
+  tables: [${table_list%, }]
+target:
+  type: postgres
+  conninfo: "$(pgc_conninfo dst load_tidemark)"
+copy: {jobs: $JOBS${PART_SIZE_MB:+, part_size_mb: $PART_SIZE_MB}}
+log: {level: info, format: text}
+EOF
+
+load_tidemark() {
+    local out
+    out=$("$PY" "$TIMER" tidemark --bin "$TIDEMARK_BIN" --config "$BENCH_DIR/tidemark.yaml" \
+        --log "$BENCH_DIR/tidemark.log" --pidfile "$BENCH_DIR/tidemark.pid" \
+        --dst "$(pgc_conninfo dst load_tidemark)" --pipeline "$PIPELINE" --tables "${#TABLES[@]}" \
+        --timeout "$LOAD_TIMEOUT") || die "tidemark load failed"
+    eval "$out"
+    rm -f "$BENCH_DIR/tidemark.pid"
+    # The pipeline's slot and publication would keep WAL for the loads that follow.
+    pgc_psql src bench -c "SELECT pg_drop_replication_slot('tidemark_$PIPELINE')" \
+        -c "DROP PUBLICATION IF EXISTS tidemark_$PIPELINE" >/dev/null
+    SECONDS_tidemark=$TM_SECONDS
+}
+
+load_pgcopydb() {
+    local t0 t1
+    t0=$(now)
+    "$PGCOPYDB" copy table-data --source "$(uri src bench)" --target "$(uri dst load_pgcopydb)" \
+        --dir "$BENCH_DIR/pgcopydb" --table-jobs "$JOBS" >"$BENCH_DIR/pgcopydb.log" 2>&1 || {
+        tail -30 "$BENCH_DIR/pgcopydb.log"
+        die "pgcopydb copy table-data failed"
+    }
+    t1=$(now)
+    SECONDS_pgcopydb=$(calc '%.3f' "$t1 - $t0")
+}
+
+load_native() {
+    local out
+    pgc_psql src bench -c "CREATE PUBLICATION bulk_native FOR TABLE ${table_list%, }"
+    out=$("$PY" "$TIMER" native --dst "$(pgc_conninfo dst load_native)" --sub bulk_native --pub bulk_native \
+        --sub-conninfo "$SRC" --tables "${#TABLES[@]}" --timeout "$LOAD_TIMEOUT") || die "native load failed"
+    eval "$out"
+    pgc_psql src bench -c "DROP PUBLICATION bulk_native"
+    SECONDS_native=$NATIVE_SECONDS
+}
+
+load_pipe() {
+    local t0 t1 t
+    t0=$(now)
+    for t in "${TABLES[@]}"; do
+        pgc_psql src bench -c "COPY $t TO STDOUT" | pgc_psql dst load_pipe -c "COPY $t FROM STDIN" ||
+            die "pipe copy of $t failed"
+    done
+    t1=$(now)
+    SECONDS_pipe=$(calc '%.3f' "$t1 - $t0")
+}
+
+for who in $ORDER; do
+    pgc_psql src bench -c "CHECKPOINT"
+    pgc_psql dst postgres -c "CHECKPOINT"
+    log "load: $who"
+    "load_$who"
+    log "load: $who took $(eval echo "\$SECONDS_$who") s"
+done
+
+# ---------------------------------------------------------------- 5. verify
+log "verify: every target against the source"
+verify_args=()
+for who in $ORDER; do
+    verify_args+=(--target "$who" "$(pgc_conninfo dst "load_$who")")
+done
+verify_ok=1
+out=$("$PY" "$TIMER" verify --src "$SRC" "${verify_args[@]}") || verify_ok=0
+eval "$out"
+TM_PROBLEMS=$(grep -ciE '\b(error|warning|fatal|panic)\b' "$BENCH_DIR/tidemark.log" 2>/dev/null || true)
+
+# ---------------------------------------------------------------- 6. summary
+RSS_MB=$(calc '%.1f' "${TM_VMHWM_KB:--1} / 1024")
+echo
+echo "== initial load of pgbench -s $SCALE ($ROWS rows in pgbench_accounts, $ACCOUNTS_MB MB; $TOTAL_MB MB in all), $JOBS jobs"
+echo "machine      $(nproc) CPUs; 1-min load average $LOAD_START at start, $(cut -d' ' -f1 /proc/loadavg) at end; order: $ORDER"
+echo "tidemark     $TIDEMARK_ID; parts: ${TM_PARTS:-?}"
+line=""
+for who in tidemark pgcopydb native pipe; do
+    s=$(eval echo "\${SECONDS_$who:-}")
+    [ -n "$s" ] || continue
+    printf '%-10s %8.2f s  %9s rows/s (pgbench_accounts)' "$who" "$s" "$(calc '%.0f' "$ROWS / $s")"
+    if [ "$who" != tidemark ] && [ -n "${SECONDS_tidemark:-}" ]; then
+        r=$(calc '%.2f' "$SECONDS_tidemark / $s")
+        printf '   tidemark/%s = %s' "$who" "$r"
+        line+=" ratio_$who=$r"
+    fi
+    printf '\n'
+    line+=" ${who}_s=$s"
+done
+echo "tidemark     peak RSS $RSS_MB MB (VmHWM), CPU ${TM_CPU_S:-?} s, $TM_PROBLEMS error/warning log line(s)"
+goal() { awk "BEGIN { exit !($1) }" && echo "met" || echo "MISSED"; }
+if [ -n "${SECONDS_tidemark:-}" ]; then
+    [ -n "${SECONDS_pgcopydb:-}" ] && echo "goal         faster than pgcopydb: $(goal "$SECONDS_tidemark < $SECONDS_pgcopydb")"
+    [ -n "${SECONDS_native:-}" ] && echo "goal         faster than native: $(goal "$SECONDS_tidemark < $SECONDS_native")"
+    [ -n "${SECONDS_pipe:-}" ] && echo "goal         within 1.2x of the raw pipe: $(goal "$SECONDS_tidemark <= 1.2 * $SECONDS_pipe")"
+    echo "goal         peak RSS < 64 MB with jobs=$JOBS: $(goal "$RSS_MB < 64")"
+fi
+echo "RESULT scale=$SCALE jobs=$JOBS rows=$ROWS$line tidemark_rss_mb=$RSS_MB tidemark_cpu_s=${TM_CPU_S:-} load_start=$LOAD_START load_end=$(cut -d' ' -f1 /proc/loadavg)"
+if [ "$verify_ok" != 1 ]; then
+    echo "FAIL: a target differs from the source (see the verify lines above)"
+    exit 1
+fi
+echo "PASS: every target equals the source"
