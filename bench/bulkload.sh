@@ -11,8 +11,10 @@
 #      primary keys) is created in every target database before its load — the same for every
 #      loader, and what tidemark's default `schema: existing` expects;
 #   3. one warm-up read of the source tables (so the first loader does not pay for a cold cache);
-#   4. the loaders, one after the other ($ORDER), each into its own empty database, with a
-#      CHECKPOINT on both clusters before each, all with $JOBS parallel jobs:
+#   4. the loaders, one after the other, each into its own freshly created database (schema as in
+#      2.), with a CHECKPOINT on both clusters before each, all with $JOBS parallel jobs; $REPEAT
+#      rounds, the order rotated by one loader each round (the machine may be shared: the median
+#      of the rounds is reported, every round's time is printed):
 #        tidemark  `tidemark run` with copy: {jobs: $JOBS} (part_size_mb: tidemark's default unless
 #                  PART_SIZE_MB is set), timed from the start of the process until every row of
 #                  tidemark.sync_state is synced; peak RSS (VmHWM) read just before SIGTERM;
@@ -22,13 +24,13 @@
 #                  state 'r' in pg_subscription_rel;
 #        pipe      psql -c "COPY t TO STDOUT" | psql -c "COPY t FROM STDIN" per table, one table
 #                  after the other (pgbench_accounts dominates), wall time: the bulk-load limit;
-#   5. every target compared with the source (row counts + md5 of the per-row md5s in key order):
-#      FAIL and exit 1 if one differs;
+#   5. every target (of the last round) compared with the source (row counts + md5 of the per-row
+#      md5s in key order): FAIL and exit 1 if one differs;
 #   6. summary: seconds, rows/s, ratio tidemark/each anchor, tidemark peak RSS, the goals.
 # Method notes and results: docs/BENCHMARKS.md ("Initial load").
 #
-# Environment: SCALE (50), JOBS (2), PART_SIZE_MB (unset: tidemark's default), ORDER (default
-# "tidemark pgcopydb native pipe"), TIDEMARK_BIN (build/tidemark), LOAD_TIMEOUT seconds (1800),
+# Environment: SCALE (50), JOBS (2), PART_SIZE_MB (unset: tidemark's default), REPEAT (3), ORDER
+# of the first round (default "tidemark pgcopydb native pipe"), TIDEMARK_BIN (build/tidemark), LOAD_TIMEOUT seconds (1800),
 # PG_BIN (/usr/lib/postgresql/15/bin), PGCOPYDB (pgcopydb), KEEP=1 keeps the clusters,
 # RESULTS_DIR=DIR copies the logs there.  Runs as root (servers then run as postgres) or not.
 set -euo pipefail
@@ -40,6 +42,7 @@ TIMER="$HERE/bulkload_timer.py"
 
 SCALE=${SCALE:-50}
 JOBS=${JOBS:-2}
+REPEAT=${REPEAT:-3}
 ORDER=${ORDER:-tidemark pgcopydb native pipe}
 TIDEMARK_BIN=${TIDEMARK_BIN:-$ROOT/build/tidemark}
 PGCOPYDB=${PGCOPYDB:-pgcopydb}
@@ -118,9 +121,6 @@ pgc_init dst 55443 "${SETTINGS[@]}"
 pgc_start src
 pgc_start dst
 pgc_psql src postgres -c "CREATE DATABASE bench"
-for who in tidemark pgcopydb native pipe; do
-    pgc_psql dst postgres -c "CREATE DATABASE load_$who"
-done
 SRC=$(pgc_conninfo src bench)
 uri() { printf 'postgres:///%s?host=%s&port=%s&user=%s\n' "$2" "$BENCH_DIR" "$(pgc_port "$1")" "$PGC_SUPERUSER"; }
 
@@ -137,9 +137,11 @@ pgc_psql src bench -c "VACUUM ANALYZE"
 log "pgbench -i took $(calc '%.0f' "$(now) - $t") s"
 "$PG_BIN/pg_dump" --schema-only --no-owner -h "$BENCH_DIR" -p "$(pgc_port src)" -U "$PGC_SUPERUSER" bench \
     >"$BENCH_DIR/schema.sql"
-for who in tidemark pgcopydb native pipe; do
-    pgc_psql dst "load_$who" -f "$BENCH_DIR/schema.sql" >/dev/null
-done
+# fresh_target WHO: an empty database load_WHO with the source's schema.
+fresh_target() {
+    pgc_psql dst postgres -c "DROP DATABASE IF EXISTS load_$1" -c "CREATE DATABASE load_$1"
+    pgc_psql dst "load_$1" -f "$BENCH_DIR/schema.sql" >/dev/null
+}
 ACCOUNTS_MB=$(pgc_psql src bench -c "SELECT pg_table_size('pgbench_accounts') / 1048576")
 TOTAL_MB=$(pgc_psql src bench -c "SELECT (sum(pg_table_size(c.oid)) / 1048576)::bigint FROM pg_class c
     WHERE c.relname IN ('pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history')")
@@ -176,7 +178,7 @@ load_tidemark() {
     # The pipeline's slot and publication would keep WAL for the loads that follow.
     pgc_psql src bench -c "SELECT pg_drop_replication_slot('tidemark_$PIPELINE')" \
         -c "DROP PUBLICATION IF EXISTS tidemark_$PIPELINE" >/dev/null
-    SECONDS_tidemark=$TM_SECONDS
+    TIME=$TM_SECONDS
 }
 
 load_pgcopydb() {
@@ -188,7 +190,8 @@ load_pgcopydb() {
         die "pgcopydb copy table-data failed"
     }
     t1=$(now)
-    SECONDS_pgcopydb=$(calc '%.3f' "$t1 - $t0")
+    rm -rf "$BENCH_DIR/pgcopydb"
+    TIME=$(calc '%.3f' "$t1 - $t0")
 }
 
 load_native() {
@@ -198,7 +201,7 @@ load_native() {
         --sub-conninfo "$SRC" --tables "${#TABLES[@]}" --timeout "$LOAD_TIMEOUT") || die "native load failed"
     eval "$out"
     pgc_psql src bench -c "DROP PUBLICATION bulk_native"
-    SECONDS_native=$NATIVE_SECONDS
+    TIME=$NATIVE_SECONDS
 }
 
 load_pipe() {
@@ -209,16 +212,35 @@ load_pipe() {
             die "pipe copy of $t failed"
     done
     t1=$(now)
-    SECONDS_pipe=$(calc '%.3f' "$t1 - $t0")
+    TIME=$(calc '%.3f' "$t1 - $t0")
 }
 
-for who in $ORDER; do
-    pgc_psql src bench -c "CHECKPOINT"
-    pgc_psql dst postgres -c "CHECKPOINT"
-    log "load: $who"
-    "load_$who"
-    log "load: $who took $(eval echo "\$SECONDS_$who") s"
+# median of the arguments
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+read -r -a order <<<"$ORDER"
+declare -A TIMES
+for round in $(seq 1 "$REPEAT"); do
+    for who in "${order[@]}"; do
+        fresh_target "$who"
+        pgc_psql src bench -c "CHECKPOINT"
+        pgc_psql dst postgres -c "CHECKPOINT"
+        log "round $round: $who"
+        "load_$who"
+        TIMES[$who]="${TIMES[$who]:-} $TIME"
+        if [ "$who" = tidemark ]; then
+            RSS_KB_ALL="${RSS_KB_ALL:-} $TM_VMHWM_KB"
+        fi
+        log "round $round: $who took $TIME s"
+    done
+    order=("${order[@]:1}" "${order[0]}")
 done
+for who in $ORDER; do
+    # shellcheck disable=SC2086
+    printf -v "SECONDS_$who" '%s' "$(median ${TIMES[$who]})"
+done
+# shellcheck disable=SC2086
+TM_VMHWM_KB=$(printf '%s\n' $RSS_KB_ALL | sort -g | tail -1)
 
 # ---------------------------------------------------------------- 5. verify
 log "verify: every target against the source"
@@ -234,23 +256,24 @@ TM_PROBLEMS=$(grep -ciE '\b(error|warning|fatal|panic)\b' "$BENCH_DIR/tidemark.l
 # ---------------------------------------------------------------- 6. summary
 RSS_MB=$(calc '%.1f' "${TM_VMHWM_KB:--1} / 1024")
 echo
-echo "== initial load of pgbench -s $SCALE ($ROWS rows in pgbench_accounts, $ACCOUNTS_MB MB; $TOTAL_MB MB in all), $JOBS jobs"
+echo "== initial load of pgbench -s $SCALE ($ROWS rows in pgbench_accounts, $ACCOUNTS_MB MB; $TOTAL_MB MB in all), $JOBS jobs, median of $REPEAT round(s)"
 echo "machine      $(nproc) CPUs; 1-min load average $LOAD_START at start, $(cut -d' ' -f1 /proc/loadavg) at end; order: $ORDER"
 echo "tidemark     $TIDEMARK_ID; parts: ${TM_PARTS:-?}"
 line=""
 for who in tidemark pgcopydb native pipe; do
     s=$(eval echo "\${SECONDS_$who:-}")
     [ -n "$s" ] || continue
-    printf '%-10s %8.2f s  %9s rows/s (pgbench_accounts)' "$who" "$s" "$(calc '%.0f' "$ROWS / $s")"
+    printf '%-10s %8.2f s  %9s rows/s' "$who" "$s" "$(calc '%.0f' "$ROWS / $s")"
+    r=""
     if [ "$who" != tidemark ] && [ -n "${SECONDS_tidemark:-}" ]; then
         r=$(calc '%.2f' "$SECONDS_tidemark / $s")
-        printf '   tidemark/%s = %s' "$who" "$r"
         line+=" ratio_$who=$r"
+        r="tidemark/$who = $r"
     fi
-    printf '\n'
+    printf '  %-24s rounds:%s\n' "$r" "${TIMES[$who]}"
     line+=" ${who}_s=$s"
 done
-echo "tidemark     peak RSS $RSS_MB MB (VmHWM), CPU ${TM_CPU_S:-?} s, $TM_PROBLEMS error/warning log line(s)"
+echo "tidemark     peak RSS $RSS_MB MB (highest VmHWM of the rounds), CPU ${TM_CPU_S:-?} s (last round), $TM_PROBLEMS error/warning log line(s)"
 goal() { awk "BEGIN { exit !($1) }" && echo "met" || echo "MISSED"; }
 if [ -n "${SECONDS_tidemark:-}" ]; then
     [ -n "${SECONDS_pgcopydb:-}" ] && echo "goal         faster than pgcopydb: $(goal "$SECONDS_tidemark < $SECONDS_pgcopydb")"
@@ -258,7 +281,7 @@ if [ -n "${SECONDS_tidemark:-}" ]; then
     [ -n "${SECONDS_pipe:-}" ] && echo "goal         within 1.2x of the raw pipe: $(goal "$SECONDS_tidemark <= 1.2 * $SECONDS_pipe")"
     echo "goal         peak RSS < 64 MB with jobs=$JOBS: $(goal "$RSS_MB < 64")"
 fi
-echo "RESULT scale=$SCALE jobs=$JOBS rows=$ROWS$line tidemark_rss_mb=$RSS_MB tidemark_cpu_s=${TM_CPU_S:-} load_start=$LOAD_START load_end=$(cut -d' ' -f1 /proc/loadavg)"
+echo "RESULT scale=$SCALE jobs=$JOBS repeat=$REPEAT rows=$ROWS$line tidemark_rss_mb=$RSS_MB tidemark_cpu_s=${TM_CPU_S:-} load_start=$LOAD_START load_end=$(cut -d' ' -f1 /proc/loadavg)"
 if [ "$verify_ok" != 1 ]; then
     echo "FAIL: a target differs from the source (see the verify lines above)"
     exit 1

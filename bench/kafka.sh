@@ -15,7 +15,10 @@
 #   5. the floor: `kcat -P` sends the same number of messages of the same key and value sizes
 #      to the same mock broker, with the same delivery guarantees (idempotence, acks=all), timed
 #      until it exits (kcat waits for every delivery report);
-#   6. summary: events/s of both and the ratio tidemark/kcat.
+#   6. the source's own floor: pg_recvlogical reads the same backlog through pgoutput (a second
+#      slot created beside tidemark's before the backlog) and throws it away, timed to the same
+#      end LSN: how fast the walsender can decode and send it, with a client that does nothing;
+#   7. summary: events/s of all three and the ratios tidemark/kcat, tidemark/pg_recvlogical.
 # Results and method: docs/BENCHMARKS.md ("Kafka sink").
 #
 # Environment: SCALE (10), CLIENTS (4), JOBS (2), TXNS per client (12500), TIDEMARK_BIN
@@ -227,6 +230,8 @@ COPY_S=$(calc '%.2f' "$(now) - $t0")
 stop_tidemark
 COPY_EVENTS=$(kafka_py highs "$BOOTSTRAP" "${TOPICS[@]}")
 log "initial copy: $COPY_EVENTS events in $COPY_S s"
+# The raw anchor's slot starts where tidemark's stopped, so both have the same backlog.
+pgc_psql src bench -c "SELECT pg_create_logical_replication_slot('kbench_raw', 'pgoutput')" >/dev/null
 
 # ---------------------------------------------------------------- 3. the backlog
 log "pgbench -n -c $CLIENTS -j $JOBS -t $TXNS (tidemark stopped)"
@@ -274,10 +279,24 @@ KCAT_S=$(calc '%.3f' "$(now) - $t0")
 KCAT_EVENTS=$(kafka_py highs "$BOOTSTRAP" kbench_kcat_floor)
 [ "$KCAT_EVENTS" -eq "$TM_EVENTS" ] || die "kcat delivered $KCAT_EVENTS of $TM_EVENTS messages"
 
-# ---------------------------------------------------------------- 6. summary
+# ---------------------------------------------------------------- 6. the source floor
+log "source floor: pg_recvlogical to $BACKLOG_END"
+t0=$(now)
+"$PG_BIN/pg_recvlogical" -h "$BENCH_DIR" -p "$(pgc_port src)" -U "$PGC_SUPERUSER" -d bench \
+    --slot kbench_raw --start -o proto_version=1 -o "publication_names=tidemark_$PIPELINE" \
+    --endpos "$BACKLOG_END" -f /dev/null 2>"$BENCH_DIR/recvlogical.err" || {
+    cat "$BENCH_DIR/recvlogical.err"
+    die "pg_recvlogical failed"
+}
+RAW_S=$(calc '%.3f' "$(now) - $t0")
+pgc_psql src bench -c "SELECT pg_drop_replication_slot('kbench_raw')" >/dev/null
+
+# ---------------------------------------------------------------- 7. summary
 TM_RATE=$(calc '%.0f' "$TM_EVENTS / $TM_S")
 KCAT_RATE=$(calc '%.0f' "$KCAT_EVENTS / $KCAT_S")
+RAW_RATE=$(calc '%.0f' "$((BACKLOG_TXNS * 4)) / $RAW_S")
 RATIO=$(calc '%.2f' "$TM_RATE / $KCAT_RATE")
+RAW_RATIO=$(calc '%.2f' "$TM_RATE / $RAW_RATE")
 COPY_RATE=$(calc '%.0f' "$COPY_EVENTS / $COPY_S")
 PROBLEMS=$(grep -ciE '\b(error|fatal|panic)\b' "$TMLOG" || true)
 
@@ -290,6 +309,8 @@ printf '%-12s %8.2f s  %8s events/s   (start to slot confirmed >= backlog end; C
     tidemark "$TM_S" "$TM_RATE" "$TM_CPU_S" "$(calc '%.1f' "$TM_RSS_KB / 1024")" "" "$WS_CPU_S"
 printf '%-12s %8.2f s  %8s events/s   (same count and sizes, idempotent, acks=all)\n' \
     "kcat -P" "$KCAT_S" "$KCAT_RATE"
-echo "ratio        tidemark/kcat = $RATIO"
+printf '%-12s %8.2f s  %8s events/s   (pgoutput to /dev/null: the walsender alone)\n' \
+    pg_recvlogical "$RAW_S" "$RAW_RATE"
+echo "ratio        tidemark/kcat = $RATIO, tidemark/pg_recvlogical = $RAW_RATIO"
 echo "copy         initial load: $COPY_EVENTS events in $COPY_S s = $COPY_RATE events/s (informational)"
-echo "RESULT scale=$SCALE txns=$BACKLOG_TXNS events=$TM_EVENTS key_b=$KEY_B value_b=$VALUE_B tidemark_s=$TM_S tidemark_eps=$TM_RATE kcat_s=$KCAT_S kcat_eps=$KCAT_RATE ratio=$RATIO copy_events=$COPY_EVENTS copy_s=$COPY_S tidemark_cpu_s=$TM_CPU_S walsender_cpu_s=$WS_CPU_S tidemark_rss_kb=$TM_RSS_KB log_errors=$PROBLEMS"
+echo "RESULT scale=$SCALE txns=$BACKLOG_TXNS events=$TM_EVENTS key_b=$KEY_B value_b=$VALUE_B tidemark_s=$TM_S tidemark_eps=$TM_RATE kcat_s=$KCAT_S kcat_eps=$KCAT_RATE ratio=$RATIO recvlogical_s=$RAW_S recvlogical_eps=$RAW_RATE ratio_recvlogical=$RAW_RATIO copy_events=$COPY_EVENTS copy_s=$COPY_S tidemark_cpu_s=$TM_CPU_S walsender_cpu_s=$WS_CPU_S tidemark_rss_kb=$TM_RSS_KB log_errors=$PROBLEMS"

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/sqlname.h"
+#include "core/transform/mapping.h"
 #include "core/xmalloc.h"
 
 #include <regex.h>
@@ -92,6 +93,7 @@ static int check_topic_template(const Loader *ld, const Node *node, const char *
 static int check_verify_rules(const Loader *ld, const Node *node, const char *path);
 static int check_verify_fks(const Loader *ld, const Node *node, const char *path);
 static int check_verify_spots(const Loader *ld, const Node *node, const char *path);
+static int check_mapping(const Loader *ld, const Node *node, const char *path);
 
 static const char *const target_types[] = {"postgres", "kafka", NULL};
 static const char *const log_levels[] = {"error", "warning", "notice", "info", "debug", NULL};
@@ -216,6 +218,8 @@ static const KeyDesc root_keys[] = {
     {.name = "service", .type = KT_OBJECT, .children = service_keys},
     {.name = "profile", .type = KT_OBJECT, .children = profile_keys},
     {.name = "verify", .type = KT_OBJECT, .children = verify_keys},
+    /* per source table: target, filter, columns, add (core/transform, docs/TRANSFORMS.md) */
+    {.name = "mapping", .type = KT_MAPTREE, .def = "{}", .check = check_mapping},
     {.name = NULL},
 };
 
@@ -1278,6 +1282,87 @@ static int check_verify_spots(const Loader *ld, const Node *node, const char *pa
         }
     }
     return 0;
+}
+
+/* ---- mapping: checked by core/transform --------------------------------- */
+
+/* The Node holding json (a container, so never a shared jansson singleton). */
+static const Node *node_of(const Node *n, const json_t *json)
+{
+    if (n->json == json)
+        return n;
+    for (size_t i = 0; i < n->nkids; i++) {
+        const Node *hit = node_of(n->kids[i], json);
+
+        if (hit)
+            return hit;
+    }
+    return NULL;
+}
+
+/* Directory of the config file, absolute, for relative lookup files. */
+static char *config_dir(const char *name)
+{
+    const char *slash = strrchr(name, '/');
+    char *dir, *abs;
+    char cwd[4096];
+
+    if (slash == name)
+        return xstrdup("/");
+    dir = slash ? xstrndup(name, (size_t)(slash - name)) : xstrdup(".");
+    if (dir[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+        return dir;
+    abs = strcmp(dir, ".") == 0 ? xstrdup(cwd) : xasprintf("%s/%s", cwd, dir);
+    free(dir);
+    return abs;
+}
+
+/*
+ * mapping: each key a source table, each value validated by mapping_check(),
+ * which locates a bad value as (container, key or index); the Node tree
+ * turns that into file:line:col.
+ */
+static int check_mapping(const Loader *ld, const Node *node, const char *path)
+{
+    char *dir = config_dir(ld->name);
+    int rc = 0;
+
+    (void)path;
+    for (size_t i = 0; i < node->nkids && rc == 0; i++) {
+        const Node *kid = node->kids[i], *at;
+        char *schema, *name;
+        XfWhere where = {0};
+        char msg[768];
+
+        if ((rc = check_table_key(ld, kid)) < 0)
+            break;
+        if (sqlname_parse(kid->key, &schema, &name) < 0)
+            abort(); /* check_table_key accepted it */
+        for (size_t j = 0; j < i && rc == 0; j++) {
+            char *s2, *n2;
+
+            if (sqlname_parse(node->kids[j]->key, &s2, &n2) < 0)
+                continue;
+            if (strcmp(s2, schema) == 0 && strcmp(n2, name) == 0)
+                rc = node_fail(ld, kid, "table is mapped twice (first at line %d)",
+                               node->kids[j]->key_at.line);
+            free(s2);
+            free(n2);
+        }
+        free(schema);
+        free(name);
+        if (rc < 0 || mapping_check(kid->json, dir, &where) == 0)
+            continue;
+        snprintf(msg, sizeof(msg), "%s", tm_error());
+        at = where.container ? node_of(kid, where.container) : NULL;
+        if (at && where.key && node_kid(at, where.key))
+            at = node_kid(at, where.key);
+        else if (at && !where.key && where.index >= 0 && (size_t)where.index < at->nkids)
+            at = at->kids[where.index];
+        rc = node_fail(ld, at ? at : kid, "%s", msg);
+    }
+    free(dir);
+    return rc;
 }
 
 /* ---- Config ------------------------------------------------------------ */

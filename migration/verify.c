@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef enum TaskKind { TASK_COMPARE, TASK_RECHECK, TASK_FK, TASK_RULE } TaskKind;
+typedef enum TaskKind { TASK_COMPARE, TASK_RECHECK, TASK_FREEZE, TASK_FK, TASK_RULE } TaskKind;
 
 typedef struct Task {
     TaskKind kind;
@@ -90,7 +90,7 @@ static int query_text(PGconn *c, const char *sql, int np, const char *const *p, 
  * Waits until the target's watermark for this pipeline is at least lsn and
  * no table copy is pending, polling every 50 ms up to the deadline.
  */
-static int wait_watermark(Run *r, Lsn lsn)
+static int wait_watermark(Run *r, PGconn *dst, Lsn lsn)
 {
     char want[32], *wm = NULL, *pending = NULL, *has_sync = NULL;
     const char *p[2] = {want, r->cfg->pipeline};
@@ -98,13 +98,13 @@ static int wait_watermark(Run *r, Lsn lsn)
     int rc;
 
     snprintf(want, sizeof(want), LSN_FMT, LSN_ARGS(lsn));
-    rc = query_text(r->dst, "SELECT to_regclass('tidemark.sync_state') IS NOT NULL", 0, NULL,
+    rc = query_text(dst, "SELECT to_regclass('tidemark.sync_state') IS NOT NULL", 0, NULL,
                     &has_sync);
     for (; rc == 0;) {
         free(wm);
         free(pending);
         wm = pending = NULL;
-        rc = query_text(r->dst,
+        rc = query_text(dst,
                         "SELECT CASE WHEN lsn >= $1::pg_lsn THEN 'ok' ELSE lsn::text END"
                         " FROM tidemark.watermark WHERE pipeline = $2",
                         2, p, &wm);
@@ -118,7 +118,7 @@ static int wait_watermark(Run *r, Lsn lsn)
             break;
         }
         if (strcmp(wm, "ok") == 0 && has_sync && has_sync[0] == 't') {
-            rc = query_text(r->dst,
+            rc = query_text(dst,
                             "SELECT string_agg(DISTINCT schema_name || '.' || table_name, ', ')"
                             " FROM tidemark.sync_state WHERE pipeline = $1"
                             " AND state NOT IN ('synced', 'ready')",
@@ -172,7 +172,7 @@ static int open_round(Run *r)
     free(snap);
     if (rc < 0)
         return tm_fail_ctx(rc, "source: opening the verification snapshot");
-    if (!r->opt->no_wait && (rc = wait_watermark(r, r->src_lsn)) < 0)
+    if (!r->opt->no_wait && (rc = wait_watermark(r, r->dst, r->src_lsn)) < 0)
         return rc;
     r->waited = !r->opt->no_wait;
     rc = pgconn_exec(r->dst, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
@@ -301,6 +301,56 @@ static int do_recheck(PGconn *s, PGconn *d, VTable *t)
     return 0;
 }
 
+/*
+ * The last word on rows that kept differing through every recheck (a row
+ * the source rewrites all the time differs at any pair of snapshots, since
+ * the target trails the source): the source table is locked in SHARE mode
+ * for a moment (writers wait, readers do not; lock_timeout 2 s), so its
+ * rows cannot change; once the target's watermark has passed the source's
+ * WAL position taken under the lock, the target's copy of the table is the
+ * same state, and the two are compared exactly. Without the lock (timeout,
+ * privileges), the rows are reported as they are, marked unstable.
+ */
+static int do_freeze(Run *r, PGconn *s, PGconn *d, VTable *t)
+{
+    char *sql = xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL lock_timeout = '2s';"
+                          " LOCK TABLE %s IN SHARE MODE",
+                          t->qsrc);
+    char *pos = NULL;
+    Lsn lsn = LSN_INVALID;
+    int rc;
+
+    pgconn_exec(s, "ROLLBACK");
+    pgconn_exec(d, "ROLLBACK");
+    rc = pgconn_exec(s, sql);
+    free(sql);
+    /* the snapshot is taken by this first query, after the lock: it sees every write */
+    if (rc == 0)
+        rc = query_text(s, "SELECT pg_current_wal_insert_lsn()::text", 0, NULL, &pos);
+    if (rc == 0)
+        rc = lsn_parse(pos, &lsn);
+    free(pos);
+    if (rc == 0)
+        rc = wait_watermark(r, d, lsn);
+    if (rc == 0)
+        rc = pgconn_exec(d, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    if (rc == 0)
+        rc = do_recheck(s, d, t);
+    pgconn_exec(s, "ROLLBACK"); /* releases the lock */
+    pgconn_exec(d, "ROLLBACK");
+    if (rc < 0) {
+        size_t i;
+        json_t *x;
+
+        log_warn("%s: cannot freeze the table to recheck %zu rows: %s", t->def->display,
+                 json_array_size(t->diffs), tm_error());
+        json_array_foreach(t->diffs, i, x) json_object_set_new(x, "unstable", json_true());
+        free(t->error);
+        t->error = NULL;
+    }
+    return 0;
+}
+
 static void run_task(Run *r, PGconn *s, PGconn *d, const Task *task, char *line, size_t linesz)
 {
     double t0 = verify_now();
@@ -320,13 +370,15 @@ static void run_task(Run *r, PGconn *s, PGconn *d, const Task *task, char *line,
                  rc < 0 ? t->error : "");
         break;
     }
-    case TASK_RECHECK: {
+    case TASK_RECHECK:
+    case TASK_FREEZE: {
         VTable *t = &r->tabs[task->idx];
         size_t before = t->ndiffs_total;
 
-        rc = do_recheck(s, d, t);
+        rc = task->kind == TASK_FREEZE ? do_freeze(r, s, d, t) : do_recheck(s, d, t);
         t->seconds += verify_now() - t0;
-        snprintf(line, linesz, "%s: recheck %zu -> %zu differences", t->def->display, before,
+        snprintf(line, linesz, "%s: %s %zu -> %zu differences", t->def->display,
+                 task->kind == TASK_FREEZE ? "recheck with the table locked" : "recheck", before,
                  t->ndiffs_total);
         break;
     }
@@ -662,6 +714,14 @@ static int run(Run *r, json_t **report)
             fprintf(stderr, "tidemark verify: recheck round %d at source " LSN_FMT "\n",
                     r->rounds, LSN_ARGS(r->src_lsn));
         run_pool(r, tasks, nt);
+    }
+    if (rc == 0 && !r->opt->no_wait) {
+        nt = 0;
+        for (size_t i = 0; i < r->ntabs; i++)
+            if (!r->tabs[i].error && json_array_size(r->tabs[i].diffs))
+                tasks[nt++] = (Task){TASK_FREEZE, i};
+        if (nt)
+            run_pool(r, tasks, nt);
     }
     free(tasks);
     if (rc < 0)

@@ -449,10 +449,11 @@ static int compare_hashed(PGconn *src, PGconn *dst, VTable *t, VThrottle *th)
             buf_printf(&where_s, " WHERE %s %% %lld = ANY($%d::bigint[])", t->bhash_src, prev, i);
             buf_printf(&where_d, " WHERE %s %% %lld = ANY($%d::bigint[])", t->bhash_dst, prev, i);
         }
+        /* (buf_cstr of a buffer never written to is not a string yet: test len) */
         buf_printf(&qs, "SELECT %s %% %lld, count(*), sum(%s)::text FROM %s AS t%s GROUP BY 1",
-                   t->bhash_src, mod, t->hash_src, t->qsrc, buf_cstr(&where_s));
+                   t->bhash_src, mod, t->hash_src, t->qsrc, where_s.len ? where_s.data : "");
         buf_printf(&qd, "SELECT %s %% %lld, count(*), sum(%s)::text FROM %s AS t%s GROUP BY 1",
-                   t->bhash_dst, mod, t->hash_dst, t->qdst, buf_cstr(&where_d));
+                   t->bhash_dst, mod, t->hash_dst, t->qdst, where_d.len ? where_d.data : "");
         rc = run_buckets(src, dst, t, buf_cstr(&qs), buf_cstr(&qd), &p, &a, &na, &b, &nb);
         buf_release(&qs);
         buf_release(&qd);

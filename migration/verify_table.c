@@ -203,10 +203,62 @@ static char *col_list(const VTable *t, bool src)
     return b.data;
 }
 
-static void build_sql(PGconn *conn, VTable *t)
+/* The table's columns as [[name, type], ...] in attnum order, dropped ones left out. */
+static int physical_columns(PGconn *c, const char *schema, const char *name, char **out)
 {
-    t->rowtext_src = row_text(t, true, NULL, 0);
-    t->rowtext_dst = row_text(t, false, NULL, 0);
+    const char *p[2] = {schema, name};
+    PGresult *res;
+    int rc = pgconn_query(c,
+                          "SELECT json_agg(json_build_array(a.attname,"
+                          " format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)::text"
+                          " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+                          " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                          " WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0"
+                          " AND NOT a.attisdropped",
+                          2, p, &res);
+
+    if (rc < 0)
+        return rc;
+    *out = xstrdup(PQgetisnull(res, 0, 0) ? "" : PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return 0;
+}
+
+/*
+ * The whole-row text (t::text) costs a third less than ROW(c1::text, ...)
+ * but renders each value with its type's output function, which differs
+ * from a ::text cast for a few types (bool, char(n), inet). It is used only
+ * when both sides have exactly the compared columns, in the same order, with
+ * the same types, and no column is called t; then both sides render alike.
+ */
+static int whole_row_ok(PGconn *src, PGconn *dst, const VTable *t, bool *ok)
+{
+    char *a = NULL, *b = NULL;
+    json_t *cols;
+    int rc;
+
+    *ok = false;
+    for (size_t i = 0; i < t->ncols; i++)
+        if (strcmp(t->cols[i].name, "t") == 0)
+            return 0;
+    if ((rc = physical_columns(src, t->def->schema, t->def->name, &a)) == 0 &&
+        (rc = physical_columns(dst, t->def->schema, t->def->name, &b)) == 0 && strcmp(a, b) == 0) {
+        cols = json_loads(a, 0, NULL);
+        *ok = json_array_size(cols) == t->ncols;
+        for (size_t i = 0; *ok && i < t->ncols; i++)
+            *ok = strcmp(json_string_value(json_array_get(json_array_get(cols, i), 0)),
+                         t->cols[i].name) == 0;
+        json_decref(cols);
+    }
+    free(a);
+    free(b);
+    return rc;
+}
+
+static void build_sql(PGconn *conn, VTable *t, bool whole_row)
+{
+    t->rowtext_src = whole_row ? xstrdup("t::text") : row_text(t, true, NULL, 0);
+    t->rowtext_dst = whole_row ? xstrdup("t::text") : row_text(t, false, NULL, 0);
     t->hash_src = xasprintf("hashtextextended(%s, 0)", t->rowtext_src);
     t->hash_dst = xasprintf("hashtextextended(%s, 0)", t->rowtext_dst);
     t->cols_src = col_list(t, true);
@@ -235,6 +287,7 @@ int verify_table_prepare(PGconn *src, PGconn *dst, VTable *t)
     char oid[16];
     const char *p[1] = {oid};
     PGresult *res;
+    bool whole = false;
     int rc;
 
     t->ncols = t->def->ncols;
@@ -264,7 +317,9 @@ int verify_table_prepare(PGconn *src, PGconn *dst, VTable *t)
     PQclear(res);
     if ((rc = check_target(dst, t)) < 0)
         return rc;
-    build_sql(src, t);
+    if (t->t_found && (rc = whole_row_ok(src, dst, t, &whole)) < 0)
+        return rc;
+    build_sql(src, t, whole);
     return 0;
 }
 

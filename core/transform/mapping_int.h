@@ -23,6 +23,7 @@ typedef struct Producer {
     XfStr constval;
     ConcatPart *parts;
     size_t nparts;
+    XfStr sep; /* concat with separator: NULL parts are skipped (concat_ws) */
     XfStep *steps;
     size_t nsteps;
     uint16_t first_out, nout;
@@ -33,6 +34,7 @@ typedef enum FilterOp { F_IN, F_NOT_IN, F_IS_NULL, F_NOT_NULL } FilterOp;
 
 typedef struct Filter {
     int src;
+    char *col; /* for messages */
     FilterOp op;
     XfDict *values;
 } Filter;
@@ -50,6 +52,7 @@ struct MappingPlan {
     Filter *filters;
     size_t nfilters;
     int *key_src; /* source key columns, for the row key in messages */
+    char **key_names;
     size_t nkeys;
     XfIdLookup id_lookup;
     bool uses_id_lookup;

@@ -30,7 +30,7 @@ typedef struct XfStr {
 
 #define XF_NULL         ((XfStr){NULL, 0})
 #define XF_STR(lit)     ((XfStr){(lit), sizeof(lit) - 1})
-#define XF_CSTR(cstr)   ((XfStr){(cstr), (cstr) ? strlen(cstr) : 0})
+#define XF_CSTR(cstr)   ((XfStr){(cstr), strlen(cstr)}) /* cstr must not be NULL */
 #define XF_MAX_OUTPUTS  6
 
 /* ---- shared helpers (xf_util.c) --------------------------------------- */

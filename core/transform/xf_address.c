@@ -87,7 +87,7 @@ static const struct {
 static const struct {
     const char *alias, *code;
 } aliases[] = {
-    {"washington dc", "DC"},       {"washington d c", "DC"},
+    {"washington dc", "DC"},       {"washington d c", "DC"}, {"d c", "DC"},
     {"virgin islands", "VI"},      {"us virgin islands", "VI"},
     {"united states virgin islands", "VI"}, {"northern marianas", "MP"},
     {"commonwealth of puerto rico", "PR"}, {"us minor outlying islands", "UM"},

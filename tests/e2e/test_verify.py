@@ -95,7 +95,7 @@ def test_identical_tables_verify_clean(env):
     load(env)
     d = start(env)
     rep = verify_json(env, expect=0)
-    assert rep["summary"]["tables"] == 4 and rep["summary"]["tables_ok"] == 4
+    assert rep["summary"]["tables"] == 4 and rep["summary"]["tables_ok"] == 4, json.dumps(rep, indent=1)
     for t in rep["tables"]:
         assert t["source_rows"] == t["target_rows"] == 3000, t
         assert t["differences"] == []
@@ -336,3 +336,19 @@ def test_usage_errors(env):
     bad = env.config(extra="verify:\n  rules:\n    t: {not_nul: [a]}\n")
     rc, _, err = run_verify(env, config_text=bad)
     assert rc == 1 and "not_nul: unknown rule" in err, err
+
+
+def test_column_order_and_types_may_differ(env):
+    """The target declares the columns in another order and one wider type: compared by name
+    and by ::text, so it verifies clean, and a change is still found."""
+    env.src_sql("CREATE TABLE t (id int PRIMARY KEY, flag boolean, n int, s text)")
+    env.dst_sql("CREATE TABLE t (s text, n bigint, id int PRIMARY KEY, flag boolean)")
+    env.src_sql("INSERT INTO t SELECT g, g % 2 = 0, g, 's' || g FROM generate_series(1, 2000) g")
+    d = start(env)
+    d.stop()
+    rep = verify_json(env, "--no-wait", expect=0)
+    assert table_of(rep, "public.t")["source_rows"] == 2000
+    env.dst_sql("UPDATE t SET flag = NOT flag WHERE id = 1500")
+    rep = verify_json(env, "--no-wait", expect=1)
+    assert by_key(rep, "public.t", "id", "1500")["columns"] == [
+        {"column": "flag", "source": "true", "target": "false"}]
