@@ -1359,7 +1359,15 @@ static int check_mapping(const Loader *ld, const Node *node, const char *path)
             at = node_kid(at, where.key);
         else if (at && !where.key && where.index >= 0 && (size_t)where.index < at->nkids)
             at = at->kids[where.index];
-        rc = node_fail(ld, at ? at : kid, "%s", msg);
+        at = at ? at : kid;
+        if (where.at_key) {
+            char *kp = node_path(at);
+
+            rc = fail_at(ld, at->key_at, kp, "%s", msg);
+            free(kp);
+        } else {
+            rc = node_fail(ld, at, "%s", msg);
+        }
     }
     free(dir);
     return rc;

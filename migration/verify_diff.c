@@ -98,8 +98,10 @@ size_t verify_diff_rows(const VShape *sh, VRowSet *src, VRowSet *dst, json_t *di
 {
     size_t i = 0, j = 0, n = 0;
 
-    qsort(src->rows, src->n, sizeof(VRow), cmp_row);
-    qsort(dst->rows, dst->n, sizeof(VRow), cmp_row);
+    if (src->n)
+        qsort(src->rows, src->n, sizeof(VRow), cmp_row);
+    if (dst->n)
+        qsort(dst->rows, dst->n, sizeof(VRow), cmp_row);
     while (i < src->n || j < dst->n) {
         int c = i >= src->n ? 1 : j >= dst->n ? -1 : strcmp(src->rows[i].key, dst->rows[j].key);
 

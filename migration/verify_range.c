@@ -48,10 +48,14 @@ size_t verify_buckets_diff(const VBucket *a, size_t na, const VBucket *b, size_t
     VBucket *sa = xcalloc(na + 1, sizeof(VBucket)), *sb = xcalloc(nb + 1, sizeof(VBucket));
     size_t i = 0, j = 0, n = 0;
 
-    memcpy(sa, a, na * sizeof(VBucket));
-    memcpy(sb, b, nb * sizeof(VBucket));
-    qsort(sa, na, sizeof(VBucket), cmp_bucket);
-    qsort(sb, nb, sizeof(VBucket), cmp_bucket);
+    if (na) {
+        memcpy(sa, a, na * sizeof(VBucket));
+        qsort(sa, na, sizeof(VBucket), cmp_bucket);
+    }
+    if (nb) {
+        memcpy(sb, b, nb * sizeof(VBucket));
+        qsort(sb, nb, sizeof(VBucket), cmp_bucket);
+    }
     *ids = NULL;
     *rows = NULL;
     while (i < na || j < nb) {

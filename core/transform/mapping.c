@@ -49,7 +49,10 @@ static int known_keys(Build *b, const json_t *obj, const char *const *known, con
         for (k = known; *k && len < sizeof(list); k++)
             len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", k == known ? "" : ", ",
                                     *k);
-        return FAIL(b, obj, key, -1, "unknown key in %s (known: %s)", what, list);
+        int rc = FAIL(b, obj, key, -1, "unknown key in %s (known: %s)", what, list);
+
+        b->where.at_key = true;
+        return rc;
     }
     return 0;
 }

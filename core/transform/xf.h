@@ -305,6 +305,7 @@ typedef struct XfWhere {
     const json_t *container;
     const char *key; /* NULL: index, or the container itself when index < 0 */
     long index;
+    bool at_key; /* the key itself is wrong (unknown key), not its value */
 } XfWhere;
 
 typedef struct XfSpecCtx {

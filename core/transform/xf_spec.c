@@ -28,7 +28,7 @@ int xf_spec_fail(XfSpecCtx *c, const json_t *container, const char *key, long in
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (c && c->where)
-        *c->where = (XfWhere){container, key, index};
+        *c->where = (XfWhere){container, key, index, false};
     return tm_fail(-EINVAL, "%s", msg);
 }
 
@@ -80,7 +80,11 @@ static int p_known(Params *p, const char *const *known)
         for (k = known; *k && len < sizeof(list); k++)
             len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", k == known ? "" : ", ",
                                     *k);
-        return p_fail(p, key, "unknown parameter (known: %s)", *known ? list : "none");
+        int rc = p_fail(p, key, "unknown parameter (known: %s)", *known ? list : "none");
+
+        if (p->c && p->c->where)
+            p->c->where->at_key = true;
+        return rc;
     }
     return 0;
 }
@@ -492,12 +496,13 @@ static int unmapped_policy(Params *p, XfValueMap *m)
         return rc;
     m->unmapped = (XfUnmapped)um;
     if (def) {
-        char *s = json_is_null(def) ? NULL : xf_scalar_text(def);
+        char *s;
 
-        if (!json_is_null(def) && !s)
-            return p_fail(p, "default", "expected a text value or null");
         if (p_get(p, "unmapped"))
             return p_fail(p, "default", "give either default or unmapped, not both");
+        s = json_is_null(def) ? NULL : xf_scalar_text(def);
+        if (!json_is_null(def) && !s)
+            return p_fail(p, "default", "expected a text value or null");
         m->unmapped = XF_UNMAPPED_DEFAULT;
         m->def = s ? (XfStr){s, strlen(s)} : XF_NULL;
     }

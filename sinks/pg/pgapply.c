@@ -93,6 +93,8 @@ static int send_prepare(PgSink *s, const char *name, const char *sql, const char
  * queued behind it; their watermark update then matches no row and they roll
  * back too, so no later batch can commit past a failed one (invariant 2).
  */
+static int send_sync(PgSink *s, Lsn lsn, PgTime commit_time);
+
 static const char *const WM_SQL =
     "UPDATE tidemark.watermark SET lsn = $2::pg_lsn, commit_time = coalesce("
     "'2000-01-01 00:00:00+00'::timestamptz + $3::bigint * interval '1 microsecond',"
@@ -109,7 +111,9 @@ int pgapply_start(Sink *base, Lsn durable)
         return tm_fail(-EIO, "target: cannot switch to non-blocking mode");
     s->pipelined = true;
     s->durable = s->queued_lsn = durable;
-    return send_prepare(s, "tm_wm", WM_SQL, "tidemark.watermark");
+    int rc = send_prepare(s, "tm_wm", WM_SQL, "tidemark.watermark");
+
+    return rc == 0 ? send_sync(s, LSN_INVALID, 0) : rc;
 }
 
 /* Grows the parameter arrays and resets the scratch buffer for one command. */
@@ -665,9 +669,16 @@ int pgapply_flush(Sink *base)
 int pgapply_drain(Sink *base)
 {
     PgSink *s = pgsink_of(base);
-
     int rc;
 
+    /* The server holds results back until a Sync: without one at the tail
+     * (a lone PREPARE, say) waiting for them would never end. */
+    if (s->pend_count > 0 &&
+        s->pend[(s->pend_head + s->pend_count - 1) % s->pend_cap].kind != PEND_SYNC) {
+        rc = send_sync(s, LSN_INVALID, 0);
+        if (rc < 0)
+            return rc;
+    }
     while (s->pend_count > 0) {
         struct pollfd pfd = {.fd = PQsocket(s->conn), .events = POLLIN};
 
