@@ -26,7 +26,8 @@
 #                  after the other (pgbench_accounts dominates), wall time: the bulk-load limit;
 #   5. every target (of the last round) compared with the source (row counts + md5 of the per-row
 #      md5s in key order): FAIL and exit 1 if one differs;
-#   6. summary: seconds, rows/s, ratio tidemark/each anchor, tidemark peak RSS, the goals.
+#   6. summary: seconds, rows/s, ratio tidemark/each anchor (time, and CPU seconds: the loader's
+#      own processes plus both clusters' during the load), tidemark peak RSS, the goals.
 # Method notes and results: docs/BENCHMARKS.md ("Initial load").
 #
 # Environment: SCALE (50), JOBS (2), PART_SIZE_MB (unset: tidemark's default), REPEAT (3), ORDER
@@ -174,6 +175,7 @@ load_tidemark() {
         --dst "$(pgc_conninfo dst load_tidemark)" --pipeline "$PIPELINE" --tables "${#TABLES[@]}" \
         --timeout "$LOAD_TIMEOUT") || die "tidemark load failed"
     eval "$out"
+    CLIENT_CPU=$TM_CPU_S
     rm -f "$BENCH_DIR/tidemark.pid"
     # The pipeline's slot and publication would keep WAL for the loads that follow.
     pgc_psql src bench -c "SELECT pg_drop_replication_slot('tidemark_$PIPELINE')" \
@@ -182,16 +184,17 @@ load_tidemark() {
 }
 
 load_pgcopydb() {
-    local t0 t1
-    t0=$(now)
-    "$PGCOPYDB" copy table-data --source "$(uri src bench)" --target "$(uri dst load_pgcopydb)" \
-        --dir "$BENCH_DIR/pgcopydb" --table-jobs "$JOBS" >"$BENCH_DIR/pgcopydb.log" 2>&1 || {
+    local out
+    out=$("$PY" "$TIMER" run --log "$BENCH_DIR/pgcopydb.log" -- "$PGCOPYDB" copy table-data \
+        --source "$(uri src bench)" --target "$(uri dst load_pgcopydb)" --dir "$BENCH_DIR/pgcopydb" \
+        --table-jobs "$JOBS")
+    eval "$out"
+    [ "$RUN_RC" = 0 ] || {
         tail -30 "$BENCH_DIR/pgcopydb.log"
         die "pgcopydb copy table-data failed"
     }
-    t1=$(now)
     rm -rf "$BENCH_DIR/pgcopydb"
-    TIME=$(calc '%.3f' "$t1 - $t0")
+    TIME=$RUN_SECONDS CLIENT_CPU=$RUN_CPU_S
 }
 
 load_native() {
@@ -201,43 +204,54 @@ load_native() {
         --sub-conninfo "$SRC" --tables "${#TABLES[@]}" --timeout "$LOAD_TIMEOUT") || die "native load failed"
     eval "$out"
     pgc_psql src bench -c "DROP PUBLICATION bulk_native"
-    TIME=$NATIVE_SECONDS
+    TIME=$NATIVE_SECONDS CLIENT_CPU=0 # the sync and apply workers are the target cluster's
 }
 
 load_pipe() {
-    local t0 t1 t
-    t0=$(now)
-    for t in "${TABLES[@]}"; do
-        pgc_psql src bench -c "COPY $t TO STDOUT" | pgc_psql dst load_pipe -c "COPY $t FROM STDIN" ||
-            die "pipe copy of $t failed"
-    done
-    t1=$(now)
-    TIME=$(calc '%.3f' "$t1 - $t0")
+    local out
+    # shellcheck disable=SC2016
+    out=$(SRC_PORT=$(pgc_port src) DST_PORT=$(pgc_port dst) PG_BIN=$PG_BIN BENCH_DIR=$BENCH_DIR \
+        PGC_SUPERUSER=$PGC_SUPERUSER "$PY" "$TIMER" run -- bash -c 'set -eo pipefail
+        for t in "$@"; do
+            "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$BENCH_DIR" -p "$SRC_PORT" -U "$PGC_SUPERUSER" -d bench \
+                -c "COPY $t TO STDOUT" |
+                "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$BENCH_DIR" -p "$DST_PORT" -U "$PGC_SUPERUSER" \
+                    -d load_pipe -c "COPY $t FROM STDIN"
+        done' pipe "${TABLES[@]}")
+    eval "$out"
+    [ "$RUN_RC" = 0 ] || die "the COPY pipe failed"
+    TIME=$RUN_SECONDS CLIENT_CPU=$RUN_CPU_S
 }
 
 # median of the arguments
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 read -r -a order <<<"$ORDER"
-declare -A TIMES
+server_cpu() { "$PY" "$TIMER" cpu --datadir "$BENCH_DIR/src" --datadir "$BENCH_DIR/dst" | sed -n 's/^CPU_S=//p'; }
+declare -A TIMES CPUS
 for round in $(seq 1 "$REPEAT"); do
     for who in "${order[@]}"; do
         fresh_target "$who"
         pgc_psql src bench -c "CHECKPOINT"
         pgc_psql dst postgres -c "CHECKPOINT"
         log "round $round: $who"
+        cpu0=$(server_cpu)
         "load_$who"
+        cpu=$(calc '%.2f' "$(server_cpu) - $cpu0 + $CLIENT_CPU")
         TIMES[$who]="${TIMES[$who]:-} $TIME"
+        CPUS[$who]="${CPUS[$who]:-} $cpu"
         if [ "$who" = tidemark ]; then
             RSS_KB_ALL="${RSS_KB_ALL:-} $TM_VMHWM_KB"
         fi
-        log "round $round: $who took $TIME s"
+        log "round $round: $who took $TIME s, $cpu CPU s (client $CLIENT_CPU s, the rest both clusters)"
     done
     order=("${order[@]:1}" "${order[0]}")
 done
 for who in $ORDER; do
     # shellcheck disable=SC2086
     printf -v "SECONDS_$who" '%s' "$(median ${TIMES[$who]})"
+    # shellcheck disable=SC2086
+    printf -v "CPU_$who" '%s' "$(median ${CPUS[$who]})"
 done
 # shellcheck disable=SC2086
 TM_VMHWM_KB=$(printf '%s\n' $RSS_KB_ALL | sort -g | tail -1)
@@ -260,20 +274,22 @@ echo "== initial load of pgbench -s $SCALE ($ROWS rows in pgbench_accounts, $ACC
 echo "machine      $(nproc) CPUs; 1-min load average $LOAD_START at start, $(cut -d' ' -f1 /proc/loadavg) at end; order: $ORDER"
 echo "tidemark     $TIDEMARK_ID; parts: ${TM_PARTS:-?}"
 line=""
+printf '%-10s %9s %10s %22s %9s %12s   %s\n' loader "seconds" "rows/s" "tidemark/loader (time)" "CPU s" "(CPU ratio)" "rounds: seconds / CPU s"
 for who in tidemark pgcopydb native pipe; do
     s=$(eval echo "\${SECONDS_$who:-}")
     [ -n "$s" ] || continue
-    printf '%-10s %8.2f s  %9s rows/s' "$who" "$s" "$(calc '%.0f' "$ROWS / $s")"
-    r=""
+    c=$(eval echo "\${CPU_$who:-}")
+    r="" rc=""
     if [ "$who" != tidemark ] && [ -n "${SECONDS_tidemark:-}" ]; then
         r=$(calc '%.2f' "$SECONDS_tidemark / $s")
-        line+=" ratio_$who=$r"
-        r="tidemark/$who = $r"
+        rc=$(calc '%.2f' "$CPU_tidemark / $c")
+        line+=" ratio_$who=$r cpu_ratio_$who=$rc"
     fi
-    printf '  %-24s rounds:%s\n' "$r" "${TIMES[$who]}"
-    line+=" ${who}_s=$s"
+    printf '%-10s %9.2f %10s %22s %9.2f %12s   %s / %s\n' "$who" "$s" "$(calc '%.0f' "$ROWS / $s")" "$r" "$c" \
+        "${rc:+($rc)}" "${TIMES[$who]# }" "${CPUS[$who]# }"
+    line+=" ${who}_s=$s ${who}_cpu_s=$c"
 done
-echo "tidemark     peak RSS $RSS_MB MB (highest VmHWM of the rounds), CPU ${TM_CPU_S:-?} s (last round), $TM_PROBLEMS error/warning log line(s)"
+echo "tidemark     peak RSS $RSS_MB MB (highest VmHWM of the rounds), daemon CPU ${TM_CPU_S:-?} s (last round), $TM_PROBLEMS error/warning log line(s)"
 goal() { awk "BEGIN { exit !($1) }" && echo "met" || echo "MISSED"; }
 if [ -n "${SECONDS_tidemark:-}" ]; then
     [ -n "${SECONDS_pgcopydb:-}" ] && echo "goal         faster than pgcopydb: $(goal "$SECONDS_tidemark < $SECONDS_pgcopydb")"
@@ -281,7 +297,7 @@ if [ -n "${SECONDS_tidemark:-}" ]; then
     [ -n "${SECONDS_pipe:-}" ] && echo "goal         within 1.2x of the raw pipe: $(goal "$SECONDS_tidemark <= 1.2 * $SECONDS_pipe")"
     echo "goal         peak RSS < 64 MB with jobs=$JOBS: $(goal "$RSS_MB < 64")"
 fi
-echo "RESULT scale=$SCALE jobs=$JOBS repeat=$REPEAT rows=$ROWS$line tidemark_rss_mb=$RSS_MB tidemark_cpu_s=${TM_CPU_S:-} load_start=$LOAD_START load_end=$(cut -d' ' -f1 /proc/loadavg)"
+echo "RESULT scale=$SCALE jobs=$JOBS repeat=$REPEAT rows=$ROWS$line tidemark_rss_mb=$RSS_MB tidemark_daemon_cpu_s=${TM_CPU_S:-} load_start=$LOAD_START load_end=$(cut -d' ' -f1 /proc/loadavg)"
 if [ "$verify_ok" != 1 ]; then
     echo "FAIL: a target differs from the source (see the verify lines above)"
     exit 1

@@ -13,10 +13,16 @@ failures on stderr with a non-zero exit.  Polling uses one persistent connection
             SUBSCRIPTION (which drops its slot on the source).
   verify    compare the pgbench tables of the source with one or more targets: row count and an
             md5 over the per-row md5s in primary-key order (every column for pgbench_history).
+  run       run a command (pgcopydb, the psql pipe) with its output to --log (or stderr); print
+            its wall time and the CPU seconds of it and every descendant it waited for.
+  cpu       CPU seconds used so far by the PostgreSQL clusters in the given data directories:
+            the postmaster, its live children and every child it has reaped (cutime/cstime), so
+            the backends, walsenders and replication workers of a load that have exited count.
 """
 
 import argparse
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -80,6 +86,11 @@ def proc_stats(pid):
     return out
 
 
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 # --------------------------------------------------------------------------- tidemark
 
 def sync_progress(conn, pipeline, ntables):
@@ -98,6 +109,7 @@ def sync_progress(conn, pipeline, ntables):
 
 def cmd_tidemark(a):
     dst = connect(a.dst)
+    cpu0 = children_cpu()
     with open(a.log, "ab") as log:
         t0 = time.monotonic()
         proc = subprocess.Popen([a.bin, "run", "--config", a.config], stdout=log, stderr=log,
@@ -130,10 +142,11 @@ def cmd_tidemark(a):
         fail("tidemark did not stop within 60 s after SIGTERM:\n%s" % tail(a.log))
     if rc != 0:
         fail("tidemark exited with %d after SIGTERM:\n%s" % (rc, tail(a.log)))
+    cpu = children_cpu() - cpu0  # every thread, start to exit
     parts = dst.execute("SELECT table_name || ':' || count(*) || ' ' || min(part_kind) FROM tidemark.sync_state"
                         " WHERE pipeline = %s GROUP BY table_name ORDER BY 1", (a.pipeline,)).fetchall()
     emit(tm_seconds=seconds, tm_vmhwm_kb=stats["vmhwm_kb"], tm_vmrss_kb=stats["vmrss_kb"],
-         tm_cpu_s=stats["cpu_s"], tm_parts="'%s'" % ", ".join(r[0] for r in parts))
+         tm_cpu_s=cpu, tm_parts="'%s'" % ", ".join(r[0] for r in parts))
 
 
 # --------------------------------------------------------------------------- native
@@ -190,6 +203,49 @@ def cmd_verify(a):
     return 0 if ok else 1
 
 
+# --------------------------------------------------------------------------- run, cpu
+
+def cmd_run(a):
+    argv = a.argv[1:] if a.argv and a.argv[0] == "--" else a.argv
+    t0, cpu0 = time.monotonic(), children_cpu()
+    if a.log:
+        with open(a.log, "ab") as log:
+            rc = subprocess.call(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    else:
+        rc = subprocess.call(argv, stdin=subprocess.DEVNULL, stdout=sys.stderr)
+    emit(run_seconds=time.monotonic() - t0, run_cpu_s=children_cpu() - cpu0, run_rc=rc)
+    return 0
+
+
+def stat_fields(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def cluster_cpu(datadir):
+    tick = os.sysconf("SC_CLK_TCK")
+    with open(os.path.join(datadir, "postmaster.pid")) as f:
+        pm = int(f.readline())
+    fields = stat_fields(pm)
+    # utime, stime, cutime, cstime are fields 14-17 (indexes 11-14 after the command name)
+    total = sum(int(x) for x in fields[11:15])
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            f = stat_fields(int(name))
+        except OSError:
+            continue
+        if int(f[1]) == pm:  # field 4: ppid
+            total += int(f[11]) + int(f[12])
+    return total / tick
+
+
+def cmd_cpu(a):
+    emit(cpu_s=sum(cluster_cpu(d) for d in a.datadir))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -214,8 +270,14 @@ def main():
     p = sub.add_parser("verify")
     p.add_argument("--src", required=True)
     p.add_argument("--target", nargs=2, action="append", metavar=("NAME", "CONNINFO"), required=True)
+    p = sub.add_parser("run")
+    p.add_argument("--log", help="append the command's output here (default: stderr)")
+    p.add_argument("argv", nargs=argparse.REMAINDER)
+    p = sub.add_parser("cpu")
+    p.add_argument("--datadir", action="append", required=True)
     a = ap.parse_args()
-    return {"tidemark": cmd_tidemark, "native": cmd_native, "verify": cmd_verify}[a.cmd](a) or 0
+    return {"tidemark": cmd_tidemark, "native": cmd_native, "verify": cmd_verify, "run": cmd_run,
+            "cpu": cmd_cpu}[a.cmd](a) or 0
 
 
 if __name__ == "__main__":

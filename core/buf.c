@@ -86,6 +86,7 @@ void buf_put_be64(Buf *b, uint64_t v)
 const char *buf_cstr(Buf *b)
 {
     buf_reserve(b, 0);
+    b->data[b->len] = '\0'; /* a buffer never written to has no terminator yet */
     return b->data;
 }
 

@@ -129,13 +129,13 @@ static int wait_watermark(Run *r, PGconn *dst, Lsn lsn)
         if (strcmp(wm, "ok") == 0 && !pending)
             break;
         if (verify_now() > deadline) {
-            rc = tm_fail(-ETIMEDOUT,
-                         "pipeline %s did not catch up with the verification snapshot within"
-                         " %ld s: source snapshot at %s, target %s%s (is `tidemark run` running? see"
-                         " verify.catchup_timeout_s)",
-                         r->cfg->pipeline, r->rs.catchup_timeout_s, want,
-                         pending ? "still copying " : "watermark at ",
-                         pending ? pending : wm);
+            rc =
+                tm_fail(-ETIMEDOUT,
+                        "pipeline %s did not catch up with the verification snapshot within"
+                        " %ld s: source snapshot at %s, target %s%s (is `tidemark run` running? see"
+                        " verify.catchup_timeout_s)",
+                        r->cfg->pipeline, r->rs.catchup_timeout_s, want,
+                        pending ? "still copying " : "watermark at ", pending ? pending : wm);
             break;
         }
         usleep(50 * 1000);
@@ -260,10 +260,10 @@ static int do_compare(Run *r, PGconn *s, PGconn *d, VTable *t)
                 t->ndiffs_total++;
             }
         }
-        json_t *chk = json_pack("{s:s, s:s, s:I, s:I, s:b}", "check", "spot", "table",
-                                t->def->display, "keys", (json_int_t)sp->nkeys, "failures",
-                                (json_int_t)json_array_size(found), "ok",
-                                json_array_size(found) == 0);
+        json_t *chk =
+            json_pack("{s:s, s:s, s:I, s:I, s:b}", "check", "spot", "table", t->def->display,
+                      "keys", (json_int_t)sp->nkeys, "failures", (json_int_t)json_array_size(found),
+                      "ok", json_array_size(found) == 0);
         json_array_append_new(t->checks, chk);
         json_decref(found);
     }
@@ -399,7 +399,8 @@ static void run_task(Run *r, PGconn *s, PGconn *d, const Task *task, char *line,
             json_object_set_new(out, "ok", json_false());
         }
         r->check_out[task->kind == TASK_FK ? task->idx : r->nfks + task->idx] = out;
-        snprintf(line, linesz, "%s %s on %s: %lld failures", json_string_value(json_object_get(out, "check")),
+        snprintf(line, linesz, "%s %s on %s: %lld failures",
+                 json_string_value(json_object_get(out, "check")),
                  task->kind == TASK_FK ? json_string_value(json_object_get(out, "name"))
                                        : json_string_value(json_object_get(out, "rule")),
                  json_string_value(json_object_get(out, "table")),
@@ -445,8 +446,8 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&p->mu);
         p->done++;
         if (p->run->opt->progress)
-            fprintf(stderr, "tidemark verify: [%zu/%zu] %s (elapsed %.1f s)\n", p->done, p->n,
-                    line, verify_now() - p->run->t0);
+            fprintf(stderr, "tidemark verify: [%zu/%zu] %s (elapsed %.1f s)\n", p->done, p->n, line,
+                    verify_now() - p->run->t0);
         pthread_mutex_unlock(&p->mu);
     }
     return NULL;
@@ -575,7 +576,9 @@ static int resolve(Run *r)
 
 static const char *strategy_name(VStrategy s)
 {
-    return s == VS_RANGE ? "key_ranges" : s == VS_HASH_KEY ? "key_hash_buckets" : "row_hash_buckets";
+    return s == VS_RANGE      ? "key_ranges"
+           : s == VS_HASH_KEY ? "key_hash_buckets"
+                              : "row_hash_buckets";
 }
 
 static json_t *table_report(const Run *r, VTable *t, json_t *checks)
@@ -588,7 +591,8 @@ static json_t *table_report(const Run *r, VTable *t, json_t *checks)
     json_array_foreach(t->diffs, i, d)
     {
         const char *k = json_string_value(json_object_get(d, "kind"));
-        long long n = json_object_get(d, "count") ? json_integer_value(json_object_get(d, "count")) : 1;
+        long long n =
+            json_object_get(d, "count") ? json_integer_value(json_object_get(d, "count")) : 1;
 
         if (strcmp(k, "missing") == 0)
             missing += n;
@@ -604,18 +608,17 @@ static json_t *table_report(const Run *r, VTable *t, json_t *checks)
     }
     ok = !t->error && t->ndiffs_total == 0 && integ == 0;
     (void)r;
-    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:b, s:O,"
-                     " s:o, s:I, s:I, s:f}",
-                     "schema", t->def->schema, "name", t->def->name, "display", t->def->display,
-                     "strategy", strategy_name(t->strategy), "source_rows",
-                     (json_int_t)t->src_rows, "target_rows", (json_int_t)t->dst_rows, "ok", ok,
-                     "missing", (json_int_t)missing, "extra", (json_int_t)extra, "differing",
-                     (json_int_t)differing, "differences_total", (json_int_t)t->ndiffs_total,
-                     "integrity_failures", (json_int_t)integ, "truncated",
-                     t->ndiffs_total > json_array_size(t->diffs), "differences", t->diffs,
-                     "error", t->error ? json_string(t->error) : json_null(), "queries",
-                     (json_int_t)t->queries, "rows_fetched", (json_int_t)t->rows_fetched,
-                     "seconds", t->seconds);
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:I, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:b, s:O,"
+        " s:o, s:I, s:I, s:f}",
+        "schema", t->def->schema, "name", t->def->name, "display", t->def->display, "strategy",
+        strategy_name(t->strategy), "source_rows", (json_int_t)t->src_rows, "target_rows",
+        (json_int_t)t->dst_rows, "ok", ok, "missing", (json_int_t)missing, "extra",
+        (json_int_t)extra, "differing", (json_int_t)differing, "differences_total",
+        (json_int_t)t->ndiffs_total, "integrity_failures", (json_int_t)integ, "truncated",
+        t->ndiffs_total > json_array_size(t->diffs), "differences", t->diffs, "error",
+        t->error ? json_string(t->error) : json_null(), "queries", (json_int_t)t->queries,
+        "rows_fetched", (json_int_t)t->rows_fetched, "seconds", t->seconds);
 }
 
 static json_t *build_report(Run *r)
@@ -654,11 +657,11 @@ static json_t *build_report(Run *r)
                      "tidemark_verify", 1, "pipeline", r->cfg->pipeline, "run_id", r->run_id,
                      "started_at", r->started_at, "snapshot", "source_lsn", slsn, "target_lsn",
                      r->dst_lsn ? json_string(dlsn) : json_null(), "waited_for_watermark",
-                     r->waited, "rounds", r->rounds, "duration_seconds", verify_now() - r->t0,
-                     "ok", ok, "summary", "tables", (json_int_t)r->ntabs, "tables_ok",
-                     (json_int_t)tok, "missing", (json_int_t)miss, "extra", (json_int_t)extra,
-                     "differing", (json_int_t)diff, "integrity_failures", (json_int_t)integ,
-                     "tables", tables, "checks", checks);
+                     r->waited, "rounds", r->rounds, "duration_seconds", verify_now() - r->t0, "ok",
+                     ok, "summary", "tables", (json_int_t)r->ntabs, "tables_ok", (json_int_t)tok,
+                     "missing", (json_int_t)miss, "extra", (json_int_t)extra, "differing",
+                     (json_int_t)diff, "integrity_failures", (json_int_t)integ, "tables", tables,
+                     "checks", checks);
 }
 
 /* ---- run --------------------------------------------------------------------- */
@@ -711,8 +714,8 @@ static int run(Run *r, json_t **report)
         if ((rc = open_round(r)) < 0)
             break;
         if (r->opt->progress)
-            fprintf(stderr, "tidemark verify: recheck round %d at source " LSN_FMT "\n",
-                    r->rounds, LSN_ARGS(r->src_lsn));
+            fprintf(stderr, "tidemark verify: recheck round %d at source " LSN_FMT "\n", r->rounds,
+                    LSN_ARGS(r->src_lsn));
         run_pool(r, tasks, nt);
     }
     if (rc == 0 && !r->opt->no_wait) {

@@ -30,14 +30,14 @@ typedef enum VerifyFormat {
 } VerifyFormat;
 
 typedef struct VerifyOptions {
-    size_t ntables;       /* --table: overrides source.tables when > 0 */
-    TableName *tables;    /* borrowed */
-    int jobs;             /* tables compared in parallel; 0: verify.jobs */
-    bool store;           /* write verify_runs / verify_failures on the target */
-    bool progress;        /* one line per table on stderr */
-    bool no_wait;         /* do not wait for the watermark (pipeline stopped, static data) */
-    bool integrity;       /* foreign keys, rules and spot checks (default true) */
-    long max_rows_per_s;  /* throttle; 0: verify.max_rows_per_second */
+    size_t ntables;      /* --table: overrides source.tables when > 0 */
+    TableName *tables;   /* borrowed */
+    int jobs;            /* tables compared in parallel; 0: verify.jobs */
+    bool store;          /* write verify_runs / verify_failures on the target */
+    bool progress;       /* one line per table on stderr */
+    bool no_wait;        /* do not wait for the watermark (pipeline stopped, static data) */
+    bool integrity;      /* foreign keys, rules and spot checks (default true) */
+    long max_rows_per_s; /* throttle; 0: verify.max_rows_per_second */
 } VerifyOptions;
 
 /*
@@ -61,18 +61,18 @@ char *verify_render(const json_t *report, VerifyFormat fmt);
 
 /* The last result for one table, as the metrics endpoint exposes it. */
 typedef struct VerifyResult {
-    char table[256];         /* schema.name */
-    bool ok;                 /* counts equal, no difference, no integrity failure */
-    bool failed;             /* the run itself failed; error says why */
-    long long source_rows;   /* at the snapshot */
+    char table[256];       /* schema.name */
+    bool ok;               /* counts equal, no difference, no integrity failure */
+    bool failed;           /* the run itself failed; error says why */
+    long long source_rows; /* at the snapshot */
     long long target_rows;
-    long long missing;       /* rows missing in the target */
-    long long extra;         /* rows only in the target */
-    long long differing;     /* rows with differing columns */
-    long long integrity;     /* foreign-key orphans + rule violations (rows) */
-    double seconds;          /* duration of the run */
-    Lsn snapshot_lsn;        /* source snapshot the comparison used */
-    time_t finished_at;      /* wall clock */
+    long long missing;   /* rows missing in the target */
+    long long extra;     /* rows only in the target */
+    long long differing; /* rows with differing columns */
+    long long integrity; /* foreign-key orphans + rule violations (rows) */
+    double seconds;      /* duration of the run */
+    Lsn snapshot_lsn;    /* source snapshot the comparison used */
+    time_t finished_at;  /* wall clock */
     char error[512];
 } VerifyResult;
 

@@ -203,8 +203,8 @@ int verify_check_rule(PGconn *dst, const VTable *t, const VRule *r, json_t **out
 
     for (size_t c = 0; c < r->ncols; c++)
         json_array_append_new(cols, json_string(r->cols[c]));
-    *out = json_pack("{s:s, s:s, s:s, s:o}", "check", "rule", "rule", verify_rule_kind_name(r->kind),
-                     "table", t->def->display, "columns", cols);
+    *out = json_pack("{s:s, s:s, s:s, s:o}", "check", "rule", "rule",
+                     verify_rule_kind_name(r->kind), "table", t->def->display, "columns", cols);
     buf_printf(&from, "%s AS t", t->qdst);
     switch (r->kind) {
     case VR_NOT_NULL:
@@ -249,8 +249,9 @@ int verify_check_rule(PGconn *dst, const VTable *t, const VRule *r, json_t **out
         buf_clear(&from);
         buf_puts(&from, "(SELECT ");
         json_of(dst, &from, "t", r->cols, r->ncols);
-        buf_printf(&from, " AS v, count(*) AS n FROM %s AS t WHERE %s GROUP BY 1 HAVING"
-                          " count(*) > 1) AS d",
+        buf_printf(&from,
+                   " AS v, count(*) AS n FROM %s AS t WHERE %s GROUP BY 1 HAVING"
+                   " count(*) > 1) AS d",
                    t->qdst, buf_cstr(&g));
         buf_release(&g);
         buf_puts(&cond, "true");

@@ -98,8 +98,8 @@ static void read_rows(PGresult *res, VRowSet *s, bool with_count)
         char **vals = xcalloc(s->ncols + 1, sizeof(char *));
 
         for (size_t c = 0; c < s->ncols; c++)
-            vals[c] = PQgetisnull(res, r, (int)c + 1) ? NULL
-                                                        : xstrdup(PQgetvalue(res, r, (int)c + 1));
+            vals[c] =
+                PQgetisnull(res, r, (int)c + 1) ? NULL : xstrdup(PQgetvalue(res, r, (int)c + 1));
         vrowset_add(s, xstrdup(PQgetvalue(res, r, 0)), vals,
                     with_count ? strtoll(PQgetvalue(res, r, (int)s->ncols + 1), NULL, 10) : 1);
     }
@@ -206,7 +206,8 @@ static int split_points(PGconn *src, PGconn *dst, VTable *t, const Range *r, cha
     if (t->key_int) {
         int64_t b[VERIFY_FANOUT];
         int64_t lo = r->lo ? strtoll(r->lo, NULL, 10) : t->kmin;
-        int64_t hi = r->hi ? strtoll(r->hi, NULL, 10) : (t->kmax < INT64_MAX ? t->kmax + 1 : t->kmax);
+        int64_t hi =
+            r->hi ? strtoll(r->hi, NULL, 10) : (t->kmax < INT64_MAX ? t->kmax + 1 : t->kmax);
         int k = verify_int_bounds(lo, hi, VERIFY_FANOUT, b);
 
         for (int i = 0; i < k; i++)
@@ -557,10 +558,10 @@ int verify_spot_check(PGconn *src, PGconn *dst, VTable *t, const VSpot *spot, js
         buf_puts(&where, " WHERE true");
         for (size_t c = 0; c < nk; c++) {
             const json_t *v = json_is_array(key) ? json_array_get(key, c) : key;
-            char *txt = json_is_string(v)    ? xstrdup(json_string_value(v))
-                        : json_is_integer(v) ? xasprintf("%" JSON_INTEGER_FORMAT,
-                                                         json_integer_value(v))
-                                             : xstrdup(json_is_true(v) ? "true" : "false");
+            char *txt = json_is_string(v) ? xstrdup(json_string_value(v))
+                        : json_is_integer(v)
+                            ? xasprintf("%" JSON_INTEGER_FORMAT, json_integer_value(v))
+                            : xstrdup(json_is_true(v) ? "true" : "false");
             char *q = pgconn_ident(src, t->cols[t->keyidx[c]].name);
 
             /* an untyped parameter takes the column's type */

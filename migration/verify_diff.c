@@ -79,8 +79,8 @@ static json_t *row_json(const VShape *sh, const VRow *r)
 static void one_side(const VShape *sh, const VRow *r, const char *kind, long long count,
                      json_t *diffs)
 {
-    json_t *d = json_pack("{s:s, s:o, s:s, s:o}", "kind", kind, "key", key_json(sh, r),
-                          "key_text", r->key, "row", row_json(sh, r));
+    json_t *d = json_pack("{s:s, s:o, s:s, s:o}", "kind", kind, "key", key_json(sh, r), "key_text",
+                          r->key, "row", row_json(sh, r));
 
     if (sh->nkey == 0)
         json_object_set_new(d, "count", json_integer(count));
@@ -127,10 +127,9 @@ size_t verify_diff_rows(const VShape *sh, VRowSet *src, VRowSet *dst, json_t *di
 
                 for (size_t k = 0; k < sh->ncols; k++)
                     if (!same_val(a->vals[k], b->vals[k]))
-                        json_array_append_new(cols, json_pack("{s:s, s:o, s:o}", "column",
-                                                              sh->cols[k], "source",
-                                                              val_json(a->vals[k]), "target",
-                                                              val_json(b->vals[k])));
+                        json_array_append_new(
+                            cols, json_pack("{s:s, s:o, s:o}", "column", sh->cols[k], "source",
+                                            val_json(a->vals[k]), "target", val_json(b->vals[k])));
                 if (json_array_size(cols)) {
                     json_array_append_new(diffs, json_pack("{s:s, s:o, s:s, s:o}", "kind",
                                                            "differs", "key", key_json(sh, a),

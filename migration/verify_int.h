@@ -58,8 +58,8 @@ void verify_buckets_release(VBucket *b, size_t n);
 /* ---- rows and their differences (verify_diff.c, pure) --------------------- */
 
 typedef struct VRow {
-    char *key;    /* the key's text (the row text for tables without a key) */
-    char **vals;  /* one per column; NULL for SQL NULL */
+    char *key;       /* the key's text (the row text for tables without a key) */
+    char **vals;     /* one per column; NULL for SQL NULL */
     long long count; /* copies of the row (tables without a key); else 1 */
 } VRow;
 
@@ -182,9 +182,9 @@ typedef struct VTable {
     int *keyidx;
     size_t nkey;
     VStrategy strategy;
-    char *key_type;   /* format_type() of the single key column */
-    bool key_int;     /* int2/int4/int8 */
-    bool key_collate; /* text-like: compare with COLLATE "C" on both sides */
+    char *key_type;     /* format_type() of the single key column */
+    bool key_int;       /* int2/int4/int8 */
+    bool key_collate;   /* text-like: compare with COLLATE "C" on both sides */
     int64_t kmin, kmax; /* integer key: min and max over both sides */
     bool kempty;
     bool t_found;

@@ -34,7 +34,8 @@ static void fill_result(const json_t *rep, VerifyResult *out)
     lsn_parse(json_string_value(json_object_get(snap, "source_lsn")), &out->snapshot_lsn);
     if (json_string_value(json_object_get(t, "error"))) {
         out->failed = true;
-        snprintf(out->error, sizeof(out->error), "%s", json_string_value(json_object_get(t, "error")));
+        snprintf(out->error, sizeof(out->error), "%s",
+                 json_string_value(json_object_get(t, "error")));
     }
 }
 
@@ -127,8 +128,7 @@ VerifyLoop *verify_loop_start(const Config *cfg, const TableSet *tables)
     vl->nresults = tables->n;
     vl->results = xcalloc(tables->n, sizeof(VerifyResult));
     for (size_t i = 0; i < tables->n; i++)
-        snprintf(vl->results[i].table, sizeof(vl->results[i].table), "%s",
-                 tables->t[i].display);
+        snprintf(vl->results[i].table, sizeof(vl->results[i].table), "%s", tables->t[i].display);
     pthread_mutex_init(&vl->mu, NULL);
     pthread_cond_init(&vl->cv, NULL);
     if (pthread_create(&vl->thread, NULL, loop_main, vl) != 0) {

@@ -157,12 +157,12 @@ void verify_render_text(const json_t *rep, Buf *b)
 
     buf_printf(b, "tidemark verify: pipeline %s, run %s\n", jstr(rep, "pipeline"),
                jstr(rep, "run_id"));
-    buf_printf(b, "snapshot: source %s, target watermark %s%s, %lld round(s), %.1f s\n\n",
-               jstr(snap, "source_lsn"),
-               json_string_value(json_object_get(snap, "target_lsn")) ? jstr(snap, "target_lsn")
-                                                                      : "-",
-               json_is_true(json_object_get(snap, "waited_for_watermark")) ? "" : " (not waited for)",
-               jint(snap, "rounds"), json_real_value(json_object_get(rep, "duration_seconds")));
+    buf_printf(
+        b, "snapshot: source %s, target watermark %s%s, %lld round(s), %.1f s\n\n",
+        jstr(snap, "source_lsn"),
+        json_string_value(json_object_get(snap, "target_lsn")) ? jstr(snap, "target_lsn") : "-",
+        json_is_true(json_object_get(snap, "waited_for_watermark")) ? "" : " (not waited for)",
+        jint(snap, "rounds"), json_real_value(json_object_get(rep, "duration_seconds")));
     json_array_foreach(json_object_get(rep, "tables"), i, t)
     {
         int n = (int)strlen(jstr(t, "display"));
@@ -232,13 +232,14 @@ void verify_render_markdown(const json_t *rep, Buf *b)
     const json_t *t, *c;
 
     buf_printf(b, "# Verification of pipeline `%s`\n\n", jstr(rep, "pipeline"));
-    buf_printf(b, "**%s** — %lld of %lld tables match; %lld missing, %lld extra, %lld differing"
-                  " rows; %lld integrity failures.\n\n",
+    buf_printf(b,
+               "**%s** — %lld of %lld tables match; %lld missing, %lld extra, %lld differing"
+               " rows; %lld integrity failures.\n\n",
                json_is_true(json_object_get(rep, "ok")) ? "OK" : "MISMATCH", jint(sum, "tables_ok"),
                jint(sum, "tables"), jint(sum, "missing"), jint(sum, "extra"),
                jint(sum, "differing"), jint(sum, "integrity_failures"));
-    buf_printf(b, "- run: `%s`, started %s, %.1f s\n", jstr(rep, "run_id"),
-               jstr(rep, "started_at"), json_real_value(json_object_get(rep, "duration_seconds")));
+    buf_printf(b, "- run: `%s`, started %s, %.1f s\n", jstr(rep, "run_id"), jstr(rep, "started_at"),
+               json_real_value(json_object_get(rep, "duration_seconds")));
     buf_printf(b, "- source snapshot LSN `%s`, target watermark `%s`, %lld round(s)\n\n",
                jstr(snap, "source_lsn"), jstr(snap, "target_lsn"), jint(snap, "rounds"));
     buf_puts(b, "| | table | source rows | target rows | differences |\n|---|---|---:|---:|---|\n");

@@ -79,6 +79,8 @@ static int parse_cols(const json_t *v, char ***cols, size_t *n, const char *wher
     return 0;
 }
 
+static void free_strs(char **s, size_t n);
+
 static VRule *add_rule(VRuleSet *rs, VRuleKind kind, const TableName *t)
 {
     VRule *r;
@@ -194,8 +196,7 @@ static int parse_table_rules(VRuleSet *rs, const char *tname, const json_t *rule
 
                         if (!s) {
                             one_col(r, col);
-                            rc = tm_fail(-EINVAL, "verify.%s.%s[%zu]: expected a value", w, col,
-                                         i);
+                            rc = tm_fail(-EINVAL, "verify.%s.%s[%zu]: expected a value", w, col, i);
                             goto out;
                         }
                         r->values[r->nvalues++] = s;
@@ -247,8 +248,12 @@ static int parse_fk(VRuleSet *rs, size_t i, const json_t *v)
         fk->ref_cols[0] = xstrdup("id");
         nref = 1;
     }
-    if (nref != fk->ncols)
+    if (nref != fk->ncols) {
+        /* released later with ncols entries: drop the mismatched list now */
+        free_strs(fk->ref_cols, nref);
+        fk->ref_cols = NULL;
         return tm_fail(-EINVAL, "verify.%s: columns and ref_columns differ in length", where);
+    }
     return 0;
 }
 

@@ -71,10 +71,12 @@ static int store_table(PGconn *dst, const char *pipeline, const json_t *rep, con
     const char *err = json_string_value(json_object_get(t, "error"));
     const char *slsn = json_string_value(json_object_get(snap, "source_lsn"));
     const char *tlsn = json_string_value(json_object_get(snap, "target_lsn"));
-    const char *p[15] = {run,   pipeline, js(t, "schema"), js(t, "name"), src_rows,
-                         dst_rows, slsn, tlsn, json_is_true(json_object_get(t, "ok")) ? "t" : "f",
-                         miss,  extra,    diff,           integ,          err,
-                         js(rep, "started_at")};
+    const char *p[15] = {
+        run,           pipeline, js(t, "schema"),
+        js(t, "name"), src_rows, dst_rows,
+        slsn,          tlsn,     json_is_true(json_object_get(t, "ok")) ? "t" : "f",
+        miss,          extra,    diff,
+        integ,         err,      js(rep, "started_at")};
     size_t i;
     const json_t *d;
     int rc = pgconn_query(

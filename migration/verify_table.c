@@ -310,8 +310,8 @@ int verify_table_prepare(PGconn *src, PGconn *dst, VTable *t)
     if ((rc = load_key(src, t)) < 0)
         return rc;
     snprintf(oid, sizeof(oid), "%u", t->def->oid);
-    if ((rc = pgconn_query(src, "SELECT reltuples FROM pg_class WHERE oid = $1::oid", 1, p,
-                           &res)) < 0)
+    if ((rc = pgconn_query(src, "SELECT reltuples FROM pg_class WHERE oid = $1::oid", 1, p, &res)) <
+        0)
         return rc;
     t->est_rows = PQntuples(res) ? strtod(PQgetvalue(res, 0, 0), NULL) : 0;
     PQclear(res);

@@ -23,7 +23,7 @@ typedef enum XfRound {
 
 typedef struct XfDec {
     bool neg;
-    uint8_t ndig; /* digits in d, most significant first; 0 means zero */
+    uint8_t ndig;  /* digits in d, most significant first; 0 means zero */
     int16_t scale; /* digits after the decimal point; the value is d * 10^-scale */
     uint8_t d[XF_DEC_DIGITS];
 } XfDec;

@@ -27,8 +27,8 @@ typedef struct Build {
 
 #define FAIL(b, cont, key, idx, ...) xf_spec_fail(&(b)->sc, (cont), (key), (idx), __VA_ARGS__)
 
-static const char *const table_keys[] = {"target", "on_error", "unlisted", "filter", "columns",
-                                         "add", NULL};
+static const char *const table_keys[] = {"target",  "on_error", "unlisted", "filter",
+                                         "columns", "add",      NULL};
 
 static int known_keys(Build *b, const json_t *obj, const char *const *known, const char *what)
 {
@@ -298,8 +298,7 @@ static int concat_parts(Build *b, const json_t *spec, Producer *p)
             return FAIL(b, spec, list ? "parts" : NULL, -1, "concat: expected parts: [...]");
         s = sep ? xf_scalar_text(sep) : NULL;
         if (!s)
-            return FAIL(b, spec, sep ? "separator" : NULL, -1,
-                        "concat: expected separator: text");
+            return FAIL(b, spec, sep ? "separator" : NULL, -1, "concat: expected separator: text");
         p->sep = (XfStr){s, strlen(s)};
     }
     n = json_array_size(list);
@@ -423,8 +422,8 @@ static int add_section(Build *b, const json_t *tcfg)
 
 static int filter_one(Build *b, const json_t *f)
 {
-    static const char *const keys[] = {"column", "in", "not_in", "is_null", "case_insensitive",
-                                       NULL};
+    static const char *const keys[] = {"column",           "in", "not_in", "is_null",
+                                       "case_insensitive", NULL};
     const char *col;
     const json_t *list = NULL;
     Filter flt = {.src = -1};
@@ -649,8 +648,7 @@ static int finish(Build *b)
         }
     }
     plan->identity = plan->nfilters == 0 && plan->nout == src->ncols &&
-                     strcmp(plan->tschema, src->schema) == 0 &&
-                     strcmp(plan->tname, src->name) == 0;
+                     strcmp(plan->tschema, src->schema) == 0 && strcmp(plan->tname, src->name) == 0;
     for (size_t k = 0; plan->identity && k < plan->nprods; k++)
         plan->identity = plan->prods[k].kind == P_COLUMN && plan->prods[k].identity &&
                          plan->prods[k].src == (int)k &&

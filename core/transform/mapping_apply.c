@@ -28,8 +28,8 @@ static const char *row_key(const MappingPlan *plan, const Tuple *in, char *buf, 
         char shown[XF_SHOW_MAX * 2];
         XfStr v = c && c->state == COL_TEXT ? (XfStr){c->data, c->len} : XF_NULL;
 
-        len += (size_t)snprintf(buf + len, size - len, "%s%s=%s", k ? ", " : "",
-                                plan->key_names[k], xf_show(v, shown, sizeof(shown)));
+        len += (size_t)snprintf(buf + len, size - len, "%s%s=%s", k ? ", " : "", plan->key_names[k],
+                                xf_show(v, shown, sizeof(shown)));
     }
     return buf;
 }

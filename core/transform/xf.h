@@ -28,10 +28,10 @@ typedef struct XfStr {
     size_t len;
 } XfStr;
 
-#define XF_NULL         ((XfStr){NULL, 0})
-#define XF_STR(lit)     ((XfStr){(lit), sizeof(lit) - 1})
-#define XF_CSTR(cstr)   ((XfStr){(cstr), strlen(cstr)}) /* cstr must not be NULL */
-#define XF_MAX_OUTPUTS  6
+#define XF_NULL        ((XfStr){NULL, 0})
+#define XF_STR(lit)    ((XfStr){(lit), sizeof(lit) - 1})
+#define XF_CSTR(cstr)  ((XfStr){(cstr), strlen(cstr)}) /* cstr must not be NULL */
+#define XF_MAX_OUTPUTS 6
 
 /* ---- shared helpers (xf_util.c) --------------------------------------- */
 
@@ -176,13 +176,18 @@ int xf_regex_replace(const XfRegex *r, XfStr in, Arena *a, XfStr *out);
 
 /* ---- value maps and nulls (xf_valuemap.c, xf_null.c) ------------------- */
 
-typedef enum XfUnmapped { XF_UNMAPPED_ERROR, XF_UNMAPPED_KEEP, XF_UNMAPPED_NULL, XF_UNMAPPED_DEFAULT } XfUnmapped;
+typedef enum XfUnmapped {
+    XF_UNMAPPED_ERROR,
+    XF_UNMAPPED_KEEP,
+    XF_UNMAPPED_NULL,
+    XF_UNMAPPED_DEFAULT
+} XfUnmapped;
 
 typedef struct XfValueMap {
     XfDict *dict;
     XfUnmapped unmapped;
-    XfStr def;          /* XF_UNMAPPED_DEFAULT */
-    const char *fname;  /* "map", "lookup", ... for messages */
+    XfStr def;         /* XF_UNMAPPED_DEFAULT */
+    const char *fname; /* "map", "lookup", ... for messages */
 } XfValueMap;
 
 /* NULL input stays NULL; see XfUnmapped for values not in the map. */

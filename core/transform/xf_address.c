@@ -87,10 +87,15 @@ static const struct {
 static const struct {
     const char *alias, *code;
 } aliases[] = {
-    {"washington dc", "DC"},       {"washington d c", "DC"}, {"d c", "DC"},
-    {"virgin islands", "VI"},      {"us virgin islands", "VI"},
-    {"united states virgin islands", "VI"}, {"northern marianas", "MP"},
-    {"commonwealth of puerto rico", "PR"}, {"us minor outlying islands", "UM"},
+    {"washington dc", "DC"},
+    {"washington d c", "DC"},
+    {"d c", "DC"},
+    {"virgin islands", "VI"},
+    {"us virgin islands", "VI"},
+    {"united states virgin islands", "VI"},
+    {"northern marianas", "MP"},
+    {"commonwealth of puerto rico", "PR"},
+    {"us minor outlying islands", "UM"},
 };
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -143,8 +148,7 @@ static void build(void)
             if (strcmp(states[j].code, aliases[i].code) == 0) {
                 size_t n = (size_t)snprintf(idx, sizeof(idx), "%zu", j);
 
-                xf_dict_put(by_key, aliases[i].alias, strlen(aliases[i].alias),
-                            (XfStr){idx, n});
+                xf_dict_put(by_key, aliases[i].alias, strlen(aliases[i].alias), (XfStr){idx, n});
             }
     }
 }

@@ -18,20 +18,11 @@ static const struct {
     const char *name;
     XfType type;
 } type_names[] = {
-    {"int", XF_T_INT},
-    {"integer", XF_T_INT},
-    {"int4", XF_T_INT},
-    {"bigint", XF_T_BIGINT},
-    {"int8", XF_T_BIGINT},
-    {"numeric", XF_T_NUMERIC},
-    {"decimal", XF_T_NUMERIC},
-    {"boolean", XF_T_BOOLEAN},
-    {"bool", XF_T_BOOLEAN},
-    {"date", XF_T_DATE},
-    {"timestamp", XF_T_TIMESTAMP},
-    {"timestamptz", XF_T_TIMESTAMPTZ},
-    {"uuid", XF_T_UUID},
-    {"text", XF_T_TEXT},
+    {"int", XF_T_INT},         {"integer", XF_T_INT},         {"int4", XF_T_INT},
+    {"bigint", XF_T_BIGINT},   {"int8", XF_T_BIGINT},         {"numeric", XF_T_NUMERIC},
+    {"decimal", XF_T_NUMERIC}, {"boolean", XF_T_BOOLEAN},     {"bool", XF_T_BOOLEAN},
+    {"date", XF_T_DATE},       {"timestamp", XF_T_TIMESTAMP}, {"timestamptz", XF_T_TIMESTAMPTZ},
+    {"uuid", XF_T_UUID},       {"text", XF_T_TEXT},
 };
 
 int xf_type_from_name(const char *name)

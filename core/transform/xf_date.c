@@ -58,19 +58,18 @@ typedef struct Parsed {
     bool has_time;
 } Parsed;
 
-static const char *const month_names[12] = {"january", "february", "march",     "april",
-                                            "may",     "june",     "july",      "august",
-                                            "september", "october", "november", "december"};
+static const char *const month_names[12] = {"january",   "february", "march",    "april",
+                                            "may",       "june",     "july",     "august",
+                                            "september", "october",  "november", "december"};
 
 static const struct {
     const char *word;
     Tok tok;
 } words[] = {
-    {"YYYY", T_YEAR4}, {"YY", T_YEAR2},  {"Month", T_MONNAME}, {"Mon", T_MONNAME},
-    {"MM", T_MONTH},   {"MI", T_MIN},    {"M", T_MONTH},       {"DD", T_DAY},
-    {"D", T_DAY},      {"HH24", T_HOUR}, {"HH12", T_HOUR12},   {"HH", T_HOUR},
-    {"SS", T_SEC},     {"FF", T_FRAC},   {"AM", T_AMPM},       {"PM", T_AMPM},
-    {"TZ", T_TZ},
+    {"YYYY", T_YEAR4},  {"YY", T_YEAR2}, {"Month", T_MONNAME}, {"Mon", T_MONNAME}, {"MM", T_MONTH},
+    {"MI", T_MIN},      {"M", T_MONTH},  {"DD", T_DAY},        {"D", T_DAY},       {"HH24", T_HOUR},
+    {"HH12", T_HOUR12}, {"HH", T_HOUR},  {"SS", T_SEC},        {"FF", T_FRAC},     {"AM", T_AMPM},
+    {"PM", T_AMPM},     {"TZ", T_TZ},
 };
 
 static bool numeric_tok(Tok t)
@@ -602,11 +601,21 @@ static void iso_init(void)
 {
     static const char *const date_fmts[] = {"YYYY-MM-DD"};
     static const char *const ts_fmts[] = {
-        "YYYY-MM-DD",           "YYYY-MM-DD HH:MI",        "YYYY-MM-DD HH:MI:SS",
-        "YYYY-MM-DD HH:MI:SS.FF", "YYYY-MM-DD\"T\"HH:MI",    "YYYY-MM-DD\"T\"HH:MI:SS",
-        "YYYY-MM-DD\"T\"HH:MI:SS.FF", "YYYY-MM-DD HH:MITZ", "YYYY-MM-DD HH:MI:SSTZ",
-        "YYYY-MM-DD HH:MI:SS.FFTZ", "YYYY-MM-DD\"T\"HH:MITZ", "YYYY-MM-DD\"T\"HH:MI:SSTZ",
-        "YYYY-MM-DD\"T\"HH:MI:SS.FFTZ", "YYYY-MM-DD HH:MI:SS TZ", "YYYY-MM-DD HH:MI:SS.FF TZ",
+        "YYYY-MM-DD",
+        "YYYY-MM-DD HH:MI",
+        "YYYY-MM-DD HH:MI:SS",
+        "YYYY-MM-DD HH:MI:SS.FF",
+        "YYYY-MM-DD\"T\"HH:MI",
+        "YYYY-MM-DD\"T\"HH:MI:SS",
+        "YYYY-MM-DD\"T\"HH:MI:SS.FF",
+        "YYYY-MM-DD HH:MITZ",
+        "YYYY-MM-DD HH:MI:SSTZ",
+        "YYYY-MM-DD HH:MI:SS.FFTZ",
+        "YYYY-MM-DD\"T\"HH:MITZ",
+        "YYYY-MM-DD\"T\"HH:MI:SSTZ",
+        "YYYY-MM-DD\"T\"HH:MI:SS.FFTZ",
+        "YYYY-MM-DD HH:MI:SS TZ",
+        "YYYY-MM-DD HH:MI:SS.FF TZ",
     };
     size_t nts = sizeof(ts_fmts) / sizeof(ts_fmts[0]);
 

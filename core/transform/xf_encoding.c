@@ -43,8 +43,9 @@ int xf_decode(XfCharset cs, bool always, XfStr in, Arena *a, XfStr *out)
         if (cs == XF_WIN1252 && c >= 0x80 && c <= 0x9f) {
             cp = win1252[c - 0x80];
             if (!cp)
-                return xf_fail(-EINVAL, fn, in, "byte 0x%02X at offset %zu is not defined in "
-                                                "WIN1252",
+                return xf_fail(-EINVAL, fn, in,
+                               "byte 0x%02X at offset %zu is not defined in "
+                               "WIN1252",
                                c, i);
         }
         k += xf_utf8_encode(cp, o + k);

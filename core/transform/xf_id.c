@@ -54,10 +54,11 @@ int xf_id_remap(int64_t multiply, int64_t add, XfStr in, Arena *a, XfStr *out)
     }
     rc = parse_id(in, &id);
     if (rc < 0)
-        return xf_fail(rc, "id_remap", in, rc == -ERANGE ? "out of bigint range" : "not an integer id");
+        return xf_fail(rc, "id_remap", in,
+                       rc == -ERANGE ? "out of bigint range" : "not an integer id");
     if (__builtin_mul_overflow(id, multiply, &r) || __builtin_add_overflow(r, add, &r))
-        return xf_fail(-ERANGE, "id_remap", in,
-                       "id * %" PRId64 " + %" PRId64 " overflows bigint", multiply, add);
+        return xf_fail(-ERANGE, "id_remap", in, "id * %" PRId64 " + %" PRId64 " overflows bigint",
+                       multiply, add);
     int n = snprintf(buf, sizeof(buf), "%" PRId64, r);
     *out = xf_dup(a, buf, (size_t)n);
     return 0;

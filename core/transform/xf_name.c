@@ -19,16 +19,17 @@ typedef struct Span {
 } Span;
 
 static const char *const particles[] = {
-    "van", "von", "der", "den", "de", "del", "della", "delle", "dello", "di", "da", "das", "dos",
-    "do",  "du",  "la",  "le",  "les", "lo", "los",  "las",   "ter",   "ten", "te", "bin", "binti",
-    "ibn", "al",  "el",  "st",  "saint", "y", NULL,
+    "van", "von", "der", "den",   "de",  "del", "della", "delle", "dello", "di",  "da",
+    "das", "dos", "do",  "du",    "la",  "le",  "les",   "lo",    "los",   "las", "ter",
+    "ten", "te",  "bin", "binti", "ibn", "al",  "el",    "st",    "saint", "y",   NULL,
 };
 
-static const char *const suffixes[] = {"jr", "sr", "phd", "md", "dds", "dmd", "esq", "cpa", "mba",
-                                       "rn", "dvm", "jd", "ret", "obe", "mbe", NULL};
+static const char *const suffixes[] = {"jr",  "sr", "phd", "md", "dds", "dmd", "esq", "cpa",
+                                       "mba", "rn", "dvm", "jd", "ret", "obe", "mbe", NULL};
 static const char *const romans[] = {"ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x", NULL};
-static const char *const titles[] = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "rev", "sir",
-                                     "dame", "hon", "fr", "capt", "col", "gen", "lt", "sgt", NULL};
+static const char *const titles[] = {"mr",   "mrs", "ms",  "miss", "mx",  "dr",
+                                     "prof", "rev", "sir", "dame", "hon", "fr",
+                                     "capt", "col", "gen", "lt",   "sgt", NULL};
 
 /* Lower-cased token without dots and trailing commas into buf; false when too long. */
 static bool norm(Span t, char *buf, size_t size)
@@ -142,8 +143,9 @@ int xf_parse_name(XfStr in, bool single_is_last, Arena *a, XfName *out)
             all = in_list(w[i], suffixes) || in_list(w[i], romans);
         if (!all)
             break;
-        suffix = suffix.s ? (XfStr){segs[nseg - 1].s, (size_t)(suffix.s + suffix.len - segs[nseg - 1].s)}
-                          : (XfStr){segs[nseg - 1].s, segs[nseg - 1].len};
+        suffix = suffix.s
+                     ? (XfStr){segs[nseg - 1].s, (size_t)(suffix.s + suffix.len - segs[nseg - 1].s)}
+                     : (XfStr){segs[nseg - 1].s, segs[nseg - 1].len};
         nseg--;
     }
     if (nseg == 0)

@@ -43,7 +43,8 @@ typedef struct Params {
     long holder_index;      /* or the list index of a bare name */
 } Params;
 
-static int p_fail(Params *p, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int p_fail(Params *p, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static int p_fail(Params *p, const char *key, const char *fmt, ...)
 {
@@ -470,8 +471,7 @@ static int c_date(Params *p, const json_t *scalar, unsigned nout, XfStep *st)
         fmts[i] = json_string_value(json_array_get(fl, i));
         if (!fmts[i]) {
             free(fmts);
-            return xf_spec_fail(p->c, fl, NULL, (long)i, "%s: formats: expected a string",
-                                p->fn);
+            return xf_spec_fail(p->c, fl, NULL, (long)i, "%s: formats: expected a string", p->fn);
         }
     }
     o = xcalloc(1, sizeof(*o));
@@ -552,8 +552,8 @@ static int c_map(Params *p, const json_t *scalar, unsigned nout, XfStep *st)
 
 static int c_lookup(Params *p, const json_t *scalar, unsigned nout, XfStep *st)
 {
-    static const char *const known[] = {"file", "header", "default", "unmapped", "case_insensitive",
-                                        NULL};
+    static const char *const known[] = {"file",     "header",           "default",
+                                        "unmapped", "case_insensitive", NULL};
     XfValueMap *m;
     char *file = NULL;
     bool header, fold;
@@ -746,8 +746,9 @@ static int c_currency(Params *p, const json_t *scalar, unsigned nout, XfStep *st
     st->opts_free = free;
     rc = xf_dec_parse(rate, strlen(rate), &c->rate);
     if (rc < 0 || c->rate.neg || c->rate.ndig == 0) {
-        rc = p_fail(p, "rate", "\"%s\" is not a positive decimal (write it quoted to keep every "
-                               "digit)",
+        rc = p_fail(p, "rate",
+                    "\"%s\" is not a positive decimal (write it quoted to keep every "
+                    "digit)",
                     rate);
         free(rate);
         return rc;
@@ -914,8 +915,9 @@ static int c_hash(Params *p, const json_t *scalar, unsigned nout, XfStep *st)
         free(env);
     }
     if (!salt)
-        return p_fail(p, NULL, "a salt is required (salt or salt_env): unsalted hashes of "
-                               "short values are reversible by brute force");
+        return p_fail(p, NULL,
+                      "a salt is required (salt or salt_env): unsalted hashes of "
+                      "short values are reversible by brute force");
     o = xmalloc(sizeof(*o));
     *o = (XfStr){salt, strlen(salt)};
     st->opts = o;
@@ -935,7 +937,8 @@ static int c_mask(Params *p, const json_t *scalar, unsigned nout, XfStep *st)
 
     if (scalar)
         return p_fail(p, NULL, "expected a mapping with keep_last");
-    if ((rc = p_known(p, known)) < 0 || (rc = p_int(p, "keep_last", false, 0, 0, 1000, &keep)) < 0 ||
+    if ((rc = p_known(p, known)) < 0 ||
+        (rc = p_int(p, "keep_last", false, 0, 0, 1000, &keep)) < 0 ||
         (rc = p_str(p, "char", false, "*", &ch)) < 0)
         return rc;
     size_t n = xf_utf8_decode(ch, strlen(ch), &cp);
@@ -991,12 +994,19 @@ static const Entry entries[] = {
 #define NENTRIES (sizeof(entries) / sizeof(entries[0]))
 
 const char *const xf_catalogue[] = {
-    "trim",      "collapse_whitespace", "upper",        "lower",     "title",
-    "regex_replace", "cast",            "parse_date",   "map",       "lookup",
-    "null_if",   "if_null",             "require",      "parse_name", "state_code",
-    "state_name", "currency",           "decode",       "fix_mojibake", "id_offset",
-    "id_namespace", "id_map",           "hash",         "mask",      "mask_email",
-    NULL,
+    "trim",         "collapse_whitespace",
+    "upper",        "lower",
+    "title",        "regex_replace",
+    "cast",         "parse_date",
+    "map",          "lookup",
+    "null_if",      "if_null",
+    "require",      "parse_name",
+    "state_code",   "state_name",
+    "currency",     "decode",
+    "fix_mojibake", "id_offset",
+    "id_namespace", "id_map",
+    "hash",         "mask",
+    "mask_email",   NULL,
 };
 
 /* Parameterless steps can be written bare, with {}, or with null. */
@@ -1037,8 +1047,8 @@ int xf_step_compile(XfSpecCtx *c, const json_t *list, size_t index, unsigned nou
 
         list_text[0] = '\0';
         for (size_t i = 0; i < NENTRIES && len < sizeof(list_text); i++)
-            len += (size_t)snprintf(list_text + len, sizeof(list_text) - len, "%s%s",
-                                    i ? ", " : "", entries[i].name);
+            len += (size_t)snprintf(list_text + len, sizeof(list_text) - len, "%s%s", i ? ", " : "",
+                                    entries[i].name);
         if (json_is_object(spec))
             return xf_spec_fail(c, spec, name, -1, "unknown transform \"%s\" (known: %s)", name,
                                 list_text);

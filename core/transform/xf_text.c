@@ -196,8 +196,9 @@ int xf_regex_init(XfRegex *r, const char *pattern, const char *replace, bool glo
         p++;
         if (*p >= '0' && *p <= '9') {
             if ((size_t)(*p - '0') > r->re.re_nsub)
-                return tm_fail(-EINVAL, "regex replacement \"%s\": \\%c but the pattern has %zu "
-                                        "group(s)",
+                return tm_fail(-EINVAL,
+                               "regex replacement \"%s\": \\%c but the pattern has %zu "
+                               "group(s)",
                                replace, *p, r->re.re_nsub);
         } else if (*p != '\\') {
             return tm_fail(-EINVAL,
@@ -278,7 +279,8 @@ int xf_regex_replace(const XfRegex *r, XfStr in, Arena *a, XfStr *out)
                 break;
             }
             uint32_t cp;
-            size_t n = xf_utf8_decode(z.s + pos + m[0].rm_eo, in.len - pos - (size_t)m[0].rm_eo, &cp);
+            size_t n =
+                xf_utf8_decode(z.s + pos + m[0].rm_eo, in.len - pos - (size_t)m[0].rm_eo, &cp);
 
             n = n ? n : 1;
             put(&o, &len, &cap, a, z.s + pos + m[0].rm_eo, n);

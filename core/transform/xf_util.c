@@ -314,8 +314,7 @@ static DictEntry *find_slot(DictEntry *slots, size_t cap, const char *key, size_
 {
     size_t i = (size_t)hash_bytes(key, klen) & (cap - 1);
 
-    while (slots[i].key &&
-           !(slots[i].klen == klen && memcmp(slots[i].key, key, klen) == 0))
+    while (slots[i].key && !(slots[i].klen == klen && memcmp(slots[i].key, key, klen) == 0))
         i = (i + 1) & (cap - 1);
     return &slots[i];
 }

@@ -170,10 +170,6 @@ def sync_state(env):
     return out
 
 
-def synced_parts(state):
-    return sum(1 for parts in state.values() for p in parts if p.state in ("synced", "ready"))
-
-
 def fully_synced(parts):
     return bool(parts) and all(p.state in ("synced", "ready") for p in parts)
 

@@ -92,8 +92,7 @@ static void load_fails(const char *yaml, const char *needle)
         fail_msg("error \"%s\" lacks \"%s\"", tm_error(), needle);
 }
 
-#define HEAD                                                                                       \
-    "pipeline: t\nsource: {conninfo: x}\ntarget: {conninfo: y}\n"
+#define HEAD "pipeline: t\nsource: {conninfo: x}\ntarget: {conninfo: y}\n"
 
 static MappingPlan *compile_from(const char *yaml, const RelInfo *src)
 {
@@ -135,36 +134,37 @@ static void test_identity(void **state)
     free(r.cols);
 }
 
-static const char *const crm_yaml = HEAD
-    "mapping:\n"
-    "  public.customers:\n"
-    "    target: crm.clients\n"
-    "    filter: {column: status, not_in: [deleted, test]}\n"
-    "    columns:\n"
-    "      id: {to: client_id, transform: [{id_offset: 1000000}]}\n"
-    "      full_name: {to: [first_name, last_name], transform: [{parse_name: {}}]}\n"
-    "      signup: {to: signed_up_on, transform: [{parse_date: {formats: [\"MM/DD/YYYY\", "
-    "\"YYYY-MM-DD\"], prefer: mdy}}]}\n"
-    "      state: {transform: [trim, {state_code: {}}]}\n"
-    "      notes: drop\n"
-    "    add:\n"
-    "      source_system: {const: legacy_crm}\n"
-    "      full_address: {concat: [street, \", \", city]}\n";
+static const char *const crm_yaml =
+    HEAD "mapping:\n"
+         "  public.customers:\n"
+         "    target: crm.clients\n"
+         "    filter: {column: status, not_in: [deleted, test]}\n"
+         "    columns:\n"
+         "      id: {to: client_id, transform: [{id_offset: 1000000}]}\n"
+         "      full_name: {to: [first_name, last_name], transform: [{parse_name: {}}]}\n"
+         "      signup: {to: signed_up_on, transform: [{parse_date: {formats: [\"MM/DD/YYYY\", "
+         "\"YYYY-MM-DD\"], prefer: mdy}}]}\n"
+         "      state: {transform: [trim, {state_code: {}}]}\n"
+         "      notes: drop\n"
+         "    add:\n"
+         "      source_system: {const: legacy_crm}\n"
+         "      full_address: {concat: [street, \", \", city]}\n";
 
 static const char *const crm_cols[] = {"id",     "full_name", "signup", "state", "notes",
                                        "street", "city",      "status", "body",  NULL};
 
 static void test_brief_example(void **state)
 {
-    static const char *const v[] = {"42",    "Ludwig van Beethoven", "12/17/2020", " California ",
-                                     "note", "Main St 1",            "Bonn",       "active",
-                                     "\\u"};
-    static const char *const dropped[] = {"43", "X Y", "\\N", "\\N", "\\N",
+    static const char *const v[] = {"42",         "Ludwig van Beethoven",
+                                    "12/17/2020", " California ",
+                                    "note",       "Main St 1",
+                                    "Bonn",       "active",
+                                    "\\u"};
+    static const char *const dropped[] = {"43",  "X Y", "\\N",  "\\N", "\\N",
                                           "\\N", "\\N", "test", "b"};
-    static const char *const want_cols[] = {"client_id", "first_name",    "last_name",
-                                            "signed_up_on", "state",      "street",
-                                            "city",      "status",        "body",
-                                            "source_system", "full_address"};
+    static const char *const want_cols[] = {
+        "client_id", "first_name", "last_name", "signed_up_on",  "state",       "street",
+        "city",      "status",     "body",      "source_system", "full_address"};
     RelInfo r = rel("public", "customers", crm_cols, 1);
     MappingPlan *plan = compile_from(crm_yaml, &r);
     Tuple in = tup(v, 9), out;
@@ -204,15 +204,15 @@ static void test_brief_example(void **state)
 
 static void test_toast_and_errors(void **state)
 {
-    static const char *const toast_name[] = {"7", "\\u", "\\N", "\\N", "\\N",
+    static const char *const toast_name[] = {"7",   "\\u", "\\N",    "\\N", "\\N",
                                              "\\N", "\\N", "active", "b"};
-    static const char *const toast_status[] = {"7", "A B", "\\N", "\\N", "\\N",
+    static const char *const toast_status[] = {"7",   "A B", "\\N", "\\N", "\\N",
                                                "\\N", "\\N", "\\u", "b"};
-    static const char *const toast_concat[] = {"7", "A B", "\\N", "\\N", "\\N",
-                                               "\\u", "x", "active", "b"};
-    static const char *const ambiguous[] = {"7", "A B", "3/4/2020 x", "\\N", "\\N",
-                                            "\\N", "\\N", "active", "b"};
-    static const char *const bad_state[] = {"7", "A B", "\\N", "Ontario", "\\N",
+    static const char *const toast_concat[] = {"7",   "A B", "\\N",    "\\N", "\\N",
+                                               "\\u", "x",   "active", "b"};
+    static const char *const ambiguous[] = {"7",   "A B", "3/4/2020 x", "\\N", "\\N",
+                                            "\\N", "\\N", "active",     "b"};
+    static const char *const bad_state[] = {"7",   "A B", "\\N",    "Ontario", "\\N",
                                             "\\N", "\\N", "active", "b"};
     RelInfo r = rel("public", "customers", crm_cols, 1);
     MappingPlan *plan = compile_from(crm_yaml, &r);
@@ -249,8 +249,7 @@ static void test_toast_and_errors(void **state)
 
 static void test_key_tuple(void **state)
 {
-    static const char *const key[] = {"42", "\\N", "\\N", "\\N", "\\N",
-                                      "\\N", "\\N", "\\N", "\\N"};
+    static const char *const key[] = {"42", "\\N", "\\N", "\\N", "\\N", "\\N", "\\N", "\\N", "\\N"};
     RelInfo r = rel("public", "customers", crm_cols, 1);
     MappingPlan *plan = compile_from(crm_yaml, &r);
     Tuple in = tup(key, 9), out;
@@ -268,9 +267,8 @@ static void test_key_tuple(void **state)
 
 static void test_copy_matches_stream(void **state)
 {
-    static const char *const v[] = {"42",    "Smith, John", "2020-01-31", "ny",
-                                    "n",     "a\tb\\c",     "new\nline",  "active",
-                                    "\\N"};
+    static const char *const v[] = {"42",      "Smith, John", "2020-01-31", "ny", "n",
+                                    "a\tb\\c", "new\nline",   "active",     "\\N"};
     const char *row = "42\tSmith, John\t2020-01-31\tny\tn\ta\\tb\\\\c\tnew\\nline\tactive\t\\N\n";
     RelInfo r = rel("public", "customers", crm_cols, 1);
     MappingPlan *plan = compile_from(crm_yaml, &r);
@@ -377,7 +375,8 @@ static void test_compile_errors(void **state)
     assert_int_equal(mapping_compile(mapping_find(cfg->tree, "public", "c"), &r, &plan), -EINVAL);
     assert_non_null(strstr(tm_error(), "key column \"id\" must map to one target column"));
     config_free(cfg);
-    cfg = load(HEAD "mapping:\n  public.c:\n    unlisted: error\n    columns: {id: keep, a: keep}\n");
+    cfg =
+        load(HEAD "mapping:\n  public.c:\n    unlisted: error\n    columns: {id: keep, a: keep}\n");
     assert_int_equal(mapping_compile(mapping_find(cfg->tree, "public", "c"), &r, &plan), -EINVAL);
     assert_non_null(strstr(tm_error(), "source column \"b\" of public.c is not listed"));
     config_free(cfg);
@@ -423,10 +422,11 @@ static void test_id_map_and_fk(void **state)
     static const char *const unknown[] = {"10", "3", "1"};
     RelInfo r = rel("public", "orders", cols, 1);
     MappingPlan *plan = compile_from(
-        HEAD "mapping:\n  public.orders:\n    on_error: dead_letter\n    columns:\n"
-             "      id: {transform: [{id_namespace: {multiply: 10, tag: 2}}]}\n"
-             "      customer_id: {transform: [{id_map: customers}]}\n"
-             "      amount: {transform: [{cast: {type: numeric, scale: 2, rounding: half_even}}]}\n",
+        HEAD
+        "mapping:\n  public.orders:\n    on_error: dead_letter\n    columns:\n"
+        "      id: {transform: [{id_namespace: {multiply: 10, tag: 2}}]}\n"
+        "      customer_id: {transform: [{id_map: customers}]}\n"
+        "      amount: {transform: [{cast: {type: numeric, scale: 2, rounding: half_even}}]}\n",
         &r);
     Tuple in = tup(v, 3), out;
     bool filtered;
@@ -465,9 +465,9 @@ static char *example_path(void)
 
 static void test_legacy_crm_example(void **state)
 {
-    static const char *const cols[] = {"id",     "full_name", "signup", "state",
+    static const char *const cols[] = {"id",     "full_name",   "signup",  "state",
                                        "status", "lead_source", "balance", "email",
-                                       "street", "city",      "notes",  NULL};
+                                       "street", "city",        "notes",   NULL};
     /* Messy source rows, as a SQL_ASCII database hands them over. */
     static const char *const rows[][11] = {
         {"17", "SMITH, John", "03/04/2020", "california ", "A", "web", "100", " Alice@Example.COM ",
@@ -476,7 +476,10 @@ static void test_legacy_crm_example(void **state)
          "1 Elm St", "Boston", "\\N"},
         {"19", "M\xfcller, J\xfcrgen", "Mar 4, 2020", "District of Columbia", "A", "\\N", "N/A",
          "j@x.de", "\\N", "\\N", ""},
-        {"20", "Ren\xe9" "e O'Neil", "1583280000", "NY", "A", "ref", "5", "", "\\N", "Albany", ""},
+        {"20",
+         "Ren\xe9"
+         "e O'Neil",
+         "1583280000", "NY", "A", "ref", "5", "", "\\N", "Albany", ""},
         {"21", "N/A", "N/A", "", "A", "", "0.004", "b@c.io", "x", "y", ""},
         {"22", "Test User", "01/01/2020", "CA", "T", "web", "1", "t@t.t", "a", "b", ""},
     };
@@ -485,8 +488,8 @@ static void test_legacy_crm_example(void **state)
     static const char *const want[][12] = {
         {"1000017", "John", "SMITH", "2020-03-04", "CA", "active", "website", "108.37",
          "a***@example.com", "h", "12 Main St, Springfield", "legacy_crm"},
-        {"1000018", "Ludwig", "van der Berg", "2020-03-04", NULL, "inactive", "event", "13.55", NULL,
-         NULL, "1 Elm St, Boston", "legacy_crm"},
+        {"1000018", "Ludwig", "van der Berg", "2020-03-04", NULL, "inactive", "event", "13.55",
+         NULL, NULL, "1 Elm St, Boston", "legacy_crm"},
         {"1000019", "Jürgen", "Müller", "2020-03-04", "DC", "active", NULL, "0.00", "j***@x.de",
          "h", NULL, "legacy_crm"},
         {"1000020", "Renée", "O'Neil", "2020-03-04", "NY", "active", "referral", "5.42", NULL, NULL,
@@ -494,9 +497,10 @@ static void test_legacy_crm_example(void **state)
         {"1000021", NULL, NULL, NULL, NULL, "active", NULL, "0.00", "b***@c.io", "h", "X, Y",
          "legacy_crm"},
     };
-    static const char *const want_cols[] = {
-        "client_id",   "first_name",  "last_name",    "signed_up_on", "state",        "status",
-        "lead_source", "balance_usd", "email_masked", "email_hash",   "address_line", "source_system"};
+    static const char *const want_cols[] = {"client_id",    "first_name",   "last_name",
+                                            "signed_up_on", "state",        "status",
+                                            "lead_source",  "balance_usd",  "email_masked",
+                                            "email_hash",   "address_line", "source_system"};
     RelInfo r = rel("public", "customers", cols, 1);
     char *path = example_path();
     Config *cfg;
@@ -507,8 +511,7 @@ static void test_legacy_crm_example(void **state)
     (void)state;
     if (config_load(path, &cfg) != 0)
         fail_msg("%s: %s", path, tm_error());
-    assert_int_equal(mapping_compile(mapping_find(cfg->tree, "public", "customers"), &r, &plan),
-                     0);
+    assert_int_equal(mapping_compile(mapping_find(cfg->tree, "public", "customers"), &r, &plan), 0);
     assert_int_equal(mapping_on_error(plan), MAPPING_ON_ERROR_DEAD_LETTER);
     assert_string_equal(mapping_target_schema(plan), "crm");
     assert_int_equal(mapping_target_ncols(plan), 12);
@@ -535,9 +538,8 @@ static void test_legacy_crm_example(void **state)
         }
         /* The same row through the COPY path gives the same target row. */
         assert_int_equal(mapping_copy_render(&in, &line), 0);
-        assert_int_equal(mapping_apply_copy_row(plan, &ct, line.data, line.len, arena, &copy,
-                                                &filtered),
-                         0);
+        assert_int_equal(
+            mapping_apply_copy_row(plan, &ct, line.data, line.len, arena, &copy, &filtered), 0);
         assert_int_equal(mapping_copy_render(&out, &stream), 0);
         assert_string_equal(buf_cstr(&copy), buf_cstr(&stream));
         buf_release(&copy);
@@ -547,7 +549,7 @@ static void test_legacy_crm_example(void **state)
     assert_int_equal(filtered_rows, 1);
     /* An unknown status goes to the error policy with a clear message. */
     {
-        static const char *const bad[] = {"23", "A B", "\\N", "\\N", "X", "\\N",
+        static const char *const bad[] = {"23",  "A B", "\\N", "\\N", "X",  "\\N",
                                           "\\N", "\\N", "\\N", "\\N", "\\N"};
         Tuple in = tup(bad, 11), out;
         bool filtered;

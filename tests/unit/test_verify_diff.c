@@ -51,8 +51,7 @@ static void test_diff_keyed(void **state)
     x = json_array_get(d, 0);
     assert_string_equal(json_string_value(json_object_get(x, "kind")), "missing");
     assert_string_equal(json_string_value(json_object_get(json_object_get(x, "key"), "id")), "1");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(x, "row"), "name")), "a");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(x, "row"), "name")), "a");
     x = json_array_get(d, 1);
     assert_string_equal(json_string_value(json_object_get(x, "kind")), "differs");
     x = json_array_get(json_object_get(x, "columns"), 0);
@@ -176,7 +175,8 @@ static const char *REPORT =
     " {\"kind\": \"differs\", \"key\": {\"id\": \"4\"}, \"columns\": [{\"column\": \"n\","
     " \"source\": \"\", \"target\": null}]}]}],"
     " \"checks\": [{\"check\": \"foreign_key\", \"name\": \"b_fk\", \"table\": \"public.b\","
-    " \"references\": \"public.a\", \"ok\": false, \"failures\": 1, \"examples\": [{\"aid\": 9}]}]}";
+    " \"references\": \"public.a\", \"ok\": false, \"failures\": 1, \"examples\": [{\"aid\": "
+    "9}]}]}";
 
 static void test_render(void **state)
 {
@@ -196,12 +196,10 @@ static void test_render(void **state)
     assert_non_null(strstr(text, "MISMATCH: 1 of 2 tables match"));
     assert_non_null(strstr(md, "| \u2717 | `public.b` | 5 | 4 |"));
     assert_non_null(strstr(md, "| differs | {id: \"4\"} | n: \"\" \u2192 NULL |"));
-    verify_describe_diff(json_array_get(json_object_get(json_array_get(json_object_get(rep,
-                                                                                       "tables"),
-                                                                       1),
-                                                        "differences"),
-                                        0),
-                         &b);
+    verify_describe_diff(
+        json_array_get(
+            json_object_get(json_array_get(json_object_get(rep, "tables"), 1), "differences"), 0),
+        &b);
     assert_string_equal(buf_cstr(&b), "missing {id: \"3\"}");
     buf_release(&b);
     free(text);
@@ -212,8 +210,8 @@ static void test_render(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_diff_keyed),   cmocka_unit_test(test_diff_multiset),
-        cmocka_unit_test(test_rules_parse),  cmocka_unit_test(test_rules_errors),
+        cmocka_unit_test(test_diff_keyed),  cmocka_unit_test(test_diff_multiset),
+        cmocka_unit_test(test_rules_parse), cmocka_unit_test(test_rules_errors),
         cmocka_unit_test(test_render),
     };
 

@@ -75,10 +75,11 @@ static void test_numeric(void **state)
     /* 38 digits fit exactly; 77 do not. */
     XT_OK("12345678901234567890123456789012345678",
           xf_cast(XF_T_NUMERIC, S("12345678901234567890123456789012345678"), a, &out));
-    XT_ERR("significant digits",
-           xf_cast(XF_T_NUMERIC,
-                   S("12345678901234567890123456789012345678901234567890123456789012345678901234567"),
-                   a, &out));
+    XT_ERR(
+        "significant digits",
+        xf_cast(XF_T_NUMERIC,
+                S("12345678901234567890123456789012345678901234567890123456789012345678901234567"),
+                a, &out));
     /* numeric(p, s) with each rounding mode */
     XT_OK("2.35", xf_cast_numeric(S("2.345"), 0, 2, XF_ROUND_HALF_UP, a, &out));
     XT_OK("2.34", xf_cast_numeric(S("2.345"), 0, 2, XF_ROUND_HALF_EVEN, a, &out));
@@ -96,7 +97,8 @@ static void test_numeric(void **state)
     XT_OK("2", xf_cast_numeric(S("2.5"), 0, 0, XF_ROUND_HALF_EVEN, a, &out));
     XT_OK("5.000", xf_cast_numeric(S("5"), 0, 3, XF_ROUND_HALF_UP, a, &out));
     XT_OK("123.45", xf_cast_numeric(S("123.45"), 5, 2, XF_ROUND_HALF_UP, a, &out));
-    XT_ERR("does not fit numeric(5,2)", xf_cast_numeric(S("1234.5"), 5, 2, XF_ROUND_HALF_UP, a, &out));
+    XT_ERR("does not fit numeric(5,2)",
+           xf_cast_numeric(S("1234.5"), 5, 2, XF_ROUND_HALF_UP, a, &out));
 }
 
 static void test_decimal_mul(void **state)
@@ -114,7 +116,8 @@ static void test_decimal_mul(void **state)
     assert_int_equal(xf_dec_parse("99999999999999999999999999999999999999", 38, &x), 0);
     assert_int_equal(xf_dec_mul(&x, &x, &r), 0);
     xf_dec_format(&r, buf);
-    assert_string_equal(buf, "9999999999999999999999999999999999999800000000000000000000000000000000000001");
+    assert_string_equal(
+        buf, "9999999999999999999999999999999999999800000000000000000000000000000000000001");
     assert_int_equal(xf_dec_parse("-1.5", 4, &x), 0);
     assert_int_equal(xf_dec_parse("-2", 2, &y), 0);
     assert_int_equal(xf_dec_mul(&x, &y, &r), 0);
@@ -139,9 +142,11 @@ static void test_date_casts(void **state)
     XT_OK("2020-03-04 05:06:07.25", xf_cast(XF_T_TIMESTAMP, S("2020-03-04 05:06:07.250"), a, &out));
     /* A zoned value for a zoneless column becomes UTC wall time. */
     XT_OK("2020-03-04 03:06:07", xf_cast(XF_T_TIMESTAMP, S("2020-03-04 05:06:07+02:00"), a, &out));
-    XT_OK("2020-03-04 05:06:07+02", xf_cast(XF_T_TIMESTAMPTZ, S("2020-03-04 05:06:07+02"), a, &out));
+    XT_OK("2020-03-04 05:06:07+02",
+          xf_cast(XF_T_TIMESTAMPTZ, S("2020-03-04 05:06:07+02"), a, &out));
     XT_OK("2020-03-04 05:06:07+00", xf_cast(XF_T_TIMESTAMPTZ, S("2020-03-04T05:06:07Z"), a, &out));
-    XT_OK("2020-03-04 05:06:07-05:30", xf_cast(XF_T_TIMESTAMPTZ, S("2020-03-04 05:06:07-0530"), a, &out));
+    XT_OK("2020-03-04 05:06:07-05:30",
+          xf_cast(XF_T_TIMESTAMPTZ, S("2020-03-04 05:06:07-0530"), a, &out));
     XT_ERR("not a valid date", xf_cast(XF_T_TIMESTAMP, S("2020-03-04 24:00:00"), a, &out));
     assert_int_equal(xf_type_from_name("int4"), XF_T_INT);
     assert_int_equal(xf_type_from_name("varchar"), -1);

@@ -17,8 +17,8 @@ static XfDateOpts opts(const char *const *fmts, size_t n, XfPrefer prefer, int p
 
 static void test_formats(void **state)
 {
-    static const char *const f[] = {"MM/DD/YYYY", "DD.MM.YYYY", "YYYY-MM-DD", "Mon D, YYYY",
-                                    "D Mon YYYY", "YYYYMMDD"};
+    static const char *const f[] = {"MM/DD/YYYY",  "DD.MM.YYYY", "YYYY-MM-DD",
+                                    "Mon D, YYYY", "D Mon YYYY", "YYYYMMDD"};
     XfDateOpts o = opts(f, 6, XF_PREFER_NONE, -1, -1);
     Arena *a = xt_a();
 
@@ -196,10 +196,13 @@ static void test_civil(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_formats),     cmocka_unit_test(test_ambiguity),
+        cmocka_unit_test(test_formats),
+        cmocka_unit_test(test_ambiguity),
         cmocka_unit_test(test_epoch_not_resolved_by_prefer),
-        cmocka_unit_test(test_two_digit_years), cmocka_unit_test(test_epoch),
-        cmocka_unit_test(test_times),       cmocka_unit_test(test_bad_formats),
+        cmocka_unit_test(test_two_digit_years),
+        cmocka_unit_test(test_epoch),
+        cmocka_unit_test(test_times),
+        cmocka_unit_test(test_bad_formats),
         cmocka_unit_test(test_civil),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -190,8 +190,8 @@ static void test_csv_lookup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_value_map), cmocka_unit_test(test_nulls),
-        cmocka_unit_test(test_states),    cmocka_unit_test(test_all_states_round_trip),
+        cmocka_unit_test(test_value_map),  cmocka_unit_test(test_nulls),
+        cmocka_unit_test(test_states),     cmocka_unit_test(test_all_states_round_trip),
         cmocka_unit_test(test_csv_lookup),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

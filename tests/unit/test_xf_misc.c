@@ -33,7 +33,8 @@ static void test_currency(void **state)
     XT_OK("13.55", xf_currency(&up, S("12.5"), a, &out));
     XT_OK("5.42", xf_currency(&eur, S("5"), a, &out)); /* 5.4185 */
     /* 4.69 × 0.5 = 2.345, an exact tie: half-even goes to 2.34, half-up to 2.35. */
-    XfCurrency half_even = cur("0.5", 2, XF_ROUND_HALF_EVEN), half_up = cur("0.5", 2, XF_ROUND_HALF_UP);
+    XfCurrency half_even = cur("0.5", 2, XF_ROUND_HALF_EVEN),
+               half_up = cur("0.5", 2, XF_ROUND_HALF_UP);
     XT_OK("2.34", xf_currency(&half_even, S("4.69"), a, &out));
     XT_OK("2.35", xf_currency(&half_up, S("4.69"), a, &out));
     XT_OK("-5.42", xf_currency(&up, S("-5"), a, &out));
@@ -70,8 +71,16 @@ static void test_decode(void **state)
 
     (void)state;
     XT_OK("Müller", xf_decode(XF_LATIN1, false, S("M\xfcller"), a, &out));
-    XT_OK("Ünïcödé", xf_decode(XF_LATIN1, false, S("\xdc" "n\xef" "c\xf6" "d\xe9"), a, &out));
-    XT_OK("“quoted” – €5", xf_decode(XF_WIN1252, false, S("\x93quoted\x94 \x96 \x80" "5"), a, &out));
+    XT_OK("Ünïcödé", xf_decode(XF_LATIN1, false,
+                               S("\xdc"
+                                 "n\xef"
+                                 "c\xf6"
+                                 "d\xe9"),
+                               a, &out));
+    XT_OK("“quoted” – €5", xf_decode(XF_WIN1252, false,
+                                     S("\x93quoted\x94 \x96 \x80"
+                                       "5"),
+                                     a, &out));
     /* LATIN1 maps 0x80 to the C1 control U+0080, WIN1252 to the euro sign. */
     XT_OK("\xc2\x80", xf_decode(XF_LATIN1, false, S("\x80"), a, &out));
     /* Already UTF-8: left alone unless always is set. */
@@ -226,10 +235,10 @@ static void test_masking(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_currency),  cmocka_unit_test(test_half_even_ties),
-        cmocka_unit_test(test_decode),    cmocka_unit_test(test_mojibake),
-        cmocka_unit_test(test_id_remap),  cmocka_unit_test(test_id_lookup),
-        cmocka_unit_test(test_sha256),    cmocka_unit_test(test_masking),
+        cmocka_unit_test(test_currency), cmocka_unit_test(test_half_even_ties),
+        cmocka_unit_test(test_decode),   cmocka_unit_test(test_mojibake),
+        cmocka_unit_test(test_id_remap), cmocka_unit_test(test_id_lookup),
+        cmocka_unit_test(test_sha256),   cmocka_unit_test(test_masking),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
 

@@ -49,7 +49,7 @@ static void test_names(void **state)
         {"Smith, Dr. John", "Dr.", "John", NULL, "Smith", NULL},
         {"José Álvarez Núñez", NULL, "José", "Álvarez", "Núñez", NULL},
         {"John V", NULL, "John", NULL, "V", NULL}, /* an initial, not a suffix */
-        {"Dr.", NULL, NULL, NULL, "Dr.", NULL},   /* a title alone is the name */
+        {"Dr.", NULL, NULL, NULL, "Dr.", NULL},    /* a title alone is the name */
     };
 
     (void)state;

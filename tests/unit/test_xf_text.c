@@ -14,14 +14,21 @@ static void test_trim_collapse(void **state)
     (void)state;
     XT_OK("hello", xf_trim(S("  hello \t\n"), a, &out));
     XT_OK("hello", xf_trim(S("\xc2\xa0hello\xc2\xa0"), a, &out)); /* NBSP */
-    XT_OK("a\xe3\x80\x80" "b", xf_trim(S("\xe3\x80\x80" "a\xe3\x80\x80" "b\xe2\x80\x83"), a, &out));
+    XT_OK("a\xe3\x80\x80"
+          "b",
+          xf_trim(S("\xe3\x80\x80"
+                    "a\xe3\x80\x80"
+                    "b\xe2\x80\x83"),
+                  a, &out));
     XT_OK("", xf_trim(S("   "), a, &out));
     XT_OK("", xf_trim(S(""), a, &out));
     XT_OK(NULL, xf_trim(XF_NULL, a, &out));
     /* Nothing to do: a slice of the input, no copy. */
     xf_trim(in, a, &got);
     assert_ptr_equal(got.s, in.s + 2);
-    XT_OK("a b c", xf_collapse_ws(S("  a \t b\xc2\xa0\xc2\xa0" "c  "), a, &out));
+    XT_OK("a b c", xf_collapse_ws(S("  a \t b\xc2\xa0\xc2\xa0"
+                                    "c  "),
+                                  a, &out));
     XT_OK("a b", xf_collapse_ws(S("a b"), a, &out));
     XT_OK("a b", xf_collapse_ws(S("a\nb"), a, &out));
     XT_OK("", xf_collapse_ws(S(" \t "), a, &out));
@@ -63,7 +70,8 @@ static void test_regex(void **state)
 
     (void)state;
     assert_int_equal(xf_regex_init(&r, "([0-9]{3})[-. ]?([0-9]{4})", "\\1-\\2", true, false), 0);
-    XT_OK("call 555-1234 or 555-9876", xf_regex_replace(&r, S("call 555.1234 or 5559876"), a, &out));
+    XT_OK("call 555-1234 or 555-9876",
+          xf_regex_replace(&r, S("call 555.1234 or 5559876"), a, &out));
     XT_OK("no digits", xf_regex_replace(&r, S("no digits"), a, &out));
     XT_OK(NULL, xf_regex_replace(&r, XF_NULL, a, &out));
     xf_regex_release(&r);
