@@ -90,6 +90,7 @@ typedef struct Pipeline {
     ev_timer monitor_timer, watchdog_timer;
     ev_signal sig_hup;
     struct HttpServer *http;
+    struct VerifyLoop *verify; /* continuous verification (verify.interval_s) */
     double last_retained_warning;
 } Pipeline;
 

@@ -14,6 +14,7 @@
 #include "daemon/http.h"
 #include "daemon/notify.h"
 #include "daemon/prom.h"
+#include "migration/verify.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +128,8 @@ static void render_tables(const Pipeline *p, Buf *b)
     buf_release(&l);
 }
 
+static void render_verify(Pipeline *p, Buf *b);
+
 static void render_metrics(void *arg, Buf *b)
 {
     Pipeline *p = arg;
@@ -160,6 +163,56 @@ static void render_metrics(void *arg, Buf *b)
     prom_family(b, "tidemark_errors_total", "counter", "Errors by kind.");
     prom_sample(b, "tidemark_errors_total", "kind=\"source_connection\"", (double)p->errors_source);
     prom_sample(b, "tidemark_errors_total", "kind=\"target_connection\"", (double)p->errors_target);
+    render_verify(p, b);
+}
+
+static void render_verify(Pipeline *p, Buf *b)
+{
+    static const char *const kinds[] = {"missing", "extra", "differing", "integrity"};
+    VerifyResult *res;
+    size_t n;
+    Buf l = BUF_INIT;
+
+    if (!p->verify)
+        return;
+    res = xcalloc(p->tabs.n + 1, sizeof(*res));
+    n = verify_loop_results(p->verify, res, p->tabs.n);
+    prom_family(b, "tidemark_verify_ok", "gauge",
+                "1 when the table's last continuous verification matched the source.");
+    for (size_t i = 0; i < n; i++) {
+        buf_clear(&l);
+        prom_label(&l, "table", res[i].table);
+        prom_sample(b, "tidemark_verify_ok", buf_cstr(&l), res[i].ok && !res[i].failed);
+    }
+    prom_family(b, "tidemark_verify_differences", "gauge",
+                "Rows found different by the last verification, by kind.");
+    for (size_t i = 0; i < n; i++) {
+        long long v[4] = {res[i].missing, res[i].extra, res[i].differing, res[i].integrity};
+
+        for (int k = 0; k < 4; k++) {
+            buf_clear(&l);
+            prom_label(&l, "table", res[i].table);
+            prom_label(&l, "kind", kinds[k]);
+            prom_sample(b, "tidemark_verify_differences", buf_cstr(&l), (double)v[k]);
+        }
+    }
+    prom_family(b, "tidemark_verify_last_run_timestamp_seconds", "gauge",
+                "When the table was last verified (Unix time).");
+    for (size_t i = 0; i < n; i++) {
+        buf_clear(&l);
+        prom_label(&l, "table", res[i].table);
+        prom_sample(b, "tidemark_verify_last_run_timestamp_seconds", buf_cstr(&l),
+                    (double)res[i].finished_at);
+    }
+    prom_family(b, "tidemark_verify_duration_seconds", "gauge",
+                "How long the table's last verification took.");
+    for (size_t i = 0; i < n; i++) {
+        buf_clear(&l);
+        prom_label(&l, "table", res[i].table);
+        prom_sample(b, "tidemark_verify_duration_seconds", buf_cstr(&l), res[i].seconds);
+    }
+    buf_release(&l);
+    free(res);
 }
 
 static int render_health(void *arg, Buf *b)
@@ -353,6 +406,8 @@ static int reload_tables(Pipeline *p, const Config *n)
     /* Keep counters of tables that stay. */
     TableState *old = p->tstate;
     TableSet oldtabs = p->tabs;
+    verify_loop_stop(p->verify); /* it reads the table set being replaced */
+    p->verify = NULL;
     p->tstate = NULL;
     pipeline_copy_stop(p);
     tablesync_free(p->tsync);
@@ -373,6 +428,7 @@ static int reload_tables(Pipeline *p, const Config *n)
     free(old);
     tableset_release(&oldtabs);
     log_info("reload: now replicating %zu table(s)", p->tabs.n);
+    p->verify = verify_loop_start(p->cfg, &p->tabs);
     if (rc == 0 && p->held)
         pipeline_release_hold(p);
     return rc;
@@ -427,6 +483,8 @@ int pipeline_service_start(Pipeline *p)
     ev_timer_init(&p->monitor_timer, on_monitor, 1.0, 1.0);
     p->monitor_timer.data = p;
     ev_timer_start(p->loop, &p->monitor_timer);
+    /* Verifies tables on verify.interval_s in its own thread (NULL when 0). */
+    p->verify = verify_loop_start(p->cfg, &p->tabs);
     ev_signal_init(&p->sig_hup, on_sighup, SIGHUP);
     p->sig_hup.data = p;
     ev_signal_start(p->loop, &p->sig_hup);
@@ -439,6 +497,8 @@ void pipeline_service_stop(Pipeline *p)
     ev_timer_stop(p->loop, &p->watchdog_timer);
     ev_timer_stop(p->loop, &p->monitor_timer);
     ev_signal_stop(p->loop, &p->sig_hup);
+    verify_loop_stop(p->verify);
+    p->verify = NULL;
     http_stop(p->http);
     p->http = NULL;
     if (p->monitor)
