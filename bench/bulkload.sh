@@ -282,6 +282,7 @@ for who in tidemark pgcopydb native pipe; do
     r="" rc=""
     if [ "$who" != tidemark ] && [ -n "${SECONDS_tidemark:-}" ]; then
         r=$(calc '%.2f' "$SECONDS_tidemark / $s")
+        # shellcheck disable=SC2154 # CPU_tidemark: set by printf -v above
         rc=$(calc '%.2f' "$CPU_tidemark / $c")
         line+=" ratio_$who=$r cpu_ratio_$who=$rc"
     fi

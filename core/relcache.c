@@ -33,6 +33,8 @@ static void entry_free(RelEntry *e)
         return;
     if (e->sink_state && e->sink_state_free)
         e->sink_state_free(e->sink_state);
+    if (e->map_state && e->map_state_free)
+        e->map_state_free(e->map_state);
     for (uint16_t i = 0; i < e->info.ncols; i++)
         free(e->info.cols[i].name);
     free(e->info.cols);
@@ -174,6 +176,8 @@ static void reset_one(RelEntry *e, void *arg)
         e->sink_state_free(e->sink_state);
     e->sink_state = NULL;
     e->sink_state_free = NULL;
+    if (e->mapped && e->mapped != e)
+        reset_one(e->mapped, arg); /* the target shape's statements died too */
 }
 
 void relcache_reset_sink_state(RelCache *rc)

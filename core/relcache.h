@@ -21,6 +21,14 @@ typedef struct RelEntry {
     bool foreign_warned; /* "not in source.tables" was logged */
     void *sink_state;
     void (*sink_state_free)(void *state);
+    /*
+     * A configured mapping compiled for this shape (NULL: the table goes to
+     * the sink as it is). mapped is the target's shape the sink sees instead
+     * of this entry; both belong to map_state and go with it.
+     */
+    struct RelEntry *mapped;
+    void *map_state;
+    void (*map_state_free)(void *state);
 } RelEntry;
 
 typedef struct RelCache RelCache;

@@ -6,20 +6,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+void tabledef_release(TableDef *t)
+{
+    if (!t)
+        return;
+    free(t->schema);
+    free(t->name);
+    free(t->display);
+    for (size_t c = 0; c < t->ncols; c++)
+        free(t->cols[c].name);
+    free(t->cols);
+    memset(t, 0, sizeof(*t));
+}
+
 void tableset_release(TableSet *set)
 {
     if (!set || !set->t)
         return;
-    for (size_t i = 0; i < set->n; i++) {
-        TableDef *t = &set->t[i];
-
-        free(t->schema);
-        free(t->name);
-        free(t->display);
-        for (size_t c = 0; c < t->ncols; c++)
-            free(t->cols[c].name);
-        free(t->cols);
-    }
+    for (size_t i = 0; i < set->n; i++)
+        tabledef_release(&set->t[i]);
     free(set->t);
     set->t = NULL;
     set->n = 0;

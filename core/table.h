@@ -62,6 +62,9 @@ typedef struct TableSet {
     TableDef *t;
 } TableSet;
 
+/* Frees the contents of one TableDef (not t itself). */
+void tabledef_release(TableDef *t);
+
 /* Frees the contents of every table and the array; accepts an empty set. */
 void tableset_release(TableSet *set);
 

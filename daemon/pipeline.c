@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/relcache.h"
+#include "core/transform/mapping.h"
 #include "core/xmalloc.h"
 #include "sinks/sink.h"
 
@@ -100,6 +101,171 @@ static int skip_foreign(Pipeline *p, RelEntry *rel)
     return FILTER_SKIP;
 }
 
+/*
+ * A table's mapping on the stream: compiled for each Relation message's
+ * shape, with the target shape the sink sees in place of the source's.
+ */
+typedef struct StreamMap {
+    MappingPlan *plan;
+    RelEntry target; /* info borrowed from the plan; display and sink state owned */
+} StreamMap;
+
+static void streammap_free(void *state)
+{
+    StreamMap *m = state;
+
+    if (!m)
+        return;
+    if (m->target.sink_state && m->target.sink_state_free)
+        m->target.sink_state_free(m->target.sink_state);
+    free(m->target.display);
+    mapping_free(m->plan);
+    free(m);
+}
+
+/* Relation message: (re)compile the table's mapping for this shape, if it has one. */
+static int compile_mapping(Pipeline *p, RelEntry *e)
+{
+    const json_t *cfg = mapping_find(p->cfg->tree, e->info.schema, e->info.name);
+    StreamMap *m;
+    int rc;
+
+    if (!cfg)
+        return 0;
+    m = xcalloc(1, sizeof(*m));
+    rc = mapping_compile(cfg, &e->info, &m->plan);
+    if (rc == 0)
+        rc = mapping_check_identity(m->plan, e->info.replident);
+    if (rc == 0 && mapping_on_error(m->plan) == MAPPING_ON_ERROR_DEAD_LETTER &&
+        !p->sink->ops->dead_letter)
+        rc = tm_fail(-ENOTSUP, "the %s target cannot store dead letters", p->sink->ops->name);
+    if (rc < 0) {
+        streammap_free(m);
+        return tm_fail_ctx(rc, "mapping of %s", e->display);
+    }
+    m->target.info = *mapping_target_rel(m->plan);
+    m->target.display =
+        relcache_display_name(mapping_target_schema(m->plan), mapping_target_table(m->plan));
+    m->target.table_idx = e->table_idx;
+    e->mapped = &m->target;
+    e->map_state = m;
+    e->map_state_free = streammap_free;
+    return 0;
+}
+
+static int send_row(Pipeline *p, RelEntry *rel, RelEntry *to, const Change *c)
+{
+    p->n_changes++;
+    p->tstate[rel->table_idx].applied[c->kind == CHG_INSERT ? 0 : c->kind == CHG_UPDATE ? 1 : 2]++;
+    return p->sink->ops->apply(p->sink, to, c, &p->txn);
+}
+
+/* A row the mapping could not transform: stop (the engine's message), or dead-letter it. */
+static int mapping_failed(Pipeline *p, RelEntry *rel, const MappingPlan *plan, const Change *c,
+                          int rc)
+{
+    if (mapping_on_error(plan) != MAPPING_ON_ERROR_DEAD_LETTER)
+        return rc;
+    char *err = xstrdup(tm_error());
+
+    log_write(LOG_LVL_WARNING, rel->display, p->txn.final_lsn, "dead letter: %s", err);
+    rc = p->sink->ops->dead_letter(p->sink, rel, c, &p->txn, err);
+    free(err);
+    if (rc == 0)
+        p->tstate[rel->table_idx].dead_letters++;
+    return rc;
+}
+
+/*
+ * A row change through the table's mapping. With a filter (which requires
+ * REPLICA IDENTITY FULL, so the old row is complete) an UPDATE that moves a
+ * row into the filter's range becomes an INSERT, one that moves it out a
+ * DELETE, and a DELETE of a row the filter kept out is skipped: the target
+ * never had it, so it must not count as divergence.
+ */
+static int apply_mapped(Pipeline *p, RelEntry *rel, const Change *c)
+{
+    const MappingPlan *plan = ((const StreamMap *)rel->map_state)->plan;
+    TableState *ts = &p->tstate[rel->table_idx];
+    Tuple nt = {0}, ot = {0};
+    bool nf = false, of = false;
+    Change mc = {.kind = c->kind};
+    int rc = 0;
+
+    switch (c->kind) {
+    case CHG_INSERT:
+        rc = mapping_apply(plan, &c->insert.newtup, p->arena, &nt, &nf);
+        if (rc < 0)
+            return mapping_failed(p, rel, plan, c, rc);
+        if (nf) {
+            ts->filtered++;
+            return 0;
+        }
+        mc.insert.relid = c->insert.relid;
+        mc.insert.newtup = nt;
+        return send_row(p, rel, rel->mapped, &mc);
+    case CHG_UPDATE: {
+        Tuple in = c->update.newtup;
+        char ok = c->update.old_kind;
+
+        if (ok == 'O') {
+            /* Unchanged TOAST values a transform needs come from the full old row. */
+            ColValue *cols = arena_calloc(p->arena, in.ncols ? in.ncols : 1, sizeof(*cols));
+
+            for (uint16_t i = 0; i < in.ncols; i++)
+                cols[i] = in.cols[i].state == COL_UNCHANGED && i < c->update.oldtup.ncols
+                              ? c->update.oldtup.cols[i]
+                              : in.cols[i];
+            in.cols = cols;
+        }
+        rc = mapping_apply(plan, &in, p->arena, &nt, &nf);
+        if (rc == 0 && ok == 'O')
+            rc = mapping_apply(plan, &c->update.oldtup, p->arena, &ot, &of);
+        else if (rc == 0 && ok == 'K')
+            rc = mapping_apply_key(plan, &c->update.oldtup, p->arena, &ot);
+        if (rc < 0)
+            return mapping_failed(p, rel, plan, c, rc);
+        if (nf && of) {
+            ts->filtered++;
+            return 0;
+        }
+        if (of) { /* into the filter's range: the target does not have it yet */
+            mc.kind = CHG_INSERT;
+            mc.insert.relid = c->update.relid;
+            mc.insert.newtup = nt;
+        } else if (nf) { /* out of it: the target's row goes */
+            mc.kind = CHG_DELETE;
+            mc.del.relid = c->update.relid;
+            mc.del.old_kind = 'O';
+            mc.del.oldtup = ot;
+        } else {
+            mc.update.relid = c->update.relid;
+            mc.update.old_kind = ok;
+            mc.update.oldtup = ot;
+            mc.update.newtup = nt;
+        }
+        return send_row(p, rel, rel->mapped, &mc);
+    }
+    case CHG_DELETE:
+        if (c->del.old_kind == 'O')
+            rc = mapping_apply(plan, &c->del.oldtup, p->arena, &ot, &of);
+        else
+            rc = mapping_apply_key(plan, &c->del.oldtup, p->arena, &ot);
+        if (rc < 0)
+            return mapping_failed(p, rel, plan, c, rc);
+        if (of) {
+            ts->filtered++;
+            return 0;
+        }
+        mc.del.relid = c->del.relid;
+        mc.del.old_kind = c->del.old_kind;
+        mc.del.oldtup = ot;
+        return send_row(p, rel, rel->mapped, &mc);
+    default:
+        return tm_fail(-EINVAL, "not a row change");
+    }
+}
+
 static int handle_row(Pipeline *p, const Change *c)
 {
     uint32_t relid = c->kind == CHG_INSERT   ? c->insert.relid
@@ -127,11 +293,9 @@ static int handle_row(Pipeline *p, const Change *c)
     }
     if (rc != FILTER_APPLY)
         return rc;
-    p->n_changes++;
-    p->tstate[rel->table_idx].applied[as->kind == CHG_INSERT   ? 0
-                                      : as->kind == CHG_UPDATE ? 1
-                                                               : 2]++;
-    return p->sink->ops->apply(p->sink, rel, as, &p->txn);
+    if (rel->mapped)
+        return apply_mapped(p, rel, as);
+    return send_row(p, rel, rel, as);
 }
 
 static int handle_truncate(Pipeline *p, const Change *c)
@@ -159,7 +323,26 @@ static int handle_truncate(Pipeline *p, const Change *c)
         rc = pipeline_filter_table(p, rel->table_idx);
         if (rc < 0 || rc == FILTER_HOLD)
             return rc;
-        if (rc == FILTER_APPLY) {
+        if (rc == FILTER_APPLY && rel->mapped) {
+            const MappingPlan *plan = ((const StreamMap *)rel->map_state)->plan;
+
+            for (size_t k = 0; k < mapping_target_ncols(plan); k++) {
+                const char *v;
+                size_t len;
+
+                /* A constant column tags this source's rows in a shared (fan-in)
+                 * target: TRUNCATE would remove the other sources' rows too. */
+                if (mapping_target_const(plan, k, &v, &len))
+                    return tm_fail(-ENOTSUP,
+                                   "TRUNCATE of %s: its target %s may hold other sources' rows"
+                                   " (the mapping tags rows with constant columns); refusing to"
+                                   " truncate it. Delete this source's rows on the target by"
+                                   " hand, then restart",
+                                   rel->display, rel->mapped->display);
+            }
+            rels[n++] = rel->mapped;
+            p->tstate[rel->table_idx].applied[3]++;
+        } else if (rc == FILTER_APPLY) {
             rels[n++] = rel;
             p->tstate[rel->table_idx].applied[3]++;
         }
@@ -255,7 +438,7 @@ static int handle_change(Pipeline *p, const Change *c)
         RelEntry *e = relcache_put(p->rels, &c->relation);
 
         e->table_idx = tableset_find(&p->tabs, e->info.schema, e->info.name);
-        return 0;
+        return e->table_idx >= 0 ? compile_mapping(p, e) : 0;
     }
     case CHG_INSERT:
     case CHG_UPDATE:

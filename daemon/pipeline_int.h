@@ -32,6 +32,8 @@ typedef struct TableState {
     /* counters for /metrics */
     unsigned long long applied[4]; /* insert, update, delete, truncate */
     unsigned long long skipped_copy;
+    unsigned long long filtered;     /* stream changes the mapping's filter kept out */
+    unsigned long long dead_letters; /* stream changes dead-lettered */
 } TableState;
 
 /* A committed source transaction not yet durable on the sink (for lag). */

@@ -80,12 +80,23 @@ static void render_tables(const Pipeline *p, Buf *b)
     }
     prom_family(b, "tidemark_changes_skipped_total", "counter",
                 "Row changes not applied, by table and reason (in_copy: the initial copy"
-                " already holds them).");
+                " already holds them; filtered: the table's mapping filter keeps them out of"
+                " the target, stream and copy).");
     for (size_t i = 0; i < p->tabs.n; i++) {
         table_label(&l, p, i);
         prom_label(&l, "reason", "in_copy");
         prom_sample(b, "tidemark_changes_skipped_total", buf_cstr(&l),
                     (double)p->tstate[i].skipped_copy);
+    }
+    for (size_t i = 0; i < p->tabs.n; i++) {
+        TableSyncProgress pr = {0};
+
+        if (p->tsync)
+            tablesync_progress(p->tsync, (int)i, &pr);
+        table_label(&l, p, i);
+        prom_label(&l, "reason", "filtered");
+        prom_sample(b, "tidemark_changes_skipped_total", buf_cstr(&l),
+                    (double)(p->tstate[i].filtered + (unsigned long long)pr.filtered));
     }
     prom_family(b, "tidemark_table_synced", "gauge",
                 "1 when the table's initial copy has committed.");
@@ -158,8 +169,19 @@ static void render_metrics(void *arg, Buf *b)
               : 0);
     render_tables(p, b);
     prom_family(b, "tidemark_dead_letters_total", "counter",
-                "Rows written to the dead-letter table (none yet: errors stop the pipeline).");
-    prom_sample(b, "tidemark_dead_letters_total", NULL, 0);
+                "Rows a mapping could not transform, written to tidemark.dead_letters"
+                " (on_error: dead_letter), by table; stream and copy.");
+    for (size_t i = 0; i < p->tabs.n; i++) {
+        TableSyncProgress pr = {0};
+        Buf l = BUF_INIT;
+
+        if (p->tsync)
+            tablesync_progress(p->tsync, (int)i, &pr);
+        table_label(&l, p, i);
+        prom_sample(b, "tidemark_dead_letters_total", buf_cstr(&l),
+                    (double)(p->tstate[i].dead_letters + (unsigned long long)pr.dead_letters));
+        buf_release(&l);
+    }
     prom_family(b, "tidemark_errors_total", "counter", "Errors by kind.");
     prom_sample(b, "tidemark_errors_total", "kind=\"source_connection\"", (double)p->errors_source);
     prom_sample(b, "tidemark_errors_total", "kind=\"target_connection\"", (double)p->errors_target);
@@ -422,6 +444,8 @@ static int reload_tables(Pipeline *p, const Config *n)
         if (j >= 0 && p->tstate) {
             memcpy(p->tstate[j].applied, old[i].applied, sizeof(old[i].applied));
             p->tstate[j].skipped_copy = old[i].skipped_copy;
+            p->tstate[j].filtered = old[i].filtered;
+            p->tstate[j].dead_letters = old[i].dead_letters;
         }
         copyparts_free(old[i].parts, old[i].nparts);
     }

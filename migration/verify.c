@@ -678,13 +678,18 @@ static int run(Run *r, json_t **report)
     r->th.t0 = verify_now();
     if ((rc = open_conns(r)) < 0 || (rc = resolve(r)) < 0)
         return rc;
+    log_debug("verify: connected, %zu tables resolved (%.3f s)", r->ntabs, verify_now() - r->t0);
     r->nworkers = r->opt->jobs > 0 ? r->opt->jobs : (int)r->rs.jobs;
     if (r->nworkers < 1)
         r->nworkers = 1;
     if ((size_t)r->nworkers > r->ntabs + r->nfks + r->rs.nrules)
         r->nworkers = (int)(r->ntabs + r->nfks + r->rs.nrules);
-    if ((rc = open_workers(r)) < 0 || (rc = open_round(r)) < 0)
+    if ((rc = open_workers(r)) < 0)
         return rc;
+    log_debug("verify: %d worker pairs connected (%.3f s)", r->nworkers, verify_now() - r->t0);
+    if ((rc = open_round(r)) < 0)
+        return rc;
+    log_debug("verify: snapshots open (%.3f s)", verify_now() - r->t0);
     if (r->opt->progress)
         fprintf(stderr,
                 "tidemark verify: %zu tables, %d jobs, source snapshot at " LSN_FMT
@@ -702,6 +707,7 @@ static int run(Run *r, json_t **report)
         if (find_table(r, &r->rs.rules[i].table))
             tasks[nt++] = (Task){TASK_RULE, i};
     run_pool(r, tasks, nt);
+    log_debug("verify: tables compared, checks run (%.3f s)", verify_now() - r->t0);
 
     /* rows that differ may have changed after the snapshot: reread them at fresh ones */
     for (long round = 0; round < r->rs.recheck_rounds; round++) {
@@ -717,6 +723,7 @@ static int run(Run *r, json_t **report)
             fprintf(stderr, "tidemark verify: recheck round %d at source " LSN_FMT "\n", r->rounds,
                     LSN_ARGS(r->src_lsn));
         run_pool(r, tasks, nt);
+        log_debug("verify: recheck round %d done (%.3f s)", r->rounds, verify_now() - r->t0);
     }
     if (rc == 0 && !r->opt->no_wait) {
         nt = 0;
@@ -737,6 +744,8 @@ static int run(Run *r, json_t **report)
     verify_read_baseline(r->dst, r->cfg->pipeline, json_object_get(*report, "tables"));
     if (r->opt->store && (rc = verify_store(r->dst, r->cfg->pipeline, *report)) < 0)
         return rc;
+    log_debug("verify: report built%s (%.3f s)", r->opt->store ? " and stored" : "",
+              verify_now() - r->t0);
     return 0;
 }
 

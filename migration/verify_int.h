@@ -38,6 +38,15 @@
  */
 int verify_int_bounds(int64_t lo, int64_t hi, int n, int64_t *out);
 
+/*
+ * The width w of n equal buckets over the integer range [lo, hi): bucket
+ * (k - lo) / w of every k in the range is in [0, n), and bucket i is
+ * [lo + i*w, lo + (i+1)*w). 0 when the range cannot be split (fewer than two
+ * keys, n < 2) or when hi - lo does not fit in an int64, where k - lo could
+ * overflow in SQL: the caller then uses verify_int_bounds.
+ */
+int64_t verify_int_width(int64_t lo, int64_t hi, int n);
+
 /* One bucket's aggregate on one side: rows and the hash sum (numeric text). */
 typedef struct VBucket {
     long long id;

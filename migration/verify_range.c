@@ -28,6 +28,15 @@ int verify_int_bounds(int64_t lo, int64_t hi, int n, int64_t *out)
     return k;
 }
 
+int64_t verify_int_width(int64_t lo, int64_t hi, int n)
+{
+    __int128 width = (__int128)hi - (__int128)lo;
+
+    if (n < 2 || width < 2 || width > INT64_MAX)
+        return 0;
+    return (int64_t)((width + n - 1) / n);
+}
+
 static bool same_sum(const char *a, const char *b)
 {
     if (!a || !b)

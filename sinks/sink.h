@@ -55,6 +55,14 @@ typedef struct SinkOps {
     int (*txn_begin)(Sink *s, const TxnInfo *txn);
     int (*apply)(Sink *s, RelEntry *rel, const Change *chg, const TxnInfo *txn);
     int (*truncate)(Sink *s, RelEntry **rels, uint32_t nrels, uint8_t flags, const TxnInfo *txn);
+    /*
+     * Optional: records a row change that could not be transformed (mapping
+     * on_error: dead_letter) in the same target transaction as the batch:
+     * the full source row of chg (src_rel's shape), the error, the source
+     * transaction's LSN and xid. Sinks without it cannot take dead letters.
+     */
+    int (*dead_letter)(Sink *s, const RelEntry *src_rel, const Change *chg, const TxnInfo *txn,
+                       const char *error);
     int (*txn_commit)(Sink *s, const TxnInfo *txn);
     int (*close_batch)(Sink *s);
     int (*abort_batch)(Sink *s);
@@ -86,12 +94,20 @@ typedef struct SinkOps {
      * empties t on the target (parts that share a snapshot start over
      * together). copy_open_part is copy_open for one part: finishing with
      * commit marks that part synced at sync_lsn. Sinks without these copy
-     * every table whole.
+     * every table whole. target (NULL: t itself) is the table and columns
+     * the rows go to when a mapping reshapes them; the copy state stays
+     * keyed by the source table t.
      */
     int (*parts_load)(Sink *s, const TableDef *t, CopyPart **parts, int *n);
     int (*parts_plan)(Sink *s, const TableDef *t, const CopyPart *parts, int n, bool reset);
-    int (*copy_open_part)(Sink *s, const TableDef *t, const CopyPart *part, Lsn sync_lsn,
-                          SinkCopy **out);
+    int (*copy_open_part)(Sink *s, const TableDef *t, const TableDef *target, const CopyPart *part,
+                          Lsn sync_lsn, SinkCopy **out);
+    /*
+     * Optional: a copied row that could not be transformed (on_error:
+     * dead_letter), as the JSON of its source row; stored in the copy's
+     * transaction when it commits.
+     */
+    int (*copy_dead_letter)(SinkCopy *c, const char *row_json, const char *error);
     /* Optional: drops the copy state of tables no longer in keep. */
     int (*forget_tables)(Sink *s, const TableSet *keep);
 } SinkOps;

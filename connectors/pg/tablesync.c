@@ -11,7 +11,10 @@
 #include "connectors/pg/repl.h"
 #include "core/buf.h"
 #include "core/error.h"
+#include "core/arena.h"
+#include "core/copytext.h"
 #include "core/log.h"
+#include "core/transform/mapping.h"
 #include "core/xmalloc.h"
 
 #include <pthread.h>
@@ -308,6 +311,101 @@ static void add_progress(TableSync *ts, int idx, long long rows, long long bytes
     pthread_mutex_unlock(&ts->mu);
 }
 
+/*
+ * A table's mapping on the copy path: the plan compiled for the source
+ * table's catalog shape (the stream compiles the same config for the
+ * Relation message's shape), the target the rows go to, and this worker's
+ * parser state and output buffer.
+ */
+typedef struct CopyMap {
+    MappingPlan *plan;
+    TableDef target;
+    RelInfo src; /* names only, for dead letters' JSON */
+    CopyText ct;
+    Arena *arena;
+    Buf out;
+    long long filtered, dead;
+} CopyMap;
+
+static void copymap_release(CopyMap *m)
+{
+    mapping_free(m->plan);
+    tabledef_release(&m->target);
+    free(m->src.cols);
+    copytext_release(&m->ct);
+    arena_free(m->arena);
+    buf_release(&m->out);
+}
+
+static int copymap_init(CopyMap *m, const Config *cfg, const TableDef *t)
+{
+    int rc;
+
+    memset(m, 0, sizeof(*m));
+    rc = mapping_compile_for_table(cfg->tree, t, &m->plan);
+    if (rc < 0)
+        return tm_fail_ctx(rc, "mapping of %s", t->display);
+    if (!m->plan)
+        return 0;
+    mapping_target_tabledef(m->plan, &m->target);
+    m->src.schema = t->schema;
+    m->src.name = t->name;
+    m->src.ncols = (uint16_t)t->ncols;
+    m->src.cols = xcalloc(t->ncols ? t->ncols : 1, sizeof(RelColumn));
+    for (size_t i = 0; i < t->ncols; i++)
+        m->src.cols[i].name = t->cols[i].name;
+    m->arena = arena_new(64 * 1024);
+    m->ct = (CopyText)COPYTEXT_INIT;
+    return 0;
+}
+
+/* Sends the mapped rows gathered so far. */
+static int copymap_flush(CopyMap *m, Sink *sink, SinkCopy *sc)
+{
+    int rc = 0;
+
+    if (m->out.len)
+        rc = sink->ops->copy_rows(sc, m->out.data, m->out.len);
+    buf_clear(&m->out);
+    return rc;
+}
+
+/*
+ * One source COPY row through the mapping: appended to the output, counted
+ * as filtered, or (on_error: dead_letter) handed to the sink with its source
+ * row. on_error: stop fails the copy with the engine's message.
+ */
+static int copymap_row(CopyMap *m, Sink *sink, SinkCopy *sc, const char *row, size_t len)
+{
+    bool filtered = false;
+    int rc;
+
+    arena_reset(m->arena);
+    rc = mapping_apply_copy_row(m->plan, &m->ct, row, len, m->arena, &m->out, &filtered);
+    if (rc == 0) {
+        m->filtered += filtered;
+        return m->out.len >= 256 * 1024 ? copymap_flush(m, sink, sc) : 0;
+    }
+    if (mapping_on_error(m->plan) != MAPPING_ON_ERROR_DEAD_LETTER)
+        return rc;
+    if (!sink->ops->copy_dead_letter)
+        return tm_fail_ctx(rc, "the %s target cannot store dead letters", sink->ops->name);
+
+    char *err = xstrdup(tm_error());
+    Buf json = BUF_INIT;
+    Tuple t;
+
+    if (copytext_parse(&m->ct, row, len, m->src.ncols, &t) == 0)
+        mapping_row_json(&m->src, &t, &json);
+    else
+        buf_puts(&json, "null");
+    rc = sink->ops->copy_dead_letter(sc, buf_cstr(&json), err);
+    buf_release(&json);
+    free(err);
+    m->dead++;
+    return rc;
+}
+
 static void cancel_copy(PGconn *src)
 {
     PGcancel *c = PQgetCancel(src);
@@ -331,6 +429,7 @@ static int copy_part(Worker *w, SnapCtx *ctx, const CopyPart *part)
     const TableDef *t = &ts->tabs->t[ctx->table_idx];
     Sink *sink = ts->sink;
     SinkCopy *sc = NULL;
+    CopyMap map = {0};
     char *sql, *lit, *row = NULL;
     long long rows = 0, bytes = 0, prows = 0, pbytes = 0;
     PGresult *res;
@@ -360,14 +459,22 @@ static int copy_part(Worker *w, SnapCtx *ctx, const CopyPart *part)
         goto out;
     }
     PQclear(res);
-    rc = sink->ops->copy_open_part ? sink->ops->copy_open_part(sink, t, part, ctx->lsn, &sc)
-                                   : sink->ops->copy_open(sink, t, ctx->lsn, &sc);
+    rc = copymap_init(&map, ts->cfg, t);
+    if (rc == 0 && map.plan && !sink->ops->copy_open_part)
+        rc = tm_fail(-ENOTSUP, "%s: the %s target does not support mappings", t->display,
+                     sink->ops->name);
+    if (rc == 0)
+        rc = sink->ops->copy_open_part
+                 ? sink->ops->copy_open_part(sink, t, map.plan ? &map.target : NULL, part, ctx->lsn,
+                                             &sc)
+                 : sink->ops->copy_open(sink, t, ctx->lsn, &sc);
     if (rc < 0) {
         cancel_copy(w->src);
         goto out;
     }
     while ((n = PQgetCopyData(w->src, &row, 0)) > 0) {
-        rc = sink->ops->copy_rows(sc, row, (size_t)n);
+        rc = map.plan ? copymap_row(&map, sink, sc, row, (size_t)n)
+                      : sink->ops->copy_rows(sc, row, (size_t)n);
         PQfreemem(row);
         if (rc == 0 && atomic_load(&ts->cancel))
             rc = tm_fail(-ECANCELED, "initial copy of %s cancelled", t->display);
@@ -392,10 +499,23 @@ static int copy_part(Worker *w, SnapCtx *ctx, const CopyPart *part)
             rc = tm_fail(-EIO, "source: COPY of %s: %s", t->display, pgconn_errmsg(w->src, res));
         PQclear(res);
     }
+    if (rc == 0 && map.plan)
+        rc = copymap_flush(&map, sink, sc);
     if (rc == 0)
         rc = sink->ops->copy_finish(sc, true);
 out:
     add_progress(ts, ctx->table_idx, rows - prows, bytes - pbytes);
+    if (rc == 0 && (map.filtered || map.dead)) {
+        pthread_mutex_lock(&ts->mu);
+        ts->progress[ctx->table_idx].filtered += map.filtered;
+        ts->progress[ctx->table_idx].dead_letters += map.dead;
+        pthread_mutex_unlock(&ts->mu);
+        if (map.dead)
+            log_write(LOG_LVL_WARNING, t->display, ctx->lsn,
+                      "%lld copied rows could not be transformed: see tidemark.dead_letters",
+                      map.dead);
+    }
+    copymap_release(&map);
     if (sc) {
         if (rc < 0)
             sink->ops->copy_finish(sc, false);

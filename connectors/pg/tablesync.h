@@ -38,6 +38,8 @@ typedef struct TableSyncProgress {
     long long rows;
     long long bytes;
     long long est_rows; /* the planner's estimate, for an ETA; 0 unknown */
+    long long filtered;     /* rows the table's mapping filter kept out of the target */
+    long long dead_letters; /* rows the mapping could not transform, dead-lettered */
     int parts_total;
     int parts_done;
     double started; /* monotonic seconds, 0: not started */

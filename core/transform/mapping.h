@@ -21,6 +21,7 @@
 #include "core/buf.h"
 #include "core/change.h"
 #include "core/copytext.h"
+#include "core/table.h"
 #include "core/transform/xf.h"
 
 #include <jansson.h>
@@ -115,5 +116,38 @@ int mapping_apply_copy_row(const MappingPlan *plan, CopyText *ct, const char *ro
 
 /* Appends a tuple as one COPY text row ('\N' for NULL, backslash escapes, '\n' at the end). */
 int mapping_copy_render(const Tuple *t, Buf *out);
+
+/* ---- integration helpers (mapping_table.c) ------------------------------ */
+
+/*
+ * Compiles the mapping of table t found in config_tree against t's catalog
+ * shape (the copy path's view of the table); *out NULL when t has none.
+ * Also applies mapping_check_identity().
+ */
+int mapping_compile_for_table(const json_t *config_tree, const TableDef *t, MappingPlan **out);
+
+/*
+ * A filter needs REPLICA IDENTITY FULL on the source: an UPDATE that moves a
+ * row into or out of the filter, and a DELETE of a filtered row, can only be
+ * told apart with the whole old row. Fails with a clear message otherwise.
+ */
+int mapping_check_identity(const MappingPlan *plan, char replident);
+
+/* The target table and columns as a TableDef (free with tabledef_release()). */
+void mapping_target_tabledef(const MappingPlan *plan, TableDef *out);
+
+/*
+ * Whether output column col is a plain constant (`add: {x: {const: v}}`):
+ * *value (NULL for a NULL constant) and *len. Such columns tag the rows of
+ * one source in a fan-in target, so they scope "this pipeline's rows".
+ */
+bool mapping_target_const(const MappingPlan *plan, size_t col, const char **value, size_t *len);
+
+/*
+ * Appends the source row t as a JSON object {column: text or null} (dead
+ * letters). Columns not sent (unchanged TOAST) are left out; bytes that are
+ * not UTF-8 are read as LATIN1, so any source row becomes valid jsonb.
+ */
+void mapping_row_json(const RelInfo *rel, const Tuple *t, Buf *out);
 
 #endif

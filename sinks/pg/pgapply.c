@@ -11,6 +11,7 @@
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/transform/mapping.h"
 #include "core/xmalloc.h"
 
 #include <poll.h>
@@ -110,6 +111,7 @@ int pgapply_start(Sink *base, Lsn durable)
     if (PQsetnonblocking(s->conn, 1) != 0)
         return tm_fail(-EIO, "target: cannot switch to non-blocking mode");
     s->pipelined = true;
+    s->dl_prepared = false;
     s->durable = s->queued_lsn = durable;
     int rc = send_prepare(s, "tm_wm", WM_SQL, "tidemark.watermark");
 
@@ -434,6 +436,71 @@ int pgapply_apply(Sink *base, RelEntry *rel, const Change *chg, const TxnInfo *t
     }
 }
 
+static const char *const DL_SQL =
+    "INSERT INTO tidemark.dead_letters (pipeline, table_name, lsn, xid, op, row, error)"
+    " VALUES ($1, $2, $3::pg_lsn, $4::bigint, $5, $6::jsonb, $7)";
+
+/*
+ * A change the mapping could not transform: its full source row, the error
+ * and where it came from, queued in the open batch like any statement so it
+ * commits (or rolls back) with the rows around it (invariant 5).
+ */
+int pgapply_dead_letter(Sink *base, const RelEntry *rel, const Change *chg, const TxnInfo *txn,
+                        const char *error)
+{
+    PgSink *s = pgsink_of(base);
+    const Tuple *row = chg->kind == CHG_INSERT   ? &chg->insert.newtup
+                       : chg->kind == CHG_UPDATE ? &chg->update.newtup
+                                                 : &chg->del.oldtup;
+    const char *op = chg->kind == CHG_INSERT   ? "INSERT"
+                     : chg->kind == CHG_UPDATE ? "UPDATE"
+                                               : "DELETE";
+    char lsnbuf[24], xidbuf[16];
+    Buf json = BUF_INIT;
+    int rc;
+
+    if (!s->batch_open)
+        return tm_fail(-EPROTO, "pgsink: dead letter outside a transaction");
+    if (!s->dl_prepared) {
+        rc = send_prepare(s, "tm_dl", DL_SQL, "tidemark.dead_letters");
+        if (rc < 0)
+            return rc;
+        s->dl_prepared = true;
+    }
+    /* An UPDATE's new tuple may lack unchanged TOAST columns: the full old
+     * row (REPLICA IDENTITY FULL) supplies them. */
+    if (chg->kind == CHG_UPDATE && chg->update.old_kind == 'O') {
+        Buf merged = BUF_INIT;
+        Tuple t = *row;
+        ColValue *cols = xcalloc(t.ncols ? t.ncols : 1, sizeof(ColValue));
+
+        for (uint16_t i = 0; i < t.ncols; i++)
+            cols[i] = t.cols[i].state == COL_UNCHANGED && i < chg->update.oldtup.ncols
+                          ? chg->update.oldtup.cols[i]
+                          : t.cols[i];
+        t.cols = cols;
+        mapping_row_json(&rel->info, &t, &merged);
+        free(cols);
+        buf_release(&json);
+        json = merged;
+    } else {
+        mapping_row_json(&rel->info, row, &json);
+    }
+    snprintf(xidbuf, sizeof(xidbuf), "%u", txn->xid);
+    lsn_format(txn->final_lsn, lsnbuf, sizeof(lsnbuf));
+    params_reset(s, 7);
+    const char *vals[7] = {s->cfg->pipeline, rel->display, lsnbuf, xidbuf, op,
+                           buf_cstr(&json),  error};
+    for (size_t i = 0; i < 7; i++) {
+        ColValue v = {COL_TEXT, (uint32_t)strlen(vals[i]), vals[i]};
+
+        param_set(s, i, &v, "tidemark.dead_letters", "value");
+    }
+    buf_release(&json);
+    rc = send_stmt(s, "tm_dl", 7, 'L', false, rel, txn);
+    return rc;
+}
+
 int pgapply_truncate(Sink *base, RelEntry **rels, uint32_t nrels, uint8_t flags, const TxnInfo *txn)
 {
     PgSink *s = pgsink_of(base);
@@ -563,6 +630,8 @@ static const char *op_name(char op)
         return "DELETE";
     case 'T':
         return "TRUNCATE";
+    case 'L':
+        return "INSERT of a dead letter";
     default:
         return "statement";
     }

@@ -7,20 +7,28 @@
 #include "connectors/pg/pgconn.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/transform/mapping.h"
 #include "core/xmalloc.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
+/* Dead letters of one copy session wait in memory until COPY ends. */
+#define COPY_DEAD_LETTERS_MAX       10000
+#define COPY_DEAD_LETTERS_MAX_BYTES (64u * 1024 * 1024)
+
 typedef struct PgCopy {
     PgSink *sink;
-    const TableDef *t;
+    const TableDef *t;   /* the source table: the copy state is keyed by it */
+    const TableDef *tgt; /* where the rows go (t unless a mapping reshapes them) */
     int part;
     PGconn *conn;
     Lsn sync_lsn;
     long long rows;
     bool in_copy;
+    char **dl_rows, **dl_errors;
+    size_t ndl, dl_cap, dl_bytes;
 } PgCopy;
 
 static const char *const STATE_SQL =
@@ -48,7 +56,20 @@ static const char *const STATE_SQL =
     "CREATE TABLE IF NOT EXISTS tidemark.pipeline_state ("
     " pipeline text NOT NULL, key text NOT NULL, value text,"
     " updated_at timestamptz NOT NULL DEFAULT now(),"
-    " PRIMARY KEY (pipeline, key))";
+    " PRIMARY KEY (pipeline, key));"
+    /* Rows a mapping could not transform (on_error: dead_letter), written in
+     * the transaction of the batch or copy they came with. lsn: the source
+     * transaction's commit LSN (stream) or the copy's snapshot LSN (copy). */
+    "CREATE TABLE IF NOT EXISTS tidemark.dead_letters ("
+    " id bigserial PRIMARY KEY,"
+    " pipeline text NOT NULL,"
+    " table_name text NOT NULL,"
+    " lsn pg_lsn,"
+    " xid bigint,"
+    " op text NOT NULL,"
+    " row jsonb,"
+    " error text NOT NULL,"
+    " at timestamptz NOT NULL DEFAULT now())";
 
 int pgsink_open_session(PgSink *s, PGconn **out)
 {
@@ -208,12 +229,77 @@ static int pgsink_table_state(Sink *base, const TableDef *t, bool *synced, Lsn *
     return rc;
 }
 
-static int check_table_on(PgSink *s, PGconn *conn, const TableDef *t, bool require_empty)
+/*
+ * The table t's rows go to: t itself, or the target of its mapping (*plan
+ * set, *tgt filled; release both). Compiling also rejects a mapping that
+ * does not fit the source table, before any row moves.
+ */
+static int mapped_target(PgSink *s, const TableDef *t, MappingPlan **plan, TableDef *tgt)
 {
-    char *q = pgconn_qualified(conn, t->schema, t->name);
-    const char *params[1] = {q};
+    int rc = mapping_compile_for_table(s->cfg->tree, t, plan);
+
+    if (rc < 0)
+        return tm_fail_ctx(rc, "mapping of %s", t->display);
+    if (*plan)
+        mapping_target_tabledef(*plan, tgt);
+    return 0;
+}
+
+/*
+ * " WHERE tag = $1 AND ..." over the mapping's constant columns: in a
+ * fan-in target they mark this pipeline's rows, so "empty" and "start over"
+ * mean "none of this source's rows", not "no rows at all". Empty when the
+ * mapping has no constant column. Values travel as parameters.
+ */
+static bool scope_where(PGconn *conn, const MappingPlan *plan, const TableDef *tgt, Buf *sql,
+                        const char **params, char **owned, int *np)
+{
+    bool any = false;
+
+    *np = 0;
+    for (size_t i = 0; plan && i < tgt->ncols; i++) {
+        const char *v;
+        size_t len;
+
+        if (!mapping_target_const(plan, i, &v, &len))
+            continue;
+        char *col = pgconn_ident(conn, tgt->cols[i].name);
+
+        buf_puts(sql, any ? " AND " : " WHERE ");
+        any = true;
+        if (v) {
+            owned[*np] = xmalloc(len + 1);
+            memcpy(owned[*np], v, len);
+            owned[*np][len] = '\0';
+            params[*np] = owned[*np];
+            (*np)++;
+            buf_printf(sql, "%s::text = $%d", col, *np);
+        } else {
+            buf_printf(sql, "%s IS NULL", col);
+        }
+        free(col);
+        if (*np >= 8)
+            break;
+    }
+    return any;
+}
+
+static int check_table_on(PgSink *s, PGconn *conn, const TableDef *src, bool require_empty)
+{
+    MappingPlan *plan = NULL;
+    TableDef tgt = {0};
+    const TableDef *t = src;
+    char *q = NULL;
     PGresult *res;
-    int rc = pgconn_query(conn, "SELECT to_regclass($1) IS NOT NULL", 1, params, &res);
+    int rc = mapped_target(s, src, &plan, &tgt);
+
+    if (rc < 0)
+        return rc;
+    if (plan)
+        t = &tgt;
+    q = pgconn_qualified(conn, t->schema, t->name);
+    const char *params[1] = {q};
+    rc = pgconn_query(conn, "SELECT to_regclass($1) IS NOT NULL", 1, params, &res);
 
     if (rc < 0)
         goto out;
@@ -227,23 +313,36 @@ static int check_table_on(PgSink *s, PGconn *conn, const TableDef *t, bool requi
         goto out;
     }
     if (require_empty) {
-        char *sql = xasprintf("SELECT EXISTS (SELECT 1 FROM %s)", q);
+        Buf sql = BUF_INIT;
+        const char *vals[8];
+        char *owned[8];
+        int np;
 
-        rc = pgconn_query(conn, sql, 0, NULL, &res);
-        free(sql);
+        buf_printf(&sql, "SELECT EXISTS (SELECT 1 FROM %s", q);
+        bool scoped = scope_where(conn, plan, t, &sql, vals, owned, &np);
+        buf_puts(&sql, ")");
+        rc = pgconn_query(conn, buf_cstr(&sql), np, vals, &res);
+        buf_release(&sql);
+        for (int i = 0; i < np; i++)
+            free(owned[i]);
         if (rc < 0)
             goto out;
         bool nonempty = PQgetvalue(res, 0, 0)[0] == 't';
         PQclear(res);
         if (nonempty)
             rc = tm_fail(-EEXIST,
-                         "target table %s is not empty but its initial copy has not been done;"
+                         "target table %s %s but the initial copy of %s has not been done;"
                          " the copy would duplicate rows. Empty it (TRUNCATE) or point the"
                          " pipeline at an empty target",
-                         t->display);
+                         t->display,
+                         scoped ? "holds rows with this mapping's constant (source tag) values"
+                                : "is not empty",
+                         src->display);
     }
 out:
     free(q);
+    mapping_free(plan);
+    tabledef_release(&tgt);
     return rc;
 }
 
@@ -365,12 +464,32 @@ static int parts_plan_on(PgSink *s, PGconn *conn, const TableDef *t, const CopyP
     if (rc == 0 && reset) {
         /* Parts sharing one snapshot start over together: drop what the
          * finished ones loaded. */
-        char *q = pgconn_qualified(conn, t->schema, t->name);
-        char *sql = xasprintf("TRUNCATE %s", q);
+        MappingPlan *plan = NULL;
+        TableDef tgt = {0};
 
-        rc = pgconn_exec(conn, sql);
-        free(q);
-        free(sql);
+        rc = mapped_target(s, t, &plan, &tgt);
+        if (rc == 0) {
+            const TableDef *dt = plan ? &tgt : t;
+            char *q = pgconn_qualified(conn, dt->schema, dt->name);
+            Buf sql = BUF_INIT;
+            const char *vals[8];
+            char *owned[8];
+            int np;
+
+            /* A fan-in target keeps the other sources' rows. */
+            buf_printf(&sql, "DELETE FROM %s", q);
+            if (!scope_where(conn, plan, dt, &sql, vals, owned, &np)) {
+                buf_clear(&sql);
+                buf_printf(&sql, "TRUNCATE %s", q);
+            }
+            rc = pgconn_query(conn, buf_cstr(&sql), np, vals, NULL);
+            for (int i = 0; i < np; i++)
+                free(owned[i]);
+            buf_release(&sql);
+            free(q);
+        }
+        mapping_free(plan);
+        tabledef_release(&tgt);
     }
     if (rc == 0)
         return pgconn_exec(conn, "COMMIT");
@@ -403,26 +522,28 @@ static int copy_exec(PGconn *conn, const char *sql, ExecStatusType want, const c
     return rc;
 }
 
-static int pgsink_copy_open_part(Sink *base, const TableDef *t, const CopyPart *part, Lsn sync_lsn,
-                                 SinkCopy **out)
+static int pgsink_copy_open_part(Sink *base, const TableDef *t, const TableDef *target,
+                                 const CopyPart *part, Lsn sync_lsn, SinkCopy **out)
 {
     PgSink *s = pgsink_of(base);
     PgCopy *c = xcalloc(1, sizeof(*c));
+    const TableDef *dt = target ? target : t;
     Buf sql = BUF_INIT;
     int rc;
 
     c->sink = s;
     c->t = t;
+    c->tgt = dt;
     c->part = part ? part->index : 0;
     c->sync_lsn = sync_lsn;
     rc = pgsink_open_session(s, &c->conn);
     if (rc < 0)
         goto fail;
-    char *q = pgconn_qualified(c->conn, t->schema, t->name);
+    char *q = pgconn_qualified(c->conn, dt->schema, dt->name);
     buf_printf(&sql, "COPY %s (", q);
     free(q);
-    for (size_t i = 0; i < t->ncols; i++) {
-        char *col = pgconn_ident(c->conn, t->cols[i].name);
+    for (size_t i = 0; i < dt->ncols; i++) {
+        char *col = pgconn_ident(c->conn, dt->cols[i].name);
 
         buf_printf(&sql, "%s%s", i ? ", " : "", col);
         free(col);
@@ -446,7 +567,50 @@ fail:
 
 static int pgsink_copy_open(Sink *base, const TableDef *t, Lsn sync_lsn, SinkCopy **out)
 {
-    return pgsink_copy_open_part(base, t, NULL, sync_lsn, out);
+    return pgsink_copy_open_part(base, t, NULL, NULL, sync_lsn, out);
+}
+
+static int pgsink_copy_dead_letter(SinkCopy *sc, const char *row_json, const char *error)
+{
+    PgCopy *c = (PgCopy *)sc;
+    size_t bytes = strlen(row_json) + strlen(error);
+
+    /* Bounded memory (invariant 6): a table whose rows mostly fail is a
+     * mapping to fix, not a dead-letter table to fill. */
+    if (c->ndl >= COPY_DEAD_LETTERS_MAX || c->dl_bytes + bytes > COPY_DEAD_LETTERS_MAX_BYTES)
+        return tm_fail(-E2BIG,
+                       "initial copy of %s: more than %d rows (or 64 MB) in one part could not"
+                       " be transformed; fix the mapping. Last error: %s",
+                       c->t->display, COPY_DEAD_LETTERS_MAX, error);
+    if (c->ndl == c->dl_cap) {
+        c->dl_cap = c->dl_cap ? 2 * c->dl_cap : 16;
+        c->dl_rows = xrealloc(c->dl_rows, c->dl_cap * sizeof(char *));
+        c->dl_errors = xrealloc(c->dl_errors, c->dl_cap * sizeof(char *));
+    }
+    c->dl_rows[c->ndl] = xstrdup(row_json);
+    c->dl_errors[c->ndl] = xstrdup(error);
+    c->ndl++;
+    c->dl_bytes += bytes;
+    return 0;
+}
+
+/* After COPY ends, before COMMIT: the copy's dead letters in its transaction. */
+static int write_copy_dead_letters(PgCopy *c)
+{
+    char lsnbuf[24];
+    int rc = 0;
+
+    lsn_format(c->sync_lsn, lsnbuf, sizeof(lsnbuf));
+    for (size_t i = 0; i < c->ndl && rc == 0; i++) {
+        const char *params[5] = {c->sink->cfg->pipeline, c->t->display, lsnbuf, c->dl_rows[i],
+                                 c->dl_errors[i]};
+
+        rc = pgconn_query(c->conn,
+                          "INSERT INTO tidemark.dead_letters (pipeline, table_name, lsn, xid, op,"
+                          " row, error) VALUES ($1, $2, $3::pg_lsn, NULL, 'copy', $4::jsonb, $5)",
+                          5, params, NULL);
+    }
+    return rc;
 }
 
 static int pgsink_copy_rows(SinkCopy *sc, const char *data, size_t len)
@@ -471,7 +635,8 @@ static int finish_copy_in(PgCopy *c, bool commit)
         return tm_fail(-EIO, "target: %s", pgconn_errmsg(c->conn, NULL));
     while ((res = PQgetResult(c->conn)) != NULL) {
         if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == 0 && commit)
-            rc = tm_fail(-EIO, "target: COPY FROM STDIN: %s", pgconn_errmsg(c->conn, res));
+            rc = tm_fail(-EIO, "target: COPY FROM STDIN into %s: %s", c->tgt->display,
+                         pgconn_errmsg(c->conn, res));
         PQclear(res);
     }
     return rc;
@@ -493,6 +658,8 @@ static int pgsink_copy_finish(SinkCopy *sc, bool commit)
     snprintf(partbuf, sizeof(partbuf), "%d", c->part);
     if (c->in_copy)
         rc = finish_copy_in(c, commit);
+    if (rc == 0 && commit)
+        rc = write_copy_dead_letters(c);
     if (rc == 0 && commit)
         rc = pgconn_query(c->conn,
                           "INSERT INTO tidemark.sync_state AS s (pipeline, schema_name,"
@@ -519,6 +686,12 @@ static void pgsink_copy_free(SinkCopy *sc)
         return;
     if (c->conn)
         PQfinish(c->conn);
+    for (size_t i = 0; i < c->ndl; i++) {
+        free(c->dl_rows[i]);
+        free(c->dl_errors[i]);
+    }
+    free(c->dl_rows);
+    free(c->dl_errors);
     free(c);
 }
 
@@ -609,6 +782,8 @@ static const SinkOps pgsink_ops = {
     .parts_load = pgsink_parts_load,
     .parts_plan = pgsink_parts_plan,
     .copy_open_part = pgsink_copy_open_part,
+    .copy_dead_letter = pgsink_copy_dead_letter,
+    .dead_letter = pgapply_dead_letter,
     .forget_tables = pgsink_forget_tables,
 };
 

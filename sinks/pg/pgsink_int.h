@@ -70,6 +70,7 @@ typedef struct PgSink {
     Lsn durable;
     PgTime durable_commit_time;
     unsigned long stmt_seq;
+    bool dl_prepared; /* tm_dl (dead-letter INSERT) prepared in this session */
     /* per-call scratch for parameter values */
     Buf scratch;
     const char **params;
@@ -90,6 +91,8 @@ int pgapply_txn_begin(Sink *s, const TxnInfo *txn);
 int pgapply_apply(Sink *s, RelEntry *rel, const Change *chg, const TxnInfo *txn);
 int pgapply_truncate(Sink *s, RelEntry **rels, uint32_t nrels, uint8_t flags, const TxnInfo *txn);
 int pgapply_txn_commit(Sink *s, const TxnInfo *txn);
+int pgapply_dead_letter(Sink *s, const RelEntry *src_rel, const Change *chg, const TxnInfo *txn,
+                        const char *error);
 int pgapply_close_batch(Sink *s);
 int pgapply_abort_batch(Sink *s);
 int pgapply_idle_position(Sink *s, Lsn lsn);

@@ -60,6 +60,25 @@ static void test_int_bounds_extremes(void **state)
     assert_true(b[1] > -2 && b[1] < 2); /* the middle of the whole range is about 0 */
 }
 
+static void test_int_width(void **state)
+{
+    (void)state;
+    /* pgbench_accounts at scale 50: aid 1 .. 5,000,000 into 64 buckets of 78,125 */
+    assert_int_equal(verify_int_width(1, 5000001, 64), 78125);
+    /* the width rounds up, so the last key still falls in bucket n - 1 */
+    assert_int_equal(verify_int_width(0, 100, 64), 2);
+    assert_true((99 - 0) / verify_int_width(0, 100, 64) < 64);
+    assert_int_equal(verify_int_width(7, 10, 64), 1);
+    /* one key, or n < 2: nothing to cut */
+    assert_int_equal(verify_int_width(7, 8, 64), 0);
+    assert_int_equal(verify_int_width(0, 100, 1), 0);
+    /* key - lo must fit in an int64 */
+    assert_int_equal(verify_int_width(INT64_MIN, INT64_MAX, 64), 0);
+    assert_int_equal(verify_int_width(-1, INT64_MAX, 64), 0);
+    assert_true(verify_int_width(0, INT64_MAX, 64) > 0);
+    assert_true((INT64_MAX - 1) / verify_int_width(0, INT64_MAX, 64) < 64);
+}
+
 static void test_buckets_diff(void **state)
 {
     VBucket a[] = {{3, 10, "777"}, {0, 5, "11"}, {1, 7, "22"}, {4, 0, NULL}};
@@ -95,8 +114,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_int_bounds_even),     cmocka_unit_test(test_int_bounds_narrow),
-        cmocka_unit_test(test_int_bounds_extremes), cmocka_unit_test(test_buckets_diff),
-        cmocka_unit_test(test_buckets_equal),
+        cmocka_unit_test(test_int_bounds_extremes), cmocka_unit_test(test_int_width),
+        cmocka_unit_test(test_buckets_diff),        cmocka_unit_test(test_buckets_equal),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

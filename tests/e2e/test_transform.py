@@ -1,0 +1,272 @@
+"""End-to-end tests of table mappings (docs/TRANSFORMS.md) on the PostgreSQL
+target: the same compiled mapping serves the initial copy and the stream, so
+rows land transformed (renamed table and columns, parsed dates, state codes,
+LATIN1 repaired, placeholders as NULL, shifted ids, a constant tag, filtered
+rows kept out) whichever path carried them; transform errors stop the
+pipeline with the row named, or go to tidemark.dead_letters in the batch's
+transaction; two sources fan in to one target without colliding."""
+
+import psycopg
+from psycopg import sql
+
+import harness
+
+CRM_MAPPING = """
+mapping:
+  public.customers:
+    target: crm.clients
+    on_error: {on_error}
+    filter: {{column: status, not_in: [D, T]}}
+    columns:
+      id: {{to: client_id, transform: [{{id_offset: 1000000}}]}}
+      full_name:
+        to: [first_name, last_name]
+        transform: [{{decode: latin1}}, collapse_whitespace, {{null_if: ["", "N/A"]}}, {{parse_name: {{parts: [given, last]}}}}]
+      signup:
+        to: signed_up_on
+        transform:
+          - {{null_if: ["", "N/A"]}}
+          - {{parse_date: {{formats: ["MM/DD/YYYY", "YYYY-MM-DD", "Mon D, YYYY"], prefer: mdy}}}}
+      state: {{transform: [trim, {{null_if: ["", "N/A"]}}, {{state_code: {{}}}}]}}
+      status: {{transform: [trim, {{map: {{values: {{A: active, I: inactive}}, case_insensitive: true}}}}]}}
+    add:
+      source_system: {{const: legacy_crm}}
+"""
+
+TARGET_DDL = """
+    CREATE SCHEMA crm;
+    CREATE TABLE crm.clients (client_id bigint PRIMARY KEY, first_name text, last_name text,
+                              signed_up_on date, state char(2), status text, source_system text);
+"""
+
+
+def sql_ascii_source(env):
+    """Recreate the test's source database as SQL_ASCII: legacy bytes in any encoding."""
+    admin = env.src_cluster.conninfo()
+    harness.execute(admin, sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(env.src_db)))
+    harness.execute(admin, sql.SQL("CREATE DATABASE {} ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'"
+                                   " TEMPLATE template0").format(sql.Identifier(env.src_db)))
+    env.src_sql("""
+        CREATE TABLE customers (id int PRIMARY KEY, full_name text, signup text, state text, status text);
+        ALTER TABLE customers REPLICA IDENTITY FULL;
+    """)
+
+
+def caught_up(env, d):
+    """env.wait_caught_up for a SQL_ASCII source: the WAL position is cluster-wide,
+    so read it through the cluster's UTF8 maintenance database."""
+    harness.wait_caught_up(env.src_cluster.conninfo(), env.dst, env.pipeline, 60, d.check_alive)
+
+
+def clients(env):
+    return env.dst_sql("SELECT client_id, first_name, last_name, signed_up_on::text, state, status,"
+                       " source_system FROM crm.clients ORDER BY client_id")
+
+
+def crm_daemon(env, on_error="stop"):
+    return env.daemon(tables=["public.customers"], extra=CRM_MAPPING.format(on_error=on_error))
+
+
+def test_mapping_on_copy_and_stream(env):
+    sql_ascii_source(env)
+    env.dst_sql(TARGET_DDL)
+    env.src_sql(r"""
+        INSERT INTO customers VALUES
+          (1, 'Smith, John', '03/04/2020', 'California', 'A'),
+          (2, E'J\xfcrgen   M\xfcller', '2020-12-31', ' ny ', 'I'),
+          (3, 'Test Row', 'N/A', 'N/A', 'T'),
+          (4, 'Ann  Lee', 'Mar 4, 2020', 'N/A', 'A');
+    """)
+    d = crm_daemon(env)
+    caught_up(env, d)
+    env.src_sql(r"""
+        INSERT INTO customers VALUES
+          (5, 'Bob Stone', '12/25/2021', 'texas', 'A'),
+          (6, 'Gone Guy', '2019-01-01', 'Ohio', 'D'),
+          (7, E'J\xfcrgen   M\xfcller', '2020-12-31', ' ny ', 'I'),
+          (8, 'Keep Me', '01/02/2003', 'Maine', 'A');
+        UPDATE customers SET state = 'Oregon' WHERE id = 1;      -- plain update
+        UPDATE customers SET status = 'A' WHERE id = 6;          -- into the filter: insert
+        UPDATE customers SET status = 'D' WHERE id = 8;          -- out of it: delete
+        DELETE FROM customers WHERE id = 3;                      -- filtered row: nothing to delete
+        DELETE FROM customers WHERE id = 4;
+    """)
+    caught_up(env, d)
+    assert clients(env) == [
+        (1000001, "John", "Smith", "2020-03-04", "OR", "active", "legacy_crm"),
+        (1000002, "Jürgen", "Müller", "2020-12-31", "NY", "inactive", "legacy_crm"),
+        (1000005, "Bob", "Stone", "2021-12-25", "TX", "active", "legacy_crm"),
+        (1000006, "Gone", "Guy", "2019-01-01", "OH", "active", "legacy_crm"),
+        (1000007, "Jürgen", "Müller", "2020-12-31", "NY", "inactive", "legacy_crm"),
+    ]
+    d.stop()
+
+
+def test_copy_and_stream_produce_identical_rows(env):
+    """Issue 4 point 5: one row through the initial copy, the same row (another
+    id) through the stream: the target rows differ only in the key."""
+    sql_ascii_source(env)
+    env.dst_sql(TARGET_DDL)
+    row = r"E'Dr. Ana  van der Berg', 'Sep 9, 1999', E' washington, d.c. ', ' i '"
+    env.src_sql("INSERT INTO customers VALUES (10, %s)" % row)
+    d = crm_daemon(env)
+    caught_up(env, d)
+    env.src_sql("INSERT INTO customers VALUES (11, %s)" % row)
+    caught_up(env, d)
+    rows = clients(env)
+    assert [r[0] for r in rows] == [1000010, 1000011]
+    assert rows[0][1:] == rows[1][1:], rows
+    assert rows[0][1:] == ("Ana", "van der Berg", "1999-09-09", "DC", "inactive", "legacy_crm")
+    d.stop()
+
+
+def plain_source(env):
+    env.src_sql("CREATE TABLE customers (id int PRIMARY KEY, full_name text, signup text,"
+                " state text, status text)")
+    env.dst_sql(TARGET_DDL)
+
+
+NO_FILTER = CRM_MAPPING.replace("    filter: {{column: status, not_in: [D, T]}}\n", "")
+
+
+def test_on_error_stop_names_the_row(env):
+    plain_source(env)
+    env.src_sql("INSERT INTO customers VALUES (1, 'Ann Lee', '2020-01-01', 'Maine', 'A')")
+    d = env.daemon(tables=["public.customers"], extra=NO_FILTER.format(on_error="stop"))
+    env.wait_caught_up(d)
+    env.src_sql("INSERT INTO customers VALUES (2, 'Bo Li', '2020-01-02', 'Atlantis', 'A')")
+    rc = d.wait_exit(60)
+    assert rc != 0
+    log = d.log_tail()
+    for word in ("public.customers", "id='2'", "state", "state_code", "Atlantis"):
+        assert word in log, (word, log)
+    assert [r[0] for r in clients(env)] == [1000001]
+
+
+def test_on_error_dead_letter(env):
+    plain_source(env)
+    env.src_sql("""
+        INSERT INTO customers VALUES (1, 'Ann Lee', '2020-01-01', 'Maine', 'A'),
+                                     (2, 'Bad Copy', '2020-13-45', 'Maine', 'A');
+    """)
+    d = env.daemon(tables=["public.customers"], extra=NO_FILTER.format(on_error="dead_letter"))
+    env.wait_caught_up(d)
+    env.src_sql("""
+        INSERT INTO customers VALUES (3, 'Bo Li', '2020-01-02', 'Atlantis', 'A');
+        INSERT INTO customers VALUES (4, 'Cy Young', '2020-01-03', 'Iowa', 'I');
+    """)
+    env.wait_caught_up(d)
+    env.src_sql("INSERT INTO customers VALUES (5, 'Di Ross', '2020-01-04', 'Utah', 'A')")
+    env.wait_caught_up(d)
+    assert [r[0] for r in clients(env)] == [1000001, 1000004, 1000005]
+    dl = env.dst_sql("SELECT table_name, op, row, error, lsn IS NOT NULL, xid FROM tidemark.dead_letters"
+                     " WHERE pipeline = %s ORDER BY (row->>'id')::int", (env.pipeline,))
+    assert len(dl) == 2, dl
+    (t1, op1, row1, err1, lsn1, xid1), (t2, op2, row2, err2, lsn2, xid2) = dl
+    assert (t1, op1, xid1, lsn1) == ("public.customers", "copy", None, True)
+    assert row1 == {"id": "2", "full_name": "Bad Copy", "signup": "2020-13-45", "state": "Maine", "status": "A"}
+    assert "2020-13-45" in err1 and "signup" in err1
+    assert (t2, op2, lsn2) == ("public.customers", "INSERT", True) and xid2 > 0
+    assert row2 == {"id": "3", "full_name": "Bo Li", "signup": "2020-01-02", "state": "Atlantis", "status": "A"}
+    assert "Atlantis" in err2 and "state_code" in err2
+    d.check_alive()
+    d.stop()
+
+
+FANIN = """
+mapping:
+  public.customers:
+    columns:
+      id: {{transform: [{{id_offset: {off}}}]}}
+    add:
+      source: {{const: {tag}}}
+  public.orders:
+    columns:
+      id: {{transform: [{{id_offset: {off}}}]}}
+      customer_id: {{transform: [{{id_offset: {off}}}]}}
+    add:
+      source: {{const: {tag}}}
+"""
+
+
+def test_fan_in_two_sources(env):
+    """Two pipelines, two source databases, one target: ids shifted per source,
+    a source tag, foreign keys shifted with the keys they reference."""
+    second_db = env.src_db + "_b"
+    admin = env.src_cluster.conninfo()
+    harness.execute(admin, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(second_db)))
+    src_b = env.src_cluster.conninfo(second_db)
+    ddl = """
+        CREATE TABLE customers (id int PRIMARY KEY, name text);
+        CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customers, amount numeric);
+    """
+    env.dst_sql("""
+        CREATE TABLE customers (id bigint PRIMARY KEY, name text, source text NOT NULL);
+        CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint REFERENCES customers,
+                             amount numeric, source text NOT NULL);
+    """)
+    fill = """
+        INSERT INTO customers SELECT g, '{tag}' || g FROM generate_series(1, 50) g;
+        INSERT INTO orders SELECT g, g % 50 + 1, g FROM generate_series(1, 200) g;
+    """
+    harness.execute(env.src, ddl)
+    harness.execute(src_b, ddl)
+    harness.execute(env.src, fill.format(tag="a"))
+    harness.execute(src_b, fill.format(tag="b"))
+    tables = ["public.customers", "public.orders"]
+    da = env.daemon(tables=tables, extra=FANIN.format(off=1000000, tag="a"))
+    cfg_b = harness.render_config(env.pipeline + "_b", src_b, env.dst, tables=tables, log_level="debug",
+                                  extra=FANIN.format(off=2000000, tag="b"))
+    db = harness.Daemon(env.workdir, cfg_b, name="tidemark_b")
+    env.daemons.append(db)
+    try:
+        env.wait_caught_up(da)
+        db.start()
+        harness.wait_caught_up(src_b, env.dst, env.pipeline + "_b", 60, db.check_alive)
+        # Both stream at once; same source ids on both sides.
+        live = """
+            INSERT INTO customers SELECT g, '{tag}' || g FROM generate_series(51, 80) g;
+            INSERT INTO orders SELECT g, g % 80 + 1, g FROM generate_series(201, 400) g;
+            UPDATE orders SET amount = amount * 2 WHERE id % 10 = 0;
+            DELETE FROM orders WHERE id % 7 = 0;
+        """
+        harness.execute(env.src, live.format(tag="a"))
+        harness.execute(src_b, live.format(tag="b"))
+        env.wait_caught_up(da)
+        harness.wait_caught_up(src_b, env.dst, env.pipeline + "_b", 60, db.check_alive)
+
+        for src, off, tag in ((env.src, 1000000, "a"), (src_b, 2000000, "b")):
+            want_c = [(i + off, n, tag) for i, n in harness.execute(src, "SELECT id, name FROM customers ORDER BY id")]
+            got_c = env.dst_sql("SELECT id, name, source FROM customers WHERE source = %s ORDER BY id", (tag,))
+            assert got_c == want_c
+            want_o = [(i + off, c + off, a, tag) for i, c, a in
+                      harness.execute(src, "SELECT id, customer_id, amount FROM orders ORDER BY id")]
+            got_o = env.dst_sql("SELECT id, customer_id, amount, source FROM orders WHERE source = %s"
+                                " ORDER BY id", (tag,))
+            assert got_o == want_o
+        # Every order references a customer of its own source.
+        orphans = env.dst_sql("SELECT count(*) FROM orders o LEFT JOIN customers c ON c.id = o.customer_id"
+                              " WHERE c.id IS NULL OR c.source <> o.source")
+        assert orphans == [(0,)]
+        counts = env.dst_sql("SELECT source, count(*) FROM customers GROUP BY 1 ORDER BY 1")
+        assert counts == [("a", 80), ("b", 80)]
+    finally:
+        db.cleanup()
+        da.cleanup()
+
+        def drop_slots():
+            for (name, active) in harness.execute(admin, "SELECT slot_name, active FROM pg_replication_slots"
+                                                         " WHERE database = %s", (second_db,)):
+                if active:
+                    harness.execute(admin, "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
+                                           " WHERE slot_name = %s AND active_pid IS NOT NULL", (name,))
+                    continue
+                try:
+                    harness.execute(admin, "SELECT pg_drop_replication_slot(%s)", (name,))
+                except psycopg.Error:
+                    pass
+            return not harness.execute(admin, "SELECT 1 FROM pg_replication_slots WHERE database = %s",
+                                       (second_db,))
+
+        harness.wait_for(drop_slots, 30, "slots of %s to be dropped" % second_db, interval=0.1)
+        harness.execute(admin, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(second_db)))
