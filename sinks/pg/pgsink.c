@@ -61,7 +61,6 @@ static const char *const STATE_SQL =
      * the transaction of the batch or copy they came with. lsn: the source
      * transaction's commit LSN (stream) or the copy's snapshot LSN (copy). */
     "CREATE TABLE IF NOT EXISTS tidemark.dead_letters ("
-    " id bigserial PRIMARY KEY,"
     " pipeline text NOT NULL,"
     " table_name text NOT NULL,"
     " lsn pg_lsn,"
