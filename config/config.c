@@ -61,7 +61,7 @@ typedef enum KeyType {
     KT_BOOL,
     KT_STRLIST,
     KT_OBJECT,
-    KT_STRMAP, /* free-form mapping of names to scalars, kept as strings */
+    KT_STRMAP,   /* free-form mapping of names to scalars, kept as strings */
     KT_MAPTREE,  /* nested mapping whose shape the row's check validates */
     KT_LISTTREE, /* nested list whose shape the row's check validates */
 } KeyType;
@@ -142,6 +142,10 @@ static const KeyDesc copy_keys[] = {
     /* 0: one job per core */
     {.name = "jobs", .type = KT_INT, .def = "0", .min = 0, .max = 64},
     {.name = "part_size_mb", .type = KT_INT, .def = "256", .min = 1, .max = 1048576},
+    /* Stop when more rows than this fail (dead letters) while less than 10% of
+     * the initial load is done: something is wrong with the mapping or the
+     * data, and it is cheaper to look now. -1: never. */
+    {.name = "max_errors_early", .type = KT_INT, .def = "100", .min = -1, .max = 1000000000},
     {.name = NULL},
 };
 
@@ -1137,8 +1141,8 @@ static int check_columns(const Loader *ld, const Node *n, bool list_ok)
     if (json_is_string(n->json))
         return 0;
     if (!list_ok || !json_is_array(n->json) || n->nkids == 0)
-        return node_fail(ld, n, list_ok ? "expected a column name or a list of them"
-                                        : "expected a column name");
+        return node_fail(
+            ld, n, list_ok ? "expected a column name or a list of them" : "expected a column name");
     for (size_t i = 0; i < n->nkids; i++)
         if (!json_is_string(n->kids[i]->json))
             return node_fail(ld, n->kids[i], "expected a column name");
@@ -1162,10 +1166,10 @@ static int check_rule(const Loader *ld, const Node *r)
         }
         return 0;
     }
-    if (strcmp(kind, "range") != 0 && strcmp(kind, "regex") != 0 &&
-        strcmp(kind, "allowed") != 0)
-        return fail_at(ld, r->key_at, NULL, "%s: unknown rule (not_null, unique, range, regex,"
-                                            " allowed)",
+    if (strcmp(kind, "range") != 0 && strcmp(kind, "regex") != 0 && strcmp(kind, "allowed") != 0)
+        return fail_at(ld, r->key_at, NULL,
+                       "%s: unknown rule (not_null, unique, range, regex,"
+                       " allowed)",
                        kind);
     if (!json_is_object(r->json))
         return node_fail(ld, r, "expected a mapping of columns");
@@ -1204,8 +1208,9 @@ static int check_verify_rules(const Loader *ld, const Node *node, const char *pa
         if (rc < 0)
             return rc;
         if (!json_is_object(t->json))
-            return node_fail(ld, t, "expected a mapping of rules (not_null, unique, range, regex,"
-                                    " allowed)");
+            return node_fail(ld, t,
+                             "expected a mapping of rules (not_null, unique, range, regex,"
+                             " allowed)");
         for (size_t k = 0; k < t->nkids; k++)
             if ((rc = check_rule(ld, t->kids[k])) < 0)
                 return rc;
@@ -1236,7 +1241,9 @@ static int check_verify_fks(const Loader *ld, const Node *node, const char *path
 
             if (!v)
                 return node_fail(ld, fk, "%s is required",
-                                 k == 0 ? "table" : k == 1 ? "columns" : "references");
+                                 k == 0   ? "table"
+                                 : k == 1 ? "columns"
+                                          : "references");
             if (k != 1) {
                 if (!json_is_string(v->json) ||
                     sqlname_parse(json_string_value(v->json), &s, &n) < 0)
@@ -1274,8 +1281,9 @@ static int check_verify_spots(const Loader *ld, const Node *node, const char *pa
             if (is_scalar(key->json))
                 continue;
             if (!json_is_array(key->json) || key->nkids == 0)
-                return node_fail(ld, key, "expected a key value, or a list of values for a"
-                                          " composite key");
+                return node_fail(ld, key,
+                                 "expected a key value, or a list of values for a"
+                                 " composite key");
             for (size_t c = 0; c < key->nkids; c++)
                 if (!is_scalar(key->kids[c]->json))
                     return node_fail(ld, key->kids[c], "expected a value");
@@ -1453,6 +1461,8 @@ static Config *config_from_tree(const char *name, json_t *tree)
     json_t *copy = json_object_get(tree, "copy");
     cfg->copy.jobs = (long)json_integer_value(json_object_get(copy, "jobs"));
     cfg->copy.part_size_mb = (long)json_integer_value(json_object_get(copy, "part_size_mb"));
+    cfg->copy.max_errors_early =
+        (long)json_integer_value(json_object_get(copy, "max_errors_early"));
     cfg->schema_copy = strcmp(json_string_value(json_object_get(tree, "schema")), "copy") == 0;
     cfg->log.level = opt_str(log, "level");
     cfg->log.format = opt_str(log, "format");

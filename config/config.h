@@ -52,8 +52,9 @@ typedef struct Config {
         long status_interval_ms; /* standby status update interval */
     } apply;
     struct {
-        long jobs;         /* parallel copy jobs; 0: number of cores */
-        long part_size_mb; /* tables larger than this are split into parts */
+        long jobs;             /* parallel copy jobs; 0: number of cores */
+        long part_size_mb;     /* tables larger than this are split into parts */
+        long max_errors_early; /* dead letters tolerated in the first 10% of the load; -1 off */
     } copy;
     bool schema_copy; /* schema: copy — create target tables from the source */
     struct {

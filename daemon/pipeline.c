@@ -171,8 +171,10 @@ static int mapping_failed(Pipeline *p, RelEntry *rel, const MappingPlan *plan, c
     log_write(LOG_LVL_WARNING, rel->display, p->txn.final_lsn, "dead letter: %s", err);
     rc = p->sink->ops->dead_letter(p->sink, rel, c, &p->txn, err);
     free(err);
-    if (rc == 0)
+    if (rc == 0) {
         p->tstate[rel->table_idx].dead_letters++;
+        pipeline_check_early_errors(p);
+    }
     return rc;
 }
 

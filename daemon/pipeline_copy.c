@@ -229,6 +229,9 @@ static void on_event(Pipeline *p, TableSyncEvent *ev)
         cp->rows = ev->part.rows;
     }
     recompute(ts);
+    pipeline_check_early_errors(p);
+    if (p->rc)
+        return;
     if (ts->synced) {
         log_table_done(p, ev->table_idx);
         bool all = true;
@@ -301,6 +304,8 @@ static void describe(const TableSyncProgress *pr, double now, char *out, size_t 
 static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
 {
     Pipeline *p = w->data;
+
+    pipeline_check_early_errors(p);
     bool tty = isatty(STDERR_FILENO);
     double now = mono_now();
     size_t ndone = 0, shown = 0;
@@ -367,6 +372,41 @@ static int load_done(Pipeline *p, const TableDef *t, TableState *ts)
     recompute(ts);
     log_table_done(p, (int)(t - p->tabs.t)); /* "0 copied this run" */
     return 0;
+}
+
+/*
+ * "If something unexpected happens in the first 10% of the migration, stop
+ * and evaluate": dead letters (stream and copy) are counted while less than a
+ * tenth of the initial load's rows (by the planner's estimate; by parts when
+ * there is none) is copied.
+ */
+void pipeline_check_early_errors(Pipeline *p)
+{
+    long limit = p->cfg->copy.max_errors_early;
+    long long copied = 0, est = 0, errors = 0;
+    int parts_done = 0, parts_total = 0;
+
+    if (limit < 0 || p->copy_done_logged || !p->tsync || p->rc)
+        return;
+    for (size_t i = 0; i < p->tabs.n; i++) {
+        TableSyncProgress pr;
+
+        tablesync_progress(p->tsync, (int)i, &pr);
+        errors += pr.dead_letters + (long long)p->tstate[i].dead_letters;
+        copied += pr.rows;
+        est += pr.est_rows > pr.rows ? pr.est_rows : pr.rows;
+        parts_done += p->tstate[i].synced ? p->tstate[i].nparts : pr.parts_done;
+        parts_total += p->tstate[i].synced ? p->tstate[i].nparts : pr.parts_total;
+    }
+    double done = est > 0 ? (double)copied / (double)est
+                          : (parts_total > 0 ? (double)parts_done / parts_total : 0);
+    if (done >= 0.10 || errors <= limit)
+        return;
+    pipeline_fail(p, tm_fail(-ECANCELED,
+                             "%lld rows failed in the first %.0f%% of the initial load"
+                             " (copy.max_errors_early is %ld): stopping so the mapping and the"
+                             " data can be checked; the rows are in tidemark.dead_letters",
+                             errors, done * 100, limit));
 }
 
 int pipeline_copy_start(Pipeline *p)

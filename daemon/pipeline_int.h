@@ -130,6 +130,9 @@ int pipeline_filter_row(Pipeline *p, int idx, const RelEntry *rel, const Change 
 /* For TRUNCATE: whether table idx takes it (held: the caller waits). */
 int pipeline_filter_table(Pipeline *p, int idx);
 
+/* Stops the pipeline when too many rows failed early in the initial load. */
+void pipeline_check_early_errors(Pipeline *p);
+
 int pipeline_copy_start(Pipeline *p);
 void pipeline_copy_stop(Pipeline *p);
 void pipeline_copy_free(Pipeline *p);

@@ -303,11 +303,14 @@ static char *part_sql(PGconn *conn, const TableDef *t, const CopyPart *p)
     return b.data;
 }
 
-static void add_progress(TableSync *ts, int idx, long long rows, long long bytes)
+static void add_progress(TableSync *ts, int idx, long long rows, long long bytes, long long dead)
 {
     pthread_mutex_lock(&ts->mu);
     ts->progress[idx].rows += rows;
     ts->progress[idx].bytes += bytes;
+    /* Counted as seen (the part commits them later): the early-error guard
+     * must not wait for the end of a large part. */
+    ts->progress[idx].dead_letters += dead;
     pthread_mutex_unlock(&ts->mu);
 }
 
@@ -431,7 +434,7 @@ static int copy_part(Worker *w, SnapCtx *ctx, const CopyPart *part)
     SinkCopy *sc = NULL;
     CopyMap map = {0};
     char *sql, *lit, *row = NULL;
-    long long rows = 0, bytes = 0, prows = 0, pbytes = 0;
+    long long rows = 0, bytes = 0, prows = 0, pbytes = 0, pdead = 0;
     PGresult *res;
     int n, rc;
 
@@ -485,9 +488,10 @@ static int copy_part(Worker *w, SnapCtx *ctx, const CopyPart *part)
         rows++;
         bytes += n;
         if (rows - prows >= 4096) {
-            add_progress(ts, ctx->table_idx, rows - prows, bytes - pbytes);
+            add_progress(ts, ctx->table_idx, rows - prows, bytes - pbytes, map.dead - pdead);
             prows = rows;
             pbytes = bytes;
+            pdead = map.dead;
         }
     }
     if (n == -2) {
@@ -504,11 +508,10 @@ static int copy_part(Worker *w, SnapCtx *ctx, const CopyPart *part)
     if (rc == 0)
         rc = sink->ops->copy_finish(sc, true);
 out:
-    add_progress(ts, ctx->table_idx, rows - prows, bytes - pbytes);
+    add_progress(ts, ctx->table_idx, rows - prows, bytes - pbytes, map.dead - pdead);
     if (rc == 0 && (map.filtered || map.dead)) {
         pthread_mutex_lock(&ts->mu);
         ts->progress[ctx->table_idx].filtered += map.filtered;
-        ts->progress[ctx->table_idx].dead_letters += map.dead;
         pthread_mutex_unlock(&ts->mu);
         if (map.dead)
             log_write(LOG_LVL_WARNING, t->display, ctx->lsn,

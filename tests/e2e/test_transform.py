@@ -270,3 +270,43 @@ def test_fan_in_two_sources(env):
 
         harness.wait_for(drop_slots, 30, "slots of %s to be dropped" % second_db, interval=0.1)
         harness.execute(admin, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(second_db)))
+
+
+def test_max_errors_early_stops_the_initial_load(env):
+    """More failed rows than copy.max_errors_early while under 10% of the load
+    is copied: the pipeline stops to let someone look (issue 6's guard)."""
+    plain_source(env)
+    # 300k rows; the first 2% have dates the mapping cannot parse.
+    env.src_sql("""
+        INSERT INTO customers SELECT g, 'Name ' || g,
+            CASE WHEN g <= 6000 THEN 'garbage' ELSE '2020-01-01' END, 'Maine', 'A'
+        FROM generate_series(1, 300000) g;
+        ANALYZE customers;
+    """)
+    extra = NO_FILTER.format(on_error="dead_letter") + "copy: {jobs: 1, part_size_mb: 1, max_errors_early: 50}\n"
+    d = env.daemon(tables=["public.customers"], extra=extra)
+    rc = d.wait_exit(120)
+    assert rc != 0
+    log = d.log_tail()
+    assert "max_errors_early" in log and "first" in log, log
+    # It stopped early: most of the table was never loaded.
+    loaded = env.dst_sql("SELECT count(*) FROM crm.clients")[0][0]
+    assert loaded < 100000, loaded
+
+
+def test_errors_after_the_first_tenth_do_not_stop(env):
+    """The same number of bad rows at the end of the load is tolerated."""
+    plain_source(env)
+    env.src_sql("""
+        INSERT INTO customers SELECT g, 'Name ' || g,
+            CASE WHEN g > 29900 THEN 'garbage' ELSE '2020-01-01' END, 'Maine', 'A'
+        FROM generate_series(1, 30000) g;
+        ANALYZE customers;
+    """)
+    extra = NO_FILTER.format(on_error="dead_letter") + "copy: {jobs: 1, part_size_mb: 1, max_errors_early: 50}\n"
+    d = env.daemon(tables=["public.customers"], extra=extra)
+    env.wait_caught_up(d, timeout=120)
+    assert env.dst_sql("SELECT count(*) FROM crm.clients")[0][0] == 29900
+    assert env.dst_sql("SELECT count(*) FROM tidemark.dead_letters WHERE pipeline = %s",
+                       (env.pipeline,))[0][0] == 100
+    d.stop()
