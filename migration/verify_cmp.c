@@ -6,9 +6,10 @@
  * again (index range scans on the key), and ranges or buckets of at most
  * VERIFY_LEAF_ROWS rows are fetched whole and diffed in C.
  *
- * A table with one orderable key column is cut into key ranges: arithmetic
- * split points for integer keys, percentiles (sampled at the top) for any
- * other type, with COLLATE "C" for text so both sides order alike. A
+ * A table with one orderable key column is cut into key ranges: equal-width
+ * buckets computed by arithmetic for integer keys, percentiles (sampled at
+ * the top) for any other type, with COLLATE "C" for text so both sides order
+ * alike. A
  * composite key or no key at all uses buckets of a hash instead (of the key,
  * or of the whole row, compared as a multiset); each level narrows the
  * differing buckets by another factor of VERIFY_FANOUT.
