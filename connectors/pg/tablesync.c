@@ -7,6 +7,7 @@
  * it. Work queues are protected by one mutex; events go to the main loop.
  */
 #include "connectors/pg/tablesync.h"
+#include "connectors/pg/idmap.h"
 #include "connectors/pg/pgconn.h"
 #include "connectors/pg/repl.h"
 #include "core/buf.h"
@@ -190,8 +191,8 @@ static void split_range(CopyPart *parts, int n, PartKind kind, int64_t lo, int64
     }
 }
 
-static int plan_parts(PGconn *src, const Config *cfg, const TableDef *t, CopyPart **out, int *n,
-                      long long *est_rows)
+static int plan_parts(PGconn *src, const Config *cfg, int jobs, const TableDef *t, CopyPart **out,
+                      int *n, long long *est_rows)
 {
     char oidbuf[16];
     const char *params[1] = {oidbuf};
@@ -217,6 +218,9 @@ static int plan_parts(PGconn *src, const Config *cfg, const TableDef *t, CopyPar
 
     long long part_bytes = cfg->copy.part_size_mb * 1024LL * 1024LL;
     int want = (int)((size + part_bytes - 1) / part_bytes);
+    /* A multiple of the jobs, so no part is left to run alone at the end. */
+    if (want > 1 && jobs > 1)
+        want = (want + jobs - 1) / jobs * jobs;
     if (want > MAX_PARTS)
         want = MAX_PARTS;
     if (want <= 1) {
@@ -328,11 +332,13 @@ typedef struct CopyMap {
     Arena *arena;
     Buf out;
     long long filtered, dead;
+    IdMapLookup *idmap; /* id_map steps: this worker's own target lookups */
 } CopyMap;
 
 static void copymap_release(CopyMap *m)
 {
     mapping_free(m->plan);
+    idmap_lookup_free(m->idmap);
     tabledef_release(&m->target);
     free(m->src.cols);
     copytext_release(&m->ct);
@@ -350,6 +356,10 @@ static int copymap_init(CopyMap *m, const Config *cfg, const TableDef *t)
         return tm_fail_ctx(rc, "mapping of %s", t->display);
     if (!m->plan)
         return 0;
+    if (mapping_uses_id_lookup(m->plan)) {
+        idmap_lookup_new(&cfg->target.conn, &m->idmap);
+        mapping_set_id_lookup(m->plan, idmap_lookup_fn, m->idmap);
+    }
     mapping_target_tabledef(m->plan, &m->target);
     m->src.schema = t->schema;
     m->src.name = t->name;
@@ -515,7 +525,7 @@ out:
         pthread_mutex_unlock(&ts->mu);
         if (map.dead)
             log_write(LOG_LVL_WARNING, t->display, ctx->lsn,
-                      "%lld copied rows could not be transformed: see tidemark.dead_letters",
+                      "%lld copied rows could not be transformed: see tidemark.dead_letter",
                       map.dead);
     }
     copymap_release(&map);
@@ -598,7 +608,7 @@ static int load_plan(Worker *w, int idx, CopyPart **parts, int *n, long long *es
         /* Never planned: the table must not hold rows a copy would duplicate. */
         rc = sink->ops->check_table(sink, t, true);
         if (rc == 0)
-            rc = plan_parts(w->src, ts->cfg, t, parts, n, est);
+            rc = plan_parts(w->src, ts->cfg, ts->jobs, t, parts, n, est);
         if (rc == 0)
             rc = sink->ops->parts_plan(sink, t, *parts, *n, false);
         return rc;
