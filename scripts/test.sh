@@ -49,6 +49,20 @@ build() {
     ninja -C "$dir" >&2
 }
 
+# ------------------------------------------------------------------ packages
+# On a fresh machine (the README's second command alone) install what is
+# missing when we may; otherwise say what to install.
+if ! missing=$("$ROOT/scripts/install-deps.sh" --check); then
+    if [ "$(id -u)" -eq 0 ]; then
+        log "installing missing packages: $(echo $missing)"
+        "$ROOT/scripts/install-deps.sh" >&2 || { printf '0 passed, 1 failed\n'; exit 1; }
+    else
+        log "missing packages: $(echo $missing); run: sudo scripts/install-deps.sh"
+        printf '0 passed, 1 failed\n'
+        exit 1
+    fi
+fi
+
 # ------------------------------------------------------------------ build
 release_ok=1
 asan_ok=1
