@@ -601,6 +601,11 @@ int verify_recheck(PGconn *src, PGconn *dst, VTable *t, const json_t *diffs, jso
     char *arr, *where;
     int rc, k;
 
+    if (t->map) {
+        free(keys);
+        return verify_map_recheck(src, dst, t, diffs, out);
+    }
+
     json_array_foreach(diffs, i, d) keys[i] = json_string_value(json_object_get(d, "key_text"));
     arr = profile_sql_text_array(keys, n);
     k = sqlp_add(&p, arr);

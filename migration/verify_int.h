@@ -182,6 +182,8 @@ typedef struct VCol {
     char *src_expr, *dst_expr;
 } VCol;
 
+typedef struct VMap VMap; /* a table's mapping (verify_map.c) */
+
 typedef struct VTable {
     TableDef *def;     /* borrowed (source shape) */
     char *qsrc, *qdst; /* quoted qualified names */
@@ -215,6 +217,7 @@ typedef struct VTable {
     json_t *checks; /* integrity results: foreign keys, rules, spot checks */
     char *error;
     double seconds;
+    VMap *map; /* the table has a mapping: compared through it (verify_map.c) */
 } VTable;
 
 /* A throttle shared by the workers of one run: rows per second, 0 = none. */
@@ -253,6 +256,24 @@ int verify_spot_check(PGconn *src, PGconn *dst, VTable *t, const VSpot *spot, js
 /* Runs both statements concurrently (one per side); results in *rs, *rd. */
 int verify_query2(PGconn *src, const char *sql_src, PGconn *dst, const char *sql_dst, int np,
                   const char *const *params, PGresult **rs, PGresult **rd);
+
+/* ---- tables with a mapping (verify_map.c) ------------------------------------ */
+
+/*
+ * Compiles the mapping of t->def found in the config tree, if any (t->map
+ * stays NULL for a table without one). A mapping that cannot be compiled
+ * becomes the table's problem (reported as its error), not a run failure.
+ */
+int verify_map_attach(const json_t *config_tree, VTable *t);
+/* The target table's display name of a mapped table, else NULL. */
+const char *verify_map_target(const VTable *t);
+/* Checks the mapping's target table and columns; builds the two COPY statements. */
+int verify_map_prepare(PGconn *src, PGconn *dst, VTable *t);
+/* Streams both sides in key order and merges them (fills counts and diffs). */
+int verify_map_compare(PGconn *src, PGconn *dst, VTable *t, VThrottle *th);
+/* The merge again at the current snapshots; keeps the keys of diffs that still differ. */
+int verify_map_recheck(PGconn *src, PGconn *dst, VTable *t, const json_t *diffs, json_t **out);
+void verify_map_release(VTable *t);
 
 /* ---- integrity on the target (verify_check.c) ----------------------------------- */
 

@@ -315,9 +315,14 @@ int verify_table_prepare(PGconn *src, PGconn *dst, VTable *t)
         return rc;
     t->est_rows = PQntuples(res) ? strtod(PQgetvalue(res, 0, 0), NULL) : 0;
     PQclear(res);
-    if ((rc = check_target(dst, t)) < 0)
+    if (t->map) {
+        /* a mapped table is compared through its mapping (verify_map.c) */
+        if ((rc = verify_map_prepare(src, dst, t)) < 0)
+            return rc;
+    } else if ((rc = check_target(dst, t)) < 0) {
         return rc;
-    if (t->t_found && (rc = whole_row_ok(src, dst, t, &whole)) < 0)
+    }
+    if (!t->map && t->t_found && (rc = whole_row_ok(src, dst, t, &whole)) < 0)
         return rc;
     build_sql(src, t, whole);
     return 0;
@@ -325,6 +330,7 @@ int verify_table_prepare(PGconn *src, PGconn *dst, VTable *t)
 
 void verify_table_release(VTable *t)
 {
+    verify_map_release(t);
     for (size_t i = 0; t->cols && i < t->ncols; i++) {
         free(t->cols[i].name);
         free(t->cols[i].src_expr);
