@@ -35,6 +35,9 @@ struct VMap {
     bool *tkeyint;            /* per target key column: int2/int4/int8 */
     size_t ntkey;
     char *src_sql, *dst_sql; /* the two COPY statements */
+    char **ttypes;           /* per target column: format_type(), NULL for text-like */
+    PGconn *dst;             /* the run's target session (busy streaming during merges) */
+    PGconn *canon;           /* a second target session for typed comparisons */
 };
 
 /* The primary key (else the replica identity index) of schema.name: names, int?, collatable? */
@@ -115,6 +118,11 @@ void verify_map_release(VTable *t)
     free(m->tkeyint);
     free(m->src_sql);
     free(m->dst_sql);
+    for (size_t c = 0; m->ttypes && c < m->ntcols; c++)
+        free(m->ttypes[c]);
+    free(m->ttypes);
+    if (m->canon)
+        PQfinish(m->canon);
     free(m);
     t->map = NULL;
 }
@@ -123,6 +131,8 @@ void verify_map_release(VTable *t)
 int verify_map_prepare(PGconn *src, PGconn *dst, VTable *t)
 {
     VMap *m = t->map;
+
+    m->dst = dst;
     const char *ts, *tn;
     Buf s = BUF_INIT, d = BUF_INIT, w = BUF_INIT;
     PGresult *res = NULL, *keys = NULL;
@@ -145,8 +155,10 @@ int verify_map_prepare(PGconn *src, PGconn *dst, VTable *t)
     p[0] = ts;
     p[1] = tn;
     rc = pgconn_query(dst,
-                      "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid ="
-                      " a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+                      "SELECT a.attname, CASE WHEN t.typcategory = 'S' THEN NULL ELSE"
+                      " format_type(a.atttypid, a.atttypmod) END FROM pg_attribute a"
+                      " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n"
+                      " ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid"
                       " WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0"
                       " AND NOT a.attisdropped",
                       2, p, &res);
@@ -158,8 +170,14 @@ int verify_map_prepare(PGconn *src, PGconn *dst, VTable *t)
     for (size_t c = 0; c < m->ntcols && !t->t_problem; c++) {
         bool found = false;
 
-        for (int r = 0; r < PQntuples(res) && !found; r++)
+        for (int r = 0; r < PQntuples(res) && !found; r++) {
             found = strcmp(PQgetvalue(res, r, 0), m->tcols[c]) == 0;
+            if (found && !PQgetisnull(res, r, 1)) {
+                if (!m->ttypes)
+                    m->ttypes = xcalloc(m->ntcols, sizeof(char *));
+                m->ttypes[c] = xstrdup(PQgetvalue(res, r, 1));
+            }
+        }
         if (!found)
             t->t_problem =
                 xasprintf("column %s of %s (mapped from %s) does not exist on the target",
@@ -395,8 +413,60 @@ static char **dup_vals(const MRow *r, size_t n)
     return v;
 }
 
+/*
+ * Whether two texts denote the same value of the target column's type: the
+ * mapping's output ("12.5") and the target's print of it ("12.50" in a
+ * numeric(12,2)) may differ in form only. Asked of the target itself, on a
+ * second session (the first is streaming), only for pairs that differ as
+ * text in a column that is not a string type.
+ */
+static bool same_typed(VMap *m, size_t c, const char *x, const char *y)
+{
+    const char *params[2] = {x, y};
+    PGresult *res;
+    char *sql;
+    bool same = false;
+
+    if (!m->canon) {
+        PQconninfoOption *opts = PQconninfo(m->dst);
+        const char *keys[64], *vals[64];
+        int n = 0;
+
+        for (PQconninfoOption *o = opts; o && o->keyword && n < 63; o++)
+            if (o->val && *o->val) {
+                keys[n] = o->keyword;
+                vals[n++] = o->val;
+            }
+        keys[n] = vals[n] = NULL;
+        m->canon = PQconnectdbParams(keys, vals, 0);
+        PQconninfoFree(opts);
+        if (PQstatus(m->canon) != CONNECTION_OK)
+            return false;
+    }
+    /* The type name is the catalog's own format_type() text, not user input. */
+    sql = xasprintf("SELECT $1::%s IS NOT DISTINCT FROM $2::%s", m->ttypes[c], m->ttypes[c]);
+    res = PQexecParams(m->canon, sql, 2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+        same = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    free(sql);
+    return same;
+}
+
+static void canonicalize(VMap *m, MRow *a, const MRow *b)
+{
+    for (size_t c = 0; m->ttypes && c < m->ntcols; c++) {
+        if (!m->ttypes[c] || !a->vals[c] || !b->vals[c] || strcmp(a->vals[c], b->vals[c]) == 0)
+            continue;
+        if (same_typed(m, c, a->vals[c], b->vals[c])) {
+            free(a->vals[c]);
+            a->vals[c] = xstrdup(b->vals[c]);
+        }
+    }
+}
+
 /* One merge step's difference (a is the mapped source row, b the target row; either NULL). */
-static void diff_pair(const VMap *m, const MRow *a, const MRow *b, json_t *out, size_t *total)
+static void diff_pair(VMap *m, MRow *a, const MRow *b, json_t *out, size_t *total)
 {
     VShape sh = {m->tcols, m->ntcols, m->tkeyidx, m->ntkey};
     VRowSet x, y;
@@ -406,6 +476,8 @@ static void diff_pair(const VMap *m, const MRow *a, const MRow *b, json_t *out, 
 
     vrowset_init(&x, m->ntcols);
     vrowset_init(&y, m->ntcols);
+    if (a && b)
+        canonicalize(m, a, b);
     if (a)
         vrowset_add(&x, key_text(m, a), dup_vals(a, m->ntcols), 1);
     if (b)

@@ -107,3 +107,22 @@ def test_wrong_transformed_values_are_reported(env):
                                                                        extra=MAPPING))
     assert rc == 1, err
     assert "ACTIVE" in out, out
+
+
+def test_target_type_formatting_is_not_a_difference(env):
+    """The mapping passes score through as text ("7"); a numeric(12,2) target
+    prints it "7.00". Same value, so a correct migration verifies clean, and a
+    really different value is still reported."""
+    env.src_sql(SOURCE_DDL)
+    env.dst_sql(TARGET_DDL.replace("score int", "score numeric(12,2)"))
+    env.src_sql("INSERT INTO customers SELECT g, 'name ' || g, 'A', g * 7"
+                " FROM generate_series(1, 300) g")
+    d = env.daemon(tables=["public.customers"], extra=MAPPING)
+    env.wait_caught_up(d)
+    rep = verify(env, 0)
+    assert table_of(rep, "public.customers")["differences"] == []
+    d.stop()
+    env.dst_sql("UPDATE crm.clients SET score = 7.5 WHERE client_id = 1000001")
+    rep = verify(env, 1, "--no-wait")
+    d1 = by_key(rep, "public.customers", "client_id", "1000001")
+    assert d1["columns"] == [{"column": "score", "source": "7", "target": "7.50"}]
