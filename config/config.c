@@ -130,9 +130,14 @@ static const KeyDesc target_keys[] = {
     {.name = NULL},
 };
 
+static const char *const on_error_modes[] = {"stop", "dead_letter", NULL};
+
 static const KeyDesc apply_keys[] = {
     {.name = "batch_max_changes", .type = KT_INT, .def = "10000", .min = 1, .max = 10000000},
     {.name = "status_interval_ms", .type = KT_INT, .def = "10000", .min = 100, .max = 600000},
+    /* what a row a mapping cannot transform does, for mapped tables whose
+     * mapping does not set its own on_error (docs/TRANSFORMS.md) */
+    {.name = "on_error", .type = KT_STRING, .def = "\"stop\"", .one_of = on_error_modes},
     {.name = NULL},
 };
 
@@ -1458,6 +1463,8 @@ static Config *config_from_tree(const char *name, json_t *tree)
         (long)json_integer_value(json_object_get(apply, "batch_max_changes"));
     cfg->apply.status_interval_ms =
         (long)json_integer_value(json_object_get(apply, "status_interval_ms"));
+    cfg->apply.on_error_dead_letter =
+        strcmp(json_string_value(json_object_get(apply, "on_error")), "dead_letter") == 0;
     json_t *copy = json_object_get(tree, "copy");
     cfg->copy.jobs = (long)json_integer_value(json_object_get(copy, "jobs"));
     cfg->copy.part_size_mb = (long)json_integer_value(json_object_get(copy, "part_size_mb"));

@@ -48,8 +48,9 @@ typedef struct Config {
         } kafka;
     } target;
     struct {
-        long batch_max_changes;  /* close a target txn after this many changes */
-        long status_interval_ms; /* standby status update interval */
+        long batch_max_changes;    /* close a target txn after this many changes */
+        long status_interval_ms;   /* standby status update interval */
+        bool on_error_dead_letter; /* apply.on_error: default of mappings without on_error */
     } apply;
     struct {
         long jobs;             /* parallel copy jobs; 0: number of cores */

@@ -22,5 +22,6 @@ int cmd_sync_sequences(int argc, char **argv);
 int cmd_profile(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_dead_letter(int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@ static const Command commands[] = {
     {"profile", "profile the source data before migrating it (report, baseline)", cmd_profile},
     {"status", "show where the pipeline stands (tables, lag, slot, errors)", cmd_status},
     {"verify", "prove the target matches the source row by row, even while streaming", cmd_verify},
+    {"dead-letter", "list or replay the rows a mapping could not transform", cmd_dead_letter},
     /* further commands register here */
 };
 

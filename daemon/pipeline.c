@@ -8,6 +8,7 @@
  */
 #include "daemon/pipeline.h"
 #include "daemon/pipeline_int.h"
+#include "connectors/pg/idmap.h"
 #include "connectors/pg/pgconn.h"
 #include "connectors/pg/schemacopy.h"
 #include "daemon/notify.h"
@@ -107,7 +108,8 @@ static int skip_foreign(Pipeline *p, RelEntry *rel)
  */
 typedef struct StreamMap {
     MappingPlan *plan;
-    RelEntry target; /* info borrowed from the plan; display and sink state owned */
+    RelEntry target;    /* info borrowed from the plan; display and sink state owned */
+    IdMapLookup *idmap; /* id_map steps: own target connection (the apply session is pipelined) */
 } StreamMap;
 
 static void streammap_free(void *state)
@@ -120,6 +122,7 @@ static void streammap_free(void *state)
         m->target.sink_state_free(m->target.sink_state);
     free(m->target.display);
     mapping_free(m->plan);
+    idmap_lookup_free(m->idmap);
     free(m);
 }
 
@@ -134,8 +137,16 @@ static int compile_mapping(Pipeline *p, RelEntry *e)
         return 0;
     m = xcalloc(1, sizeof(*m));
     rc = mapping_compile(cfg, &e->info, &m->plan);
-    if (rc == 0)
+    if (rc == 0) {
+        mapping_default_on_error(m->plan, p->cfg->apply.on_error_dead_letter
+                                              ? MAPPING_ON_ERROR_DEAD_LETTER
+                                              : MAPPING_ON_ERROR_STOP);
         rc = mapping_check_identity(m->plan, e->info.replident);
+    }
+    if (rc == 0 && mapping_uses_id_lookup(m->plan)) {
+        idmap_lookup_new(&p->cfg->target.conn, &m->idmap);
+        mapping_set_id_lookup(m->plan, idmap_lookup_fn, m->idmap);
+    }
     if (rc == 0 && mapping_on_error(m->plan) == MAPPING_ON_ERROR_DEAD_LETTER &&
         !p->sink->ops->dead_letter)
         rc = tm_fail(-ENOTSUP, "the %s target cannot store dead letters", p->sink->ops->name);

@@ -405,7 +405,7 @@ void pipeline_check_early_errors(Pipeline *p)
     pipeline_fail(p, tm_fail(-ECANCELED,
                              "%lld rows failed in the first %.0f%% of the initial load"
                              " (copy.max_errors_early is %ld): stopping so the mapping and the"
-                             " data can be checked; the rows are in tidemark.dead_letters",
+                             " data can be checked; the rows are in tidemark.dead_letter",
                              errors, done * 100, limit));
 }
 

@@ -169,7 +169,7 @@ static void render_metrics(void *arg, Buf *b)
               : 0);
     render_tables(p, b);
     prom_family(b, "tidemark_dead_letters_total", "counter",
-                "Rows a mapping could not transform, written to tidemark.dead_letters"
+                "Rows a mapping could not transform, written to tidemark.dead_letter"
                 " (on_error: dead_letter), by table; stream and copy.");
     for (size_t i = 0; i < p->tabs.n; i++) {
         TableSyncProgress pr = {0};

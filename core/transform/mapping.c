@@ -529,6 +529,7 @@ static int table_section(Build *b, const json_t *tcfg)
     if (v && !json_is_null(v)) {
         const char *s = json_string_value(v);
 
+        b->plan->on_error_set = true;
         if (s && strcmp(s, "stop") == 0)
             b->plan->on_error = MAPPING_ON_ERROR_STOP;
         else if (s && strcmp(s, "dead_letter") == 0)
@@ -771,6 +772,21 @@ const RelInfo *mapping_target_rel(const MappingPlan *plan)
 MappingOnError mapping_on_error(const MappingPlan *plan)
 {
     return plan->on_error;
+}
+
+void mapping_default_on_error(MappingPlan *plan, MappingOnError def)
+{
+    if (!plan->on_error_set)
+        plan->on_error = def;
+}
+
+MappingOnError mapping_tree_on_error(const json_t *config_tree)
+{
+    const char *s =
+        json_string_value(json_object_get(json_object_get(config_tree, "apply"), "on_error"));
+
+    return s && strcmp(s, "dead_letter") == 0 ? MAPPING_ON_ERROR_DEAD_LETTER
+                                              : MAPPING_ON_ERROR_STOP;
 }
 
 bool mapping_is_identity(const MappingPlan *plan)

@@ -79,6 +79,16 @@ const RelInfo *mapping_target_rel(const MappingPlan *plan);
 
 MappingOnError mapping_on_error(const MappingPlan *plan);
 
+/*
+ * The pipeline's default (`apply.on_error`) for a plan whose table mapping
+ * does not set on_error itself; the table's own setting always wins.
+ * mapping_tree_on_error() reads that default from a config tree (stop when
+ * absent). mapping_compile_for_table() applies it; callers of
+ * mapping_compile() do it themselves.
+ */
+void mapping_default_on_error(MappingPlan *plan, MappingOnError def);
+MappingOnError mapping_tree_on_error(const json_t *config_tree);
+
 /* No rename, no filter, every column passed through unchanged: callers may skip the engine. */
 bool mapping_is_identity(const MappingPlan *plan);
 

@@ -44,6 +44,8 @@ struct MappingPlan {
     uint16_t src_ncols;
     char *tschema, *tname;
     MappingOnError on_error;
+    bool
+        on_error_set; /* the table's mapping names on_error (the pipeline default does not apply) */
     Producer *prods;
     size_t nprods;
     size_t nout;

@@ -42,6 +42,8 @@ int mapping_compile_for_table(const json_t *tree, const TableDef *t, MappingPlan
     rc = mapping_compile(cfg, &rel, out);
     free(rel.cols);
     if (rc == 0)
+        mapping_default_on_error(*out, mapping_tree_on_error(tree));
+    if (rc == 0)
         rc = mapping_check_identity(*out, t->replident);
     if (rc < 0) {
         mapping_free(*out);

@@ -437,7 +437,7 @@ int pgapply_apply(Sink *base, RelEntry *rel, const Change *chg, const TxnInfo *t
 }
 
 static const char *const DL_SQL =
-    "INSERT INTO tidemark.dead_letters (pipeline, table_name, lsn, xid, op, row, error)"
+    "INSERT INTO tidemark.dead_letter (pipeline, table_name, lsn, xid, op, row, error)"
     " VALUES ($1, $2, $3::pg_lsn, $4::bigint, $5, $6::jsonb, $7)";
 
 /*
@@ -462,7 +462,7 @@ int pgapply_dead_letter(Sink *base, const RelEntry *rel, const Change *chg, cons
     if (!s->batch_open)
         return tm_fail(-EPROTO, "pgsink: dead letter outside a transaction");
     if (!s->dl_prepared) {
-        rc = send_prepare(s, "tm_dl", DL_SQL, "tidemark.dead_letters");
+        rc = send_prepare(s, "tm_dl", DL_SQL, "tidemark.dead_letter");
         if (rc < 0)
             return rc;
         s->dl_prepared = true;
@@ -494,7 +494,7 @@ int pgapply_dead_letter(Sink *base, const RelEntry *rel, const Change *chg, cons
     for (size_t i = 0; i < 7; i++) {
         ColValue v = {COL_TEXT, (uint32_t)strlen(vals[i]), vals[i]};
 
-        param_set(s, i, &v, "tidemark.dead_letters", "value");
+        param_set(s, i, &v, "tidemark.dead_letter", "value");
     }
     buf_release(&json);
     rc = send_stmt(s, "tm_dl", 7, 'L', false, rel, txn);

@@ -59,8 +59,24 @@ static const char *const STATE_SQL =
     " PRIMARY KEY (pipeline, key));"
     /* Rows a mapping could not transform (on_error: dead_letter), written in
      * the transaction of the batch or copy they came with. lsn: the source
-     * transaction's commit LSN (stream) or the copy's snapshot LSN (copy). */
-    "CREATE TABLE IF NOT EXISTS tidemark.dead_letters ("
+     * transaction's commit LSN (stream) or the copy's snapshot LSN (copy).
+     * id: a surrogate key for `dead-letter replay`, deliberately not from a
+     * sequence (sequences in the target belong to the migrated schemas and
+     * `sync-sequences`). A table from before the rename is renamed. */
+    "DO $tm$ BEGIN"
+    " IF to_regclass('tidemark.dead_letters') IS NOT NULL"
+    " AND to_regclass('tidemark.dead_letter') IS NULL THEN"
+    " ALTER TABLE tidemark.dead_letters RENAME TO dead_letter;"
+    " END IF; END $tm$;"
+    /* The id_map transform's old → new ids, per namespace; filled by the
+     * operator (connectors/pg/idmap.c reads it). */
+    "CREATE TABLE IF NOT EXISTS tidemark.id_map ("
+    " namespace text NOT NULL,"
+    " old_id text NOT NULL,"
+    " new_id text NOT NULL,"
+    " PRIMARY KEY (namespace, old_id));"
+    "CREATE TABLE IF NOT EXISTS tidemark.dead_letter ("
+    " id uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,"
     " pipeline text NOT NULL,"
     " table_name text NOT NULL,"
     " lsn pg_lsn,"
@@ -68,7 +84,13 @@ static const char *const STATE_SQL =
     " op text NOT NULL,"
     " row jsonb,"
     " error text NOT NULL,"
-    " at timestamptz NOT NULL DEFAULT now())";
+    /* clock_timestamp(): the dead letters of one transaction keep their order */
+    " at timestamptz NOT NULL DEFAULT clock_timestamp());"
+    "DO $tm$ BEGIN"
+    " IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'tidemark.dead_letter'::regclass"
+    " AND attname = 'id' AND NOT attisdropped) THEN"
+    " ALTER TABLE tidemark.dead_letter ADD COLUMN id uuid NOT NULL DEFAULT gen_random_uuid();"
+    " END IF; END $tm$";
 
 int pgsink_open_session(PgSink *s, PGconn **out)
 {
@@ -605,7 +627,7 @@ static int write_copy_dead_letters(PgCopy *c)
                                  c->dl_errors[i]};
 
         rc = pgconn_query(c->conn,
-                          "INSERT INTO tidemark.dead_letters (pipeline, table_name, lsn, xid, op,"
+                          "INSERT INTO tidemark.dead_letter (pipeline, table_name, lsn, xid, op,"
                           " row, error) VALUES ($1, $2, $3::pg_lsn, NULL, 'copy', $4::jsonb, $5)",
                           5, params, NULL);
     }

@@ -3,8 +3,12 @@ target: the same compiled mapping serves the initial copy and the stream, so
 rows land transformed (renamed table and columns, parsed dates, state codes,
 LATIN1 repaired, placeholders as NULL, shifted ids, a constant tag, filtered
 rows kept out) whichever path carried them; transform errors stop the
-pipeline with the row named, or go to tidemark.dead_letters in the batch's
+pipeline with the row named, or go to tidemark.dead_letter in the batch's
 transaction; two sources fan in to one target without colliding."""
+
+import json
+import os
+import subprocess
 
 import psycopg
 from psycopg import sql
@@ -159,7 +163,7 @@ def test_on_error_dead_letter(env):
     env.src_sql("INSERT INTO customers VALUES (5, 'Di Ross', '2020-01-04', 'Utah', 'A')")
     env.wait_caught_up(d)
     assert [r[0] for r in clients(env)] == [1000001, 1000004, 1000005]
-    dl = env.dst_sql("SELECT table_name, op, row, error, lsn IS NOT NULL, xid FROM tidemark.dead_letters"
+    dl = env.dst_sql("SELECT table_name, op, row, error, lsn IS NOT NULL, xid FROM tidemark.dead_letter"
                      " WHERE pipeline = %s ORDER BY (row->>'id')::int", (env.pipeline,))
     assert len(dl) == 2, dl
     (t1, op1, row1, err1, lsn1, xid1), (t2, op2, row2, err2, lsn2, xid2) = dl
@@ -307,6 +311,182 @@ def test_errors_after_the_first_tenth_do_not_stop(env):
     d = env.daemon(tables=["public.customers"], extra=extra)
     env.wait_caught_up(d, timeout=120)
     assert env.dst_sql("SELECT count(*) FROM crm.clients")[0][0] == 29900
-    assert env.dst_sql("SELECT count(*) FROM tidemark.dead_letters WHERE pipeline = %s",
+    assert env.dst_sql("SELECT count(*) FROM tidemark.dead_letter WHERE pipeline = %s",
                        (env.pipeline,))[0][0] == 100
     d.stop()
+
+
+def dead_letter_cmd(d, *args, config=None):
+    res = subprocess.run([d.binary, "dead-letter"] + list(args) + ["--config", config or d.config_path],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL)
+    return res.returncode, res.stdout + res.stderr
+
+
+def dead_letters(env):
+    return env.dst_sql("SELECT row->>'id', op, error FROM tidemark.dead_letter WHERE pipeline = %s"
+                       " ORDER BY (row->>'id')::int, op", (env.pipeline,))
+
+
+def test_dead_letter_list_and_replay(env):
+    """Rows the mapping refused (copy, INSERT, UPDATE) are listed; after the value
+    map is fixed in the config, replay applies them and removes their dead letters;
+    a row that still fails stays, with the new error."""
+    plain_source(env)
+    env.src_sql("""
+        INSERT INTO customers VALUES (1, 'Ann Lee', '2020-01-01', 'Maine', 'A'),
+                                     (2, 'Bad Copy', '2020-01-02', 'Iowa', 'X');
+    """)
+    d = env.daemon(tables=["public.customers"], extra=NO_FILTER.format(on_error="dead_letter"))
+    env.wait_caught_up(d)
+    env.src_sql("""
+        INSERT INTO customers VALUES (3, 'Bo Li', '2020-01-03', 'Utah', 'X');
+        INSERT INTO customers VALUES (4, 'Cy Young', '2020-01-04', 'Ohio', 'Q');
+        UPDATE customers SET status = 'X', signup = '2021-02-03' WHERE id = 1;
+    """)
+    env.wait_caught_up(d)
+    d.stop()
+    assert [r[0] for r in clients(env)] == [1000001]
+    assert [(i, op) for i, op, _ in dead_letters(env)] == [("1", "UPDATE"), ("2", "copy"), ("3", "INSERT"),
+                                                           ("4", "INSERT")]
+
+    rc, out = dead_letter_cmd(d, "list")
+    assert rc == 0, out
+    assert "dead letters of pipeline %s: 4" % env.pipeline in out, out
+    assert "Bad Copy" in out and "public.customers" in out and "copy" in out, out
+    rc, out = dead_letter_cmd(d, "list", "--json", "--table", "customers")
+    assert rc == 0, out
+    listed = json.loads(out)
+    assert sorted((e["row"]["id"], e["op"]) for e in listed) == [("1", "UPDATE"), ("2", "copy"), ("3", "INSERT"),
+                                                                 ("4", "INSERT")]
+    assert all(e["table"] == "public.customers" and e["error"] and e["id"] for e in listed)
+    assert all(e["lsn"] for e in listed)
+
+    # Fix the mapping: X is a known status now; Q still is not.
+    fixed = os.path.join(env.workdir, "fixed.yaml")
+    with open(d.config_path) as f:
+        text = f.read()
+    assert "{A: active, I: inactive}" in text
+    with open(fixed, "w") as f:
+        f.write(text.replace("{A: active, I: inactive}", "{A: active, I: inactive, X: inactive}"))
+    env.dst_sql("UPDATE tidemark.dead_letter SET error = 'old error' WHERE row->>'id' = '4'")
+
+    rc, out = dead_letter_cmd(d, "replay", "--dry-run", config=fixed)
+    assert rc == 1, out
+    assert "3 dead letter(s) replayable, 1 still failing" in out, out
+    assert len(dead_letters(env)) == 4 and [r[0] for r in clients(env)] == [1000001]
+
+    rc, out = dead_letter_cmd(d, "replay", config=fixed)
+    assert rc == 1, out
+    assert "3 dead letter(s) replayed, 1 still failing" in out, out
+    left = dead_letters(env)
+    assert len(left) == 1 and left[0][:2] == ("4", "INSERT"), left
+    assert "'Q'" in left[0][2] and "map" in left[0][2] and "old error" not in left[0][2], left
+    assert clients(env) == [
+        (1000001, "Ann", "Lee", "2021-02-03", "ME", "inactive", "legacy_crm"),
+        (1000002, "Bad", "Copy", "2020-01-02", "IA", "inactive", "legacy_crm"),
+        (1000003, "Bo", "Li", "2020-01-03", "UT", "inactive", "legacy_crm"),
+    ]
+    # Replaying again is harmless; once Q is mapped too, everything is replayed.
+    with open(fixed, "w") as f:
+        f.write(text.replace("{A: active, I: inactive}", "{A: active, I: inactive, X: inactive, Q: active}"))
+    rc, out = dead_letter_cmd(d, "replay", "--table", "public.customers", config=fixed)
+    assert rc == 0, out
+    assert dead_letters(env) == []
+    assert clients(env)[-1] == (1000004, "Cy", "Young", "2020-01-04", "OH", "active", "legacy_crm")
+
+
+NO_POLICY = NO_FILTER.replace("    on_error: {on_error}\n", "")
+
+
+def test_pipeline_default_on_error_dead_letter(env):
+    """apply.on_error: dead_letter is the policy of mappings that do not set one."""
+    plain_source(env)
+    env.src_sql("""
+        INSERT INTO customers VALUES (1, 'Ann Lee', '2020-01-01', 'Maine', 'A'),
+                                     (2, 'Bad Copy', '2020-13-45', 'Maine', 'A');
+    """)
+    d = env.daemon(tables=["public.customers"], extra="apply: {on_error: dead_letter}\n" + NO_POLICY.format())
+    env.wait_caught_up(d)
+    env.src_sql("INSERT INTO customers VALUES (3, 'Bo Li', '2020-01-02', 'Atlantis', 'A'),"
+                " (4, 'Cy Young', '2020-01-03', 'Iowa', 'I')")
+    env.wait_caught_up(d)
+    d.check_alive()
+    assert [r[0] for r in clients(env)] == [1000001, 1000004]
+    assert [(i, op) for i, op, _ in dead_letters(env)] == [("2", "copy"), ("3", "INSERT")]
+    d.stop()
+
+
+def test_table_on_error_overrides_pipeline_default(env):
+    """A mapping's own on_error: stop wins over apply.on_error: dead_letter."""
+    plain_source(env)
+    env.src_sql("INSERT INTO customers VALUES (1, 'Ann Lee', '2020-01-01', 'Maine', 'A')")
+    d = env.daemon(tables=["public.customers"],
+                   extra="apply: {on_error: dead_letter}\n" + NO_FILTER.format(on_error="stop"))
+    env.wait_caught_up(d)
+    env.src_sql("INSERT INTO customers VALUES (2, 'Bo Li', '2020-01-02', 'Atlantis', 'A')")
+    assert d.wait_exit(60) != 0
+    assert "Atlantis" in d.log_tail()
+    assert env.dst_sql("SELECT count(*) FROM tidemark.dead_letter")[0][0] == 0
+
+
+IDMAP = """
+mapping:
+  public.customers:
+    on_error: dead_letter
+    columns:
+      id: {transform: [{id_map: cust}]}
+  public.orders:
+    on_error: dead_letter
+    columns:
+      customer_id: {transform: [{id_map: {namespace: cust}}]}
+"""
+
+
+def test_id_map_lookup(env):
+    """id_map: customer ids and the orders' foreign keys go through tidemark.id_map;
+    an id without a mapping is dead-lettered and replayed once the map has it."""
+    env.src_sql("""
+        CREATE TABLE customers (id int PRIMARY KEY, name text);
+        CREATE TABLE orders (id int PRIMARY KEY, customer_id int REFERENCES customers, amount numeric);
+        INSERT INTO customers VALUES (1, 'one'), (2, 'two'), (9, 'nine');
+        INSERT INTO orders VALUES (10, 1, 5), (11, 2, 6), (12, 9, 7);
+    """)
+    env.dst_sql("""
+        CREATE TABLE customers (id bigint PRIMARY KEY, name text);
+        CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint, amount numeric);
+        CREATE SCHEMA tidemark;
+        CREATE TABLE tidemark.id_map (namespace text NOT NULL, old_id text NOT NULL, new_id text NOT NULL,
+                                      PRIMARY KEY (namespace, old_id));
+        INSERT INTO tidemark.id_map VALUES ('cust', '1', '501'), ('cust', '2', '502'), ('cust', '3', '503'),
+                                           ('other', '9', '999');
+    """)
+    d = env.daemon(tables=["public.customers", "public.orders"], extra=IDMAP)
+    env.wait_caught_up(d)
+    env.src_sql("""
+        INSERT INTO customers VALUES (3, 'three'), (4, 'four');
+        INSERT INTO orders VALUES (13, 3, 8), (14, 4, 9);
+        UPDATE customers SET name = 'ONE' WHERE id = 1;
+        DELETE FROM orders WHERE id = 10;
+    """)
+    env.wait_caught_up(d)
+    d.check_alive()
+    assert env.dst_sql("SELECT id, name FROM customers ORDER BY id") == [(501, "ONE"), (502, "two"), (503, "three")]
+    assert env.dst_sql("SELECT id, customer_id, amount FROM orders ORDER BY id") == [(11, 502, 6), (13, 503, 8)]
+    dl = env.dst_sql("SELECT table_name, row->>'id', error FROM tidemark.dead_letter ORDER BY 1, 2")
+    assert [r[:2] for r in dl] == [("public.customers", "4"), ("public.customers", "9"),
+                                   ("public.orders", "12"), ("public.orders", "14")], dl
+    assert all("id_map" in r[2] and "cust" in r[2] for r in dl), dl
+    d.stop()
+
+    env.dst_sql("INSERT INTO tidemark.id_map VALUES ('cust', '4', '504'), ('cust', '9', '509')")
+    rc, out = dead_letter_cmd(d, "replay")
+    assert rc == 0, out
+    assert env.dst_sql("SELECT count(*) FROM tidemark.dead_letter")[0][0] == 0
+    assert env.dst_sql("SELECT id, name FROM customers ORDER BY id") == [
+        (501, "ONE"), (502, "two"), (503, "three"), (504, "four"), (509, "nine")]
+    assert env.dst_sql("SELECT id, customer_id FROM orders ORDER BY id") == [(11, 502), (12, 509), (13, 503),
+                                                                             (14, 504)]
+    orphans = env.dst_sql("SELECT count(*) FROM orders o LEFT JOIN customers c ON c.id = o.customer_id"
+                          " WHERE c.id IS NULL")
+    assert orphans == [(0,)]

@@ -565,6 +565,38 @@ static void test_legacy_crm_example(void **state)
     free(r.cols);
 }
 
+/* apply.on_error is the default of mappings without on_error; the table's own wins. */
+static void test_on_error_default(void **state)
+{
+    static const char *const cols[] = {"id", "a", NULL};
+    RelInfo r = rel("public", "t", cols, 1);
+    Config *cfg = load(HEAD "apply: {on_error: dead_letter}\n"
+                            "mapping:\n  public.t:\n    columns: {a: {transform: [trim]}}\n"
+                            "  public.u:\n    on_error: stop\n    columns: {a: drop}\n");
+    MappingPlan *plan;
+
+    (void)state;
+    assert_int_equal(mapping_tree_on_error(cfg->tree), MAPPING_ON_ERROR_DEAD_LETTER);
+    assert_true(cfg->apply.on_error_dead_letter);
+    assert_int_equal(mapping_compile(mapping_find(cfg->tree, "public", "t"), &r, &plan), 0);
+    assert_int_equal(mapping_on_error(plan), MAPPING_ON_ERROR_STOP);
+    mapping_default_on_error(plan, MAPPING_ON_ERROR_DEAD_LETTER);
+    assert_int_equal(mapping_on_error(plan), MAPPING_ON_ERROR_DEAD_LETTER);
+    mapping_free(plan);
+    r.name = "u";
+    assert_int_equal(mapping_compile(mapping_find(cfg->tree, "public", "u"), &r, &plan), 0);
+    mapping_default_on_error(plan, MAPPING_ON_ERROR_DEAD_LETTER);
+    assert_int_equal(mapping_on_error(plan), MAPPING_ON_ERROR_STOP);
+    mapping_free(plan);
+    config_free(cfg);
+    cfg = load(HEAD);
+    assert_int_equal(mapping_tree_on_error(cfg->tree), MAPPING_ON_ERROR_STOP);
+    assert_false(cfg->apply.on_error_dead_letter);
+    config_free(cfg);
+    load_fails(HEAD "apply: {on_error: skip}\n", "on_error");
+    free(r.cols);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -577,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_id_map_and_fk),
         cmocka_unit_test(test_legacy_crm_example),
+        cmocka_unit_test(test_on_error_default),
     };
     int rc;
 

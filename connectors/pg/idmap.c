@@ -1,0 +1,118 @@
+/*
+ * tidemark.id_map lookups for the id_map transform (see idmap.h).
+ */
+#include "connectors/pg/idmap.h"
+#include "connectors/pg/pgconn.h"
+#include "core/error.h"
+#include "core/xmalloc.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#define IDMAP_BUCKETS     4096
+#define IDMAP_MAX_ENTRIES 200000 /* bounded memory: the cache starts over beyond this */
+
+typedef struct IdMapEntry {
+    struct IdMapEntry *next;
+    char *ns, *old, *new_id;
+} IdMapEntry;
+
+struct IdMapLookup {
+    const ConfigEndpoint *ep;
+    PGconn *conn;
+    IdMapEntry *buckets[IDMAP_BUCKETS];
+    size_t nentries;
+};
+
+static uint32_t hash2(const char *a, const char *b)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *a; a++)
+        h = (h ^ (unsigned char)*a) * 16777619u;
+    h = (h ^ 0xffu) * 16777619u;
+    for (; *b; b++)
+        h = (h ^ (unsigned char)*b) * 16777619u;
+    return h;
+}
+
+static void cache_clear(IdMapLookup *l)
+{
+    for (size_t i = 0; i < IDMAP_BUCKETS; i++) {
+        for (IdMapEntry *e = l->buckets[i], *next; e; e = next) {
+            next = e->next;
+            free(e->ns);
+            free(e->old);
+            free(e->new_id);
+            free(e);
+        }
+        l->buckets[i] = NULL;
+    }
+    l->nentries = 0;
+}
+
+int idmap_lookup_new(const ConfigEndpoint *ep, IdMapLookup **out)
+{
+    IdMapLookup *l = xcalloc(1, sizeof(*l));
+
+    l->ep = ep;
+    *out = l;
+    return 0;
+}
+
+void idmap_lookup_free(IdMapLookup *l)
+{
+    if (!l)
+        return;
+    cache_clear(l);
+    if (l->conn)
+        PQfinish(l->conn);
+    free(l);
+}
+
+int idmap_lookup_fn(void *ctx, const char *ns, const char *old, const char **new_out)
+{
+    IdMapLookup *l = ctx;
+    uint32_t b = hash2(ns, old) % IDMAP_BUCKETS;
+    const char *params[2] = {ns, old};
+    PGresult *res = NULL;
+    int rc;
+
+    for (IdMapEntry *e = l->buckets[b]; e; e = e->next)
+        if (strcmp(e->old, old) == 0 && strcmp(e->ns, ns) == 0) {
+            *new_out = e->new_id;
+            return 0;
+        }
+    if (!l->conn) {
+        rc = pgconn_open(l->ep, PGCONN_NORMAL, "target (id_map)", &l->conn);
+        if (rc < 0)
+            return rc;
+    }
+    rc = pgconn_query(l->conn,
+                      "SELECT new_id FROM tidemark.id_map WHERE namespace = $1 AND old_id = $2", 2,
+                      params, &res);
+    if (rc < 0) {
+        /* Start over with a fresh connection next time. */
+        PQfinish(l->conn);
+        l->conn = NULL;
+        return tm_fail_ctx(rc, "reading tidemark.id_map");
+    }
+    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
+        PQclear(res);
+        return -ENOENT;
+    }
+    if (l->nentries >= IDMAP_MAX_ENTRIES)
+        cache_clear(l);
+    IdMapEntry *e = xcalloc(1, sizeof(*e));
+
+    e->ns = xstrdup(ns);
+    e->old = xstrdup(old);
+    e->new_id = xstrdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    e->next = l->buckets[b];
+    l->buckets[b] = e;
+    l->nentries++;
+    *new_out = e->new_id;
+    return 0;
+}
