@@ -109,8 +109,8 @@ int repl_drop_slot(PGconn *sql, const char *slot)
 int repl_create_slot(ReplConn *rc, const char *name, bool temporary, Lsn *consistent,
                      char **snapshot)
 {
-    char *sql = xasprintf("CREATE_REPLICATION_SLOT \"%s\"%s LOGICAL pgoutput (SNAPSHOT '%s')",
-                          name, temporary ? " TEMPORARY" : "", snapshot ? "export" : "nothing");
+    char *sql = xasprintf("CREATE_REPLICATION_SLOT \"%s\"%s LOGICAL pgoutput (SNAPSHOT '%s')", name,
+                          temporary ? " TEMPORARY" : "", snapshot ? "export" : "nothing");
     PGresult *res = PQexec(rc->conn, sql);
     int err = 0;
 

@@ -37,7 +37,7 @@ typedef struct TableSyncEvent {
 typedef struct TableSyncProgress {
     long long rows;
     long long bytes;
-    long long est_rows; /* the planner's estimate, for an ETA; 0 unknown */
+    long long est_rows;     /* the planner's estimate, for an ETA; 0 unknown */
     long long filtered;     /* rows the table's mapping filter kept out of the target */
     long long dead_letters; /* rows the mapping could not transform, dead-lettered */
     int parts_total;

@@ -212,8 +212,9 @@ static void test_unknown_top_level_key(void **state)
     (void)state;
     expect_error(BASE "pipline: x\n",
                  "test.yaml:6:1: pipline: unknown key (did you mean \"pipeline\"?)");
-    expect_error_has(BASE "retries: 3\n", "test.yaml:6:1: retries: unknown key",
-                     "known keys here: pipeline, source, target, schema, apply, copy, log, service");
+    expect_error_has(
+        BASE "retries: 3\n", "test.yaml:6:1: retries: unknown key",
+        "known keys here: pipeline, source, target, schema, apply, copy, log, service");
 }
 
 static void test_unknown_nested_key_suggests(void **state)
