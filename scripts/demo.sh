@@ -180,8 +180,11 @@ wait_caught_up 120
 say "caught up $(elapsed "$t0") after the writes stopped"
 
 # ------------------------------------------------------------------ compare
-say "comparing source and target"
+say "verifying row by row (tidemark verify: counts, checksums, bisection, FKs)"
 status=0
+"$TIDEMARK" verify --config "$CONFIG" 2>"$DEMO_DIR/verify.log" | sed 's/^/    /'
+[ "${PIPESTATUS[0]}" -eq 0 ] || { status=1; sed 's/^/    /' "$DEMO_DIR/verify.log"; }
+say "cross-check with an independent comparison (md5 of every row on both sides)"
 "$PY" "$HARNESS" compare "$SRC" "$DST" public.customers public.orders 2>&1 | sed 's/^/    /' || status=1
 
 say "stopping tidemark"
