@@ -8,6 +8,7 @@
  */
 #include "config/config.h"
 
+#include "core/buf.h"
 #include "core/error.h"
 #include "core/sqlname.h"
 #include "core/transform/mapping.h"
@@ -1514,36 +1515,17 @@ int config_load_string(const char *name, const char *yaml, Config **out)
 
 int config_load(const char *path, Config **out)
 {
-    FILE *f = fopen(path, "rb");
-    char *text = NULL;
-    size_t len = 0, cap = 0;
+    Buf text = BUF_INIT;
     int rc;
 
     *out = NULL;
-    if (!f)
-        return tm_fail(-errno, "%s: cannot open: %s", path, strerror(errno));
-    for (;;) {
-        size_t got;
-
-        if (cap - len < 4096) {
-            cap = cap ? cap * 2 : 8192;
-            text = xrealloc(text, cap);
-        }
-        got = fread(text + len, 1, cap - len, f);
-        len += got;
-        if (got == 0)
-            break;
+    rc = buf_read_file(&text, path);
+    if (rc < 0) {
+        buf_release(&text);
+        return tm_fail_ctx(rc, "%s", path);
     }
-    if (ferror(f)) {
-        int err = errno ? errno : EIO;
-
-        fclose(f);
-        free(text);
-        return tm_fail(-err, "%s: cannot read: %s", path, strerror(err));
-    }
-    fclose(f);
-    rc = load_buffer(path, text, len, out);
-    free(text);
+    rc = load_buffer(path, text.data, text.len, out);
+    buf_release(&text);
     return rc;
 }
 

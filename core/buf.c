@@ -3,6 +3,7 @@
  * amortised O(n).
  */
 #include "core/buf.h"
+#include "core/error.h"
 #include "core/xmalloc.h"
 
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #endif
 #include <stdio.h>
+#include <errno.h>
 #include <string.h>
 
 void buf_reserve(Buf *b, size_t extra)
@@ -102,4 +104,29 @@ void buf_release(Buf *b)
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
+}
+
+int buf_read_file(Buf *b, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+
+    if (!f)
+        return tm_fail(-errno, "cannot open: %s", strerror(errno));
+    for (;;) {
+        buf_reserve(b, 8192);
+        size_t got = fread(b->data + b->len, 1, b->cap - b->len - 1, f);
+
+        b->len += got;
+        if (got == 0)
+            break;
+    }
+    b->data[b->len] = '\0';
+    if (ferror(f)) {
+        int err = errno ? errno : EIO;
+
+        fclose(f);
+        return tm_fail(-err, "cannot read: %s", strerror(err));
+    }
+    fclose(f);
+    return 0;
 }

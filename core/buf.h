@@ -31,6 +31,8 @@ void buf_put_be64(Buf *b, uint64_t v);
 /* Returns a NUL-terminated view of the contents (the NUL is not counted in len). */
 const char *buf_cstr(Buf *b);
 void buf_clear(Buf *b);
+/* Appends the whole file; returns 0 or -errno with tm_error() "cannot open/read: why". */
+int buf_read_file(Buf *b, const char *path);
 void buf_release(Buf *b);
 
 #endif

@@ -7,6 +7,7 @@
  */
 #include "core/transform/xf.h"
 
+#include "core/buf.h"
 #include "core/error.h"
 #include "core/xmalloc.h"
 
@@ -309,36 +310,16 @@ static int load_text(XfValueMap *m, const char *path, const char *text, size_t s
 
 int xf_lookup_load_csv(XfValueMap *m, const char *path, bool header, bool fold)
 {
-    FILE *f = fopen(path, "rb");
-    char *text = NULL;
-    size_t len = 0, cap = 0;
-    int rc;
+    Buf text = BUF_INIT;
+    int rc = buf_read_file(&text, path);
 
-    if (!f)
-        return tm_fail(-errno, "lookup table %s: cannot open: %s", path, strerror(errno));
-    for (;;) {
-        size_t got;
-
-        if (cap - len < 4096) {
-            cap = cap ? cap * 2 : 8192;
-            text = xrealloc(text, cap);
-        }
-        got = fread(text + len, 1, cap - len, f);
-        len += got;
-        if (got == 0)
-            break;
+    if (rc < 0) {
+        buf_release(&text);
+        return tm_fail_ctx(rc, "lookup table %s", path);
     }
-    if (ferror(f)) {
-        int err = errno ? errno : EIO;
-
-        fclose(f);
-        free(text);
-        return tm_fail(-err, "lookup table %s: cannot read: %s", path, strerror(err));
-    }
-    fclose(f);
     if (!m->dict)
         m->dict = xf_dict_new(fold);
-    rc = load_text(m, path, text, len, header);
-    free(text);
+    rc = load_text(m, path, text.data, text.len, header);
+    buf_release(&text);
     return rc;
 }
