@@ -13,7 +13,6 @@
 #include "connectors/pg/schemacopy.h"
 #include "daemon/notify.h"
 #include "connectors/pg/catalog.h"
-#include "connectors/pg/initsync.h"
 #include "connectors/pg/pgconn.h"
 #include "connectors/pg/pgoutput.h"
 #include "connectors/pg/repl.h"

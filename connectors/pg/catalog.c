@@ -196,7 +196,7 @@ static bool publication_matches(PGresult *res, const TableSet *tabs)
     return true;
 }
 
-int catalog_sync_publication(PGconn *src, const char *pubname, const TableSet *tabs, bool may_alter)
+int catalog_sync_publication(PGconn *src, const char *pubname, const TableSet *tabs)
 {
     const char *params[1] = {pubname};
     PGresult *res;
@@ -228,15 +228,6 @@ int catalog_sync_publication(PGconn *src, const char *pubname, const TableSet *t
     PQclear(res);
     if (same)
         goto out;
-    if (!may_alter) {
-        rc = tm_fail(-EINVAL,
-                     "publication %s publishes a different table set than source.tables;"
-                     " adding or removing tables of a pipeline that has finished its initial"
-                     " load is not supported yet (restart the pipeline from scratch: drop the"
-                     " tidemark.watermark row and the slot)",
-                     pubname);
-        goto out;
-    }
     buf_printf(&sql, "ALTER PUBLICATION %s SET TABLE ", qpub);
     append_table_list(src, &sql, tabs);
     rc = pgconn_exec(src, buf_cstr(&sql));

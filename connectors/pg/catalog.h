@@ -24,12 +24,9 @@ int catalog_resolve(PGconn *src, const Config *cfg, TableSet *out);
 int catalog_check_identity(const TableSet *tabs);
 
 /*
- * Creates the publication, or checks it publishes exactly tabs. With
- * may_alter, a different table set is corrected (first start); otherwise it
- * is an error, since adding a table to a running pipeline needs its rows
- * copied first.
+ * Creates the publication, or sets it to publish exactly tabs: tables added
+ * to the config are copied by the workers, removed ones stop being applied.
  */
-int catalog_sync_publication(PGconn *src, const char *pubname, const TableSet *tabs,
-                             bool may_alter);
+int catalog_sync_publication(PGconn *src, const char *pubname, const TableSet *tabs);
 
 #endif
