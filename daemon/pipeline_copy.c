@@ -10,6 +10,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
+#include "core/clock.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -17,14 +18,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static double mono_now(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec / 1e9;
-}
 
 static void recompute(TableState *ts)
 {
@@ -199,7 +192,7 @@ static void log_table_done(Pipeline *p, int idx)
         rows += ts->parts[i].rows;
     /* Wall time from the worker's start to the last part's commit (the
      * worker updates its counters just after reporting the part). */
-    double secs = pr.started > 0 ? mono_now() - pr.started : 0;
+    double secs = pr.started > 0 ? clock_mono_secs() - pr.started : 0;
 
     log_write(LOG_LVL_INFO, p->tabs.t[idx].display, ts->lsn,
               "initial copy complete: %lld rows in target (%d part%s), %lld copied this"
@@ -242,7 +235,7 @@ static void on_event(Pipeline *p, TableSyncEvent *ev)
                 fputs("\r\033[K", stderr);
             p->copy_done_logged = true;
             log_info("initial copy complete for all %zu table(s) in %.1f s", p->tabs.n,
-                     mono_now() - p->copy_started);
+                     clock_mono_secs() - p->copy_started);
             ev_timer_stop(p->loop, &p->progress_timer);
             pipeline_copies_complete(p);
         }
@@ -307,7 +300,7 @@ static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
 
     pipeline_check_early_errors(p);
     bool tty = isatty(STDERR_FILENO);
-    double now = mono_now();
+    double now = clock_mono_secs();
     size_t ndone = 0, shown = 0;
     Buf line = BUF_INIT;
 
@@ -415,7 +408,7 @@ int pipeline_copy_start(Pipeline *p)
     for (size_t i = 0; i < p->tabs.n; i++)
         p->tstate[i].key_col = key_column(&p->tabs.t[i]);
     p->tsync = tablesync_new(p->cfg, p->sink, &p->tabs, copy_notify, p);
-    p->copy_started = mono_now();
+    p->copy_started = clock_mono_secs();
     ev_async_init(&p->copy_async, on_copy_async);
     p->copy_async.data = p;
     ev_async_start(p->loop, &p->copy_async);

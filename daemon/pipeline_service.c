@@ -15,6 +15,7 @@
 #include "daemon/notify.h"
 #include "daemon/prom.h"
 #include "migration/verify.h"
+#include "core/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,14 +25,6 @@
 #define SLOT_CHECK_S 15.0
 
 static const char *const op_names[4] = {"insert", "update", "delete", "truncate"};
-
-static double mono_now(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec / 1e9;
-}
 
 static const char *phase(const Pipeline *p)
 {
@@ -345,7 +338,7 @@ static void check_slot(Pipeline *p)
                                  : -1;
     PQclear(res);
     long long limit = p->cfg->service.warn_retained_wal_mb * 1024LL * 1024LL;
-    double now = mono_now();
+    double now = clock_mono_secs();
     if (p->slot_retained_bytes > limit && now - p->last_retained_warning > 600) {
         p->last_retained_warning = now;
         log_warn("slot %s retains %.0f MB of WAL on the source (warning threshold %ld MB):"
@@ -360,7 +353,7 @@ static void on_monitor(struct ev_loop *loop, ev_timer *w, int revents)
 {
     Pipeline *p = w->data;
     static double last_heartbeat, last_check;
-    double now = mono_now();
+    double now = clock_mono_secs();
     long hb = p->cfg->service.heartbeat_interval_s;
 
     if (monitor_conn(p) < 0) {

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/xmalloc.h"
 #include "migration/profile_int.h"
+#include "core/clock.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -37,14 +38,6 @@ typedef struct Run {
     size_t *order; /* table indexes, largest first, so the last to finish is a small one */
     double t0;
 } Run;
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- connections ---------------------------------------------------------- */
 
@@ -220,13 +213,13 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&p->mu);
         if (i >= p->n)
             break;
-        t = now_s();
+        t = clock_mono_secs();
         p->fn(p->run, w->conn, i, line, sizeof(line));
         pthread_mutex_lock(&p->mu);
         p->done++;
         if (p->run->opt->progress)
             fprintf(stderr, "tidemark profile: %s [%zu/%zu] %s, %.1f s (elapsed %.1f s)\n", p->what,
-                    p->done, p->n, line, now_s() - t, now_s() - p->run->t0);
+                    p->done, p->n, line, clock_mono_secs() - t, clock_mono_secs() - p->run->t0);
         pthread_mutex_unlock(&p->mu);
     }
     return NULL;
@@ -337,8 +330,8 @@ static json_t *build_report(Run *r, int *failed)
                : json_null(),
         "options", "sample_pct", r->ctx.sample_pct > 0 ? json_real(r->ctx.sample_pct) : json_null(),
         "jobs", r->nworkers, "top_values", (json_int_t)r->ctx.top_values, "placeholders",
-        r->placeholders, "duration_seconds", now_s() - r->t0, "summary", "tables", (int)r->ntabs,
-        "columns", (json_int_t)ncols, "rows", (json_int_t)rows, "findings",
+        r->placeholders, "duration_seconds", clock_mono_secs() - r->t0, "summary", "tables",
+        (int)r->ntabs, "columns", (json_int_t)ncols, "rows", (json_int_t)rows, "findings",
         profile_findings_count(findings), "findings", findings, "tables", tables, "relationships",
         r->rel);
     json_decref(names);
@@ -459,7 +452,7 @@ int profile_run(const Config *cfg, const ProfileOptions *opt, json_t **report)
     memset(&r, 0, sizeof(r));
     r.cfg = cfg;
     r.opt = opt;
-    r.t0 = now_s();
+    r.t0 = clock_mono_secs();
     *report = NULL;
     rc = run(&r, report);
     cleanup(&r);

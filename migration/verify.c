@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "migration/verify_int.h"
+#include "core/clock.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -94,7 +95,7 @@ static int wait_watermark(Run *r, PGconn *dst, Lsn lsn)
 {
     char want[32], *wm = NULL, *pending = NULL, *has_sync = NULL;
     const char *p[2] = {want, r->cfg->pipeline};
-    double deadline = verify_now() + (double)r->rs.catchup_timeout_s;
+    double deadline = clock_mono_secs() + (double)r->rs.catchup_timeout_s;
     int rc;
 
     snprintf(want, sizeof(want), LSN_FMT, LSN_ARGS(lsn));
@@ -128,7 +129,7 @@ static int wait_watermark(Run *r, PGconn *dst, Lsn lsn)
         }
         if (strcmp(wm, "ok") == 0 && !pending)
             break;
-        if (verify_now() > deadline) {
+        if (clock_mono_secs() > deadline) {
             rc =
                 tm_fail(-ETIMEDOUT,
                         "pipeline %s did not catch up with the verification snapshot within"
@@ -354,7 +355,7 @@ static int do_freeze(Run *r, PGconn *s, PGconn *d, VTable *t)
 
 static void run_task(Run *r, PGconn *s, PGconn *d, const Task *task, char *line, size_t linesz)
 {
-    double t0 = verify_now();
+    double t0 = clock_mono_secs();
     int rc = 0;
 
     /* a failed statement must not poison the transaction for the next task */
@@ -365,7 +366,7 @@ static void run_task(Run *r, PGconn *s, PGconn *d, const Task *task, char *line,
         VTable *t = &r->tabs[task->idx];
 
         rc = do_compare(r, s, d, t);
-        t->seconds += verify_now() - t0;
+        t->seconds += clock_mono_secs() - t0;
         snprintf(line, linesz, "%s: %lld / %lld rows, %zu differences%s%s", t->def->display,
                  t->src_rows, t->dst_rows, t->ndiffs_total, rc < 0 ? ": FAILED: " : "",
                  rc < 0 ? t->error : "");
@@ -377,7 +378,7 @@ static void run_task(Run *r, PGconn *s, PGconn *d, const Task *task, char *line,
         size_t before = t->ndiffs_total;
 
         rc = task->kind == TASK_FREEZE ? do_freeze(r, s, d, t) : do_recheck(s, d, t);
-        t->seconds += verify_now() - t0;
+        t->seconds += clock_mono_secs() - t0;
         snprintf(line, linesz, "%s: %s %zu -> %zu differences", t->def->display,
                  task->kind == TASK_FREEZE ? "recheck with the table locked" : "recheck", before,
                  t->ndiffs_total);
@@ -448,7 +449,7 @@ static void *worker_main(void *arg)
         p->done++;
         if (p->run->opt->progress)
             fprintf(stderr, "tidemark verify: [%zu/%zu] %s (elapsed %.1f s)\n", p->done, p->n, line,
-                    verify_now() - p->run->t0);
+                    clock_mono_secs() - p->run->t0);
         pthread_mutex_unlock(&p->mu);
     }
     return NULL;
@@ -667,11 +668,11 @@ static json_t *build_report(Run *r)
                      "tidemark_verify", 1, "pipeline", r->cfg->pipeline, "run_id", r->run_id,
                      "started_at", r->started_at, "snapshot", "source_lsn", slsn, "target_lsn",
                      r->dst_lsn ? json_string(dlsn) : json_null(), "waited_for_watermark",
-                     r->waited, "rounds", r->rounds, "duration_seconds", verify_now() - r->t0, "ok",
-                     ok, "summary", "tables", (json_int_t)r->ntabs, "tables_ok", (json_int_t)tok,
-                     "missing", (json_int_t)miss, "extra", (json_int_t)extra, "differing",
-                     (json_int_t)diff, "integrity_failures", (json_int_t)integ, "tables", tables,
-                     "checks", checks);
+                     r->waited, "rounds", r->rounds, "duration_seconds", clock_mono_secs() - r->t0,
+                     "ok", ok, "summary", "tables", (json_int_t)r->ntabs, "tables_ok",
+                     (json_int_t)tok, "missing", (json_int_t)miss, "extra", (json_int_t)extra,
+                     "differing", (json_int_t)diff, "integrity_failures", (json_int_t)integ,
+                     "tables", tables, "checks", checks);
 }
 
 /* ---- run --------------------------------------------------------------------- */
@@ -685,10 +686,11 @@ static int run(Run *r, json_t **report)
     if ((rc = verify_rules_parse(json_object_get(r->cfg->tree, "verify"), &r->rs)) < 0)
         return rc;
     r->th.rate = r->opt->max_rows_per_s > 0 ? r->opt->max_rows_per_s : r->rs.max_rows_per_s;
-    r->th.t0 = verify_now();
+    r->th.t0 = clock_mono_secs();
     if ((rc = open_conns(r)) < 0 || (rc = resolve(r)) < 0)
         return rc;
-    log_debug("verify: connected, %zu tables resolved (%.3f s)", r->ntabs, verify_now() - r->t0);
+    log_debug("verify: connected, %zu tables resolved (%.3f s)", r->ntabs,
+              clock_mono_secs() - r->t0);
     r->nworkers = r->opt->jobs > 0 ? r->opt->jobs : (int)r->rs.jobs;
     if (r->nworkers < 1)
         r->nworkers = 1;
@@ -696,10 +698,10 @@ static int run(Run *r, json_t **report)
         r->nworkers = (int)(r->ntabs + r->nfks + r->rs.nrules);
     if ((rc = open_workers(r)) < 0)
         return rc;
-    log_debug("verify: %d worker pairs connected (%.3f s)", r->nworkers, verify_now() - r->t0);
+    log_debug("verify: %d worker pairs connected (%.3f s)", r->nworkers, clock_mono_secs() - r->t0);
     if ((rc = open_round(r)) < 0)
         return rc;
-    log_debug("verify: snapshots open (%.3f s)", verify_now() - r->t0);
+    log_debug("verify: snapshots open (%.3f s)", clock_mono_secs() - r->t0);
     if (r->opt->progress)
         fprintf(stderr,
                 "tidemark verify: %zu tables, %d jobs, source snapshot at " LSN_FMT
@@ -717,7 +719,7 @@ static int run(Run *r, json_t **report)
         if (find_table(r, &r->rs.rules[i].table))
             tasks[nt++] = (Task){TASK_RULE, i};
     run_pool(r, tasks, nt);
-    log_debug("verify: tables compared, checks run (%.3f s)", verify_now() - r->t0);
+    log_debug("verify: tables compared, checks run (%.3f s)", clock_mono_secs() - r->t0);
 
     /* rows that differ may have changed after the snapshot: reread them at fresh ones */
     for (long round = 0; round < r->rs.recheck_rounds; round++) {
@@ -733,7 +735,7 @@ static int run(Run *r, json_t **report)
             fprintf(stderr, "tidemark verify: recheck round %d at source " LSN_FMT "\n", r->rounds,
                     LSN_ARGS(r->src_lsn));
         run_pool(r, tasks, nt);
-        log_debug("verify: recheck round %d done (%.3f s)", r->rounds, verify_now() - r->t0);
+        log_debug("verify: recheck round %d done (%.3f s)", r->rounds, clock_mono_secs() - r->t0);
     }
     if (rc == 0 && !r->opt->no_wait) {
         nt = 0;
@@ -755,7 +757,7 @@ static int run(Run *r, json_t **report)
     if (r->opt->store && (rc = verify_store(r->dst, r->cfg->pipeline, *report)) < 0)
         return rc;
     log_debug("verify: report built%s (%.3f s)", r->opt->store ? " and stored" : "",
-              verify_now() - r->t0);
+              clock_mono_secs() - r->t0);
     return 0;
 }
 
@@ -797,7 +799,7 @@ int verify_run(const Config *cfg, const VerifyOptions *opt, json_t **report)
     memset(&r, 0, sizeof(r));
     r.cfg = cfg;
     r.opt = opt;
-    r.t0 = verify_now();
+    r.t0 = clock_mono_secs();
     pthread_mutex_init(&r.th.mu, NULL);
     *report = NULL;
     rc = run(&r, report);

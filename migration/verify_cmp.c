@@ -20,6 +20,7 @@
 #include "core/xmalloc.h"
 #include "migration/profile_int.h"
 #include "migration/verify_int.h"
+#include "core/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -375,7 +376,7 @@ static int split_range(PGconn *src, PGconn *dst, VTable *t, Range *r, Range **st
     VBucket *a = NULL, *b = NULL;
     size_t na = 0, nb = 0, ndiff;
     long long *ids = NULL, *rows = NULL;
-    double t0 = verify_now();
+    double t0 = clock_mono_secs();
 
     if ((rc = split_points(src, dst, t, r, &cuts)) < 0) {
         cuts_release(&cuts);
@@ -420,7 +421,7 @@ static int split_range(PGconn *src, PGconn *dst, VTable *t, Range *r, Range **st
     log_debug("verify %s: range [%s, %s): %lld / %lld rows in %zu / %zu buckets, %zu differ"
               " (%.3f s)",
               t->def->display, r->lo ? r->lo : "-inf", r->hi ? r->hi : "+inf", total_rows(a, na),
-              total_rows(b, nb), na, nb, ndiff, verify_now() - t0);
+              total_rows(b, nb), na, nb, ndiff, clock_mono_secs() - t0);
     for (size_t i = 0; i < ndiff && rc == 0; i++) {
         long long id = ids[i];
         Range sub = {

@@ -229,7 +229,6 @@ typedef struct VThrottle {
 } VThrottle;
 
 void verify_throttle(VThrottle *th, long long rows);
-double verify_now(void);
 
 /* Session settings that make ::text identical on both sides. */
 int verify_session_setup(PGconn *c);

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "migration/verify_int.h"
+#include "core/clock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -44,7 +45,7 @@ int verify_table_once(const Config *cfg, const TableDef *table, VerifyResult *ou
     TableName tn = {table->schema, table->name};
     VerifyOptions opt = {.ntables = 1, .tables = &tn, .jobs = 1, .store = true, .integrity = true};
     json_t *rep = NULL;
-    double t0 = verify_now();
+    double t0 = clock_mono_secs();
     int rc;
 
     memset(out, 0, sizeof(*out));
@@ -57,7 +58,7 @@ int verify_table_once(const Config *cfg, const TableDef *table, VerifyResult *ou
         out->ok = false;
         snprintf(out->error, sizeof(out->error), "%s", tm_error());
     }
-    out->seconds = verify_now() - t0;
+    out->seconds = clock_mono_secs() - t0;
     out->finished_at = time(NULL);
     json_decref(rep);
     return rc;

@@ -11,19 +11,12 @@
 #include "core/error.h"
 #include "core/xmalloc.h"
 #include "migration/verify_int.h"
+#include "core/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-double verify_now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 void verify_throttle(VThrottle *th, long long rows)
 {
@@ -33,7 +26,7 @@ void verify_throttle(VThrottle *th, long long rows)
         return;
     pthread_mutex_lock(&th->mu);
     th->rows += (double)rows;
-    wait = th->rows / (double)th->rate - (verify_now() - th->t0);
+    wait = th->rows / (double)th->rate - (clock_mono_secs() - th->t0);
     pthread_mutex_unlock(&th->mu);
     if (wait > 0) {
         struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};

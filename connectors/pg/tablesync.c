@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "core/transform/mapping.h"
 #include "core/xmalloc.h"
+#include "core/clock.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -75,14 +76,6 @@ struct TableSync {
     atomic_uint slot_seq;
     TableSyncProgress *progress;
 };
-
-static double mono_now(void)
-{
-    struct timespec t;
-
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec / 1e9;
-}
 
 /* Call with mu held. */
 static void push_event(TableSync *ts, const TableSyncEvent *ev)
@@ -557,7 +550,7 @@ static void part_done(TableSync *ts, SnapCtx *ctx)
     last = --ctx->remaining == 0;
     if (last) {
         ts->holders--;
-        ts->progress[ctx->table_idx].finished = mono_now();
+        ts->progress[ctx->table_idx].finished = clock_mono_secs();
     }
     ts->progress[ctx->table_idx].parts_done++;
     pthread_cond_broadcast(&ts->cond);
@@ -660,7 +653,7 @@ static int run_table(Worker *w, int idx)
     ts->progress[idx].parts_total = n;
     ts->progress[idx].parts_done = n - npending;
     ts->progress[idx].est_rows = est;
-    ts->progress[idx].started = mono_now();
+    ts->progress[idx].started = clock_mono_secs();
     if (npending == 0)
         ts->progress[idx].finished = ts->progress[idx].started;
     pthread_mutex_unlock(&ts->mu);

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 #include "tm_version.h"
+#include "core/clock.h"
 
 #include <fcntl.h>
 #include <stdarg.h>
@@ -26,14 +27,6 @@ static const char *const FIXED[][2] = {
     {"enable.idempotence", "true"},
     {"acks", "all"},
 };
-
-static double now_secs(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 char *kafkasink_topic_name(const char *tmpl, const char *prefix, const char *schema,
                            const char *table)
@@ -425,15 +418,15 @@ static int kafkasink_flush(Sink *base)
 static int kafkasink_drain(Sink *base)
 {
     KafkaSink *s = kafkasink_of(base);
-    double last = now_secs();
+    double last = clock_mono_secs();
 
     while (atomic_load(&s->outstanding) > 0) {
         int rc = kafkasink_poll(s, 100);
 
         if (rc < 0)
             return rc;
-        if (now_secs() - last > 10) {
-            last = now_secs();
+        if (clock_mono_secs() - last > 10) {
+            last = clock_mono_secs();
             log_info("kafka: waiting for %zu delivery reports (brokers unreachable?)",
                      atomic_load(&s->outstanding));
         }
