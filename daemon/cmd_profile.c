@@ -8,8 +8,8 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "core/sqlname.h"
 #include "core/xmalloc.h"
+#include "daemon/cmd_util.h"
 #include "daemon/commands.h"
 #include "migration/profile.h"
 
@@ -53,31 +53,13 @@ static void usage_profile(FILE *out)
           out);
 }
 
-static int write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-
-    if (!f)
-        return tm_fail(-errno, "%s: cannot open: %s", path, strerror(errno));
-    if (fputs(text, f) < 0 || fclose(f) != 0)
-        return tm_fail(-EIO, "%s: cannot write", path);
-    return 0;
-}
-
-static bool has_ext(const char *path, const char *ext)
-{
-    size_t n = strlen(path), k = strlen(ext);
-
-    return n > k && strcmp(path + n - k, ext) == 0;
-}
-
 static ProfileFormat format_of_path(const char *path)
 {
-    if (has_ext(path, ".json"))
+    if (cmd_has_ext(path, ".json"))
         return PROFILE_FMT_JSON;
-    if (has_ext(path, ".md") || has_ext(path, ".markdown"))
+    if (cmd_has_ext(path, ".md") || cmd_has_ext(path, ".markdown"))
         return PROFILE_FMT_MARKDOWN;
-    if (has_ext(path, ".html") || has_ext(path, ".htm"))
+    if (cmd_has_ext(path, ".html") || cmd_has_ext(path, ".htm"))
         return PROFILE_FMT_HTML;
     return PROFILE_FMT_TEXT;
 }
@@ -102,12 +84,12 @@ static int output(const json_t *report, ProfileFormat fmt, const char *path)
         fputs(text, stdout);
         fflush(stdout);
     } else {
-        rc = write_file(path, text);
+        rc = cmd_write_file(path, text);
         if (rc == 0 && fmt != PROFILE_FMT_JSON) {
             char *twin = json_twin(path);
             char *js = profile_render(report, PROFILE_FMT_JSON);
 
-            rc = write_file(twin, js);
+            rc = cmd_write_file(twin, js);
             free(js);
             free(twin);
         }
@@ -127,31 +109,11 @@ static int parse_sample(const char *s, double *out)
     return 0;
 }
 
-static int parse_jobs(const char *s, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-
-    if (end == s || *end || v < 1 || v > 64)
-        return tm_fail(-EINVAL, "--jobs: \"%s\" is not a number from 1 to 64", s);
-    *out = (int)v;
-    return 0;
-}
-
 static int usage_error(const char *msg)
 {
     fprintf(stderr, "tidemark profile: %s\n", msg);
     usage_profile(stderr);
     return EXIT_USAGE;
-}
-
-static void free_tables(TableName *t, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(t[i].schema);
-        free(t[i].name);
-    }
-    free(t);
 }
 
 int cmd_profile(int argc, char **argv)
@@ -169,6 +131,7 @@ int cmd_profile(int argc, char **argv)
     Config *cfg = NULL;
     LogLevel level;
     json_t *report = NULL;
+    long jobs;
     int c, rc, status = 0;
 
     optind = 1;
@@ -177,20 +140,15 @@ int cmd_profile(int argc, char **argv)
         case 'c':
             path = optarg;
             break;
-        case 't': {
-            TableName tn;
-
-            if (sqlname_parse(optarg, &tn.schema, &tn.name) < 0) {
-                free_tables(po.tables, po.ntables);
+        case 't':
+            if (cmd_add_table(&po.tables, &po.ntables, optarg) < 0) {
+                cmd_tables_free(po.tables, po.ntables);
                 return usage_error(tm_error());
             }
-            po.tables = xrealloc(po.tables, (po.ntables + 1) * sizeof(TableName));
-            po.tables[po.ntables++] = tn;
             break;
-        }
         case 's':
             if (parse_sample(optarg, &po.sample_pct) < 0) {
-                free_tables(po.tables, po.ntables);
+                cmd_tables_free(po.tables, po.ntables);
                 return usage_error(tm_error());
             }
             break;
@@ -201,10 +159,11 @@ int cmd_profile(int argc, char **argv)
             out = optarg;
             break;
         case 'j':
-            if (parse_jobs(optarg, &po.jobs) < 0) {
-                free_tables(po.tables, po.ntables);
+            if (cmd_parse_long("--jobs", optarg, 1, 64, &jobs) < 0) {
+                cmd_tables_free(po.tables, po.ntables);
                 return usage_error(tm_error());
             }
+            po.jobs = (int)jobs;
             break;
         case 'N':
             po.store = false;
@@ -213,28 +172,28 @@ int cmd_profile(int argc, char **argv)
             po.progress = false;
             break;
         case 'h':
-            free_tables(po.tables, po.ntables);
+            cmd_tables_free(po.tables, po.ntables);
             usage_profile(stdout);
             return 0;
         default:
-            free_tables(po.tables, po.ntables);
+            cmd_tables_free(po.tables, po.ntables);
             usage_profile(stderr);
             return EXIT_USAGE;
         }
     }
     if (!path || optind < argc) {
-        free_tables(po.tables, po.ntables);
+        cmd_tables_free(po.tables, po.ntables);
         return usage_error(!path ? "--config FILE is required" : "unexpected argument");
     }
     if (fmt_s && profile_format_parse(fmt_s, &fmt) < 0) {
-        free_tables(po.tables, po.ntables);
+        cmd_tables_free(po.tables, po.ntables);
         return usage_error(tm_error());
     }
     if (!fmt_s && out)
         fmt = format_of_path(out);
     if (config_load(path, &cfg) < 0 || log_level_parse(cfg->log.level, &level) < 0) {
         config_free(cfg);
-        free_tables(po.tables, po.ntables);
+        cmd_tables_free(po.tables, po.ntables);
         return cmd_die(NULL);
     }
     log_init(LOG_FMT_TEXT, level);
@@ -254,6 +213,6 @@ int cmd_profile(int argc, char **argv)
     }
     json_decref(report);
     config_free(cfg);
-    free_tables(po.tables, po.ntables);
+    cmd_tables_free(po.tables, po.ntables);
     return status;
 }

@@ -8,8 +8,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "core/sqlname.h"
-#include "core/xmalloc.h"
+#include "daemon/cmd_util.h"
 #include "daemon/commands.h"
 #include "migration/verify.h"
 
@@ -61,44 +60,6 @@ static int usage_error(const char *msg)
     return EXIT_USAGE;
 }
 
-static bool has_ext(const char *path, const char *ext)
-{
-    size_t n = strlen(path), k = strlen(ext);
-
-    return n > k && strcmp(path + n - k, ext) == 0;
-}
-
-static int write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-
-    if (!f)
-        return tm_fail(-errno, "%s: cannot open: %s", path, strerror(errno));
-    if (fputs(text, f) < 0 || fclose(f) != 0)
-        return tm_fail(-EIO, "%s: cannot write", path);
-    return 0;
-}
-
-static int parse_long(const char *opt, const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-
-    if (end == s || *end || v < lo || v > hi)
-        return tm_fail(-EINVAL, "%s: \"%s\" is not a number from %ld to %ld", opt, s, lo, hi);
-    *out = v;
-    return 0;
-}
-
-static void free_tables(TableName *t, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(t[i].schema);
-        free(t[i].name);
-    }
-    free(t);
-}
-
 static int output(const json_t *report, VerifyFormat fmt, bool fmt_given, const char *path)
 {
     char *text;
@@ -112,11 +73,11 @@ static int output(const json_t *report, VerifyFormat fmt, bool fmt_given, const 
         return 0;
     }
     if (!fmt_given)
-        fmt = has_ext(path, ".json")  ? VERIFY_FMT_JSON
-              : has_ext(path, ".txt") ? VERIFY_FMT_TEXT
-                                      : VERIFY_FMT_MARKDOWN;
+        fmt = cmd_has_ext(path, ".json")  ? VERIFY_FMT_JSON
+              : cmd_has_ext(path, ".txt") ? VERIFY_FMT_TEXT
+                                          : VERIFY_FMT_MARKDOWN;
     text = verify_render(report, fmt);
-    rc = write_file(path, text);
+    rc = cmd_write_file(path, text);
     free(text);
     text = verify_render(report, VERIFY_FMT_TEXT);
     fputs(text, stdout);
@@ -156,17 +117,12 @@ int cmd_verify(int argc, char **argv)
         case 'c':
             path = optarg;
             break;
-        case 't': {
-            TableName tn;
-
-            if (sqlname_parse(optarg, &tn.schema, &tn.name) < 0) {
-                free_tables(vo.tables, vo.ntables);
+        case 't':
+            if (cmd_add_table(&vo.tables, &vo.ntables, optarg) < 0) {
+                cmd_tables_free(vo.tables, vo.ntables);
                 return usage_error(tm_error());
             }
-            vo.tables = xrealloc(vo.tables, (vo.ntables + 1) * sizeof(TableName));
-            vo.tables[vo.ntables++] = tn;
             break;
-        }
         case 'f':
             fmt_s = optarg;
             break;
@@ -175,9 +131,9 @@ int cmd_verify(int argc, char **argv)
             break;
         case 'j':
         case 'R':
-            if (parse_long(c == 'j' ? "--jobs" : "--max-rows-per-second", optarg, 1,
-                           c == 'j' ? 64 : 1000000000L, &v) < 0) {
-                free_tables(vo.tables, vo.ntables);
+            if (cmd_parse_long(c == 'j' ? "--jobs" : "--max-rows-per-second", optarg, 1,
+                               c == 'j' ? 64 : 1000000000L, &v) < 0) {
+                cmd_tables_free(vo.tables, vo.ntables);
                 return usage_error(tm_error());
             }
             if (c == 'j')
@@ -198,26 +154,26 @@ int cmd_verify(int argc, char **argv)
             vo.progress = false;
             break;
         case 'h':
-            free_tables(vo.tables, vo.ntables);
+            cmd_tables_free(vo.tables, vo.ntables);
             usage_verify(stdout);
             return 0;
         default:
-            free_tables(vo.tables, vo.ntables);
+            cmd_tables_free(vo.tables, vo.ntables);
             usage_verify(stderr);
             return EXIT_USAGE;
         }
     }
     if (!path || optind < argc) {
-        free_tables(vo.tables, vo.ntables);
+        cmd_tables_free(vo.tables, vo.ntables);
         return usage_error(!path ? "--config FILE is required" : "unexpected argument");
     }
     if (fmt_s && verify_format_parse(fmt_s, &fmt) < 0) {
-        free_tables(vo.tables, vo.ntables);
+        cmd_tables_free(vo.tables, vo.ntables);
         return usage_error(tm_error());
     }
     if (config_load(path, &cfg) < 0 || log_level_parse(cfg->log.level, &level) < 0) {
         config_free(cfg);
-        free_tables(vo.tables, vo.ntables);
+        cmd_tables_free(vo.tables, vo.ntables);
         return cmd_die(NULL);
     }
     log_init(LOG_FMT_TEXT, level);
@@ -238,6 +194,6 @@ int cmd_verify(int argc, char **argv)
     }
     json_decref(report);
     config_free(cfg);
-    free_tables(vo.tables, vo.ntables);
+    cmd_tables_free(vo.tables, vo.ntables);
     return status;
 }
