@@ -7,19 +7,9 @@
 #include "core/copytext.h"
 #include "core/error.h"
 #include "core/xmalloc.h"
+#include "core/hex.h"
 
 #include <string.h>
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 static void ensure_cols(CopyText *ct, size_t n)
 {
@@ -66,11 +56,11 @@ static int unescape(CopyText *ct, const char *p, const char *end)
             buf_putc(&ct->data, '\v');
             break;
         case 'x':
-            if (p < end && hexval(*p) >= 0) {
-                int v = hexval(*p++);
+            if (p < end && hex_value(*p) >= 0) {
+                int v = hex_value(*p++);
 
-                if (p < end && hexval(*p) >= 0)
-                    v = v * 16 + hexval(*p++);
+                if (p < end && hex_value(*p) >= 0)
+                    v = v * 16 + hex_value(*p++);
                 buf_putc(&ct->data, (char)v);
             } else {
                 buf_putc(&ct->data, 'x');

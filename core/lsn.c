@@ -5,19 +5,9 @@
  */
 #include "core/lsn.h"
 #include "core/error.h"
+#include "core/hex.h"
 
 #include <stdio.h>
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 int lsn_parse(const char *s, Lsn *out)
 {
@@ -30,7 +20,7 @@ int lsn_parse(const char *s, Lsn *out)
         int ndigits = 0;
         int v;
 
-        while ((v = hexval(*p)) >= 0) {
+        while ((v = hex_value(*p)) >= 0) {
             if (++ndigits > 8)
                 return tm_fail(-EINVAL, "invalid LSN \"%s\"", s);
             parts[i] = (parts[i] << 4) | (uint64_t)v;

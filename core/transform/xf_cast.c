@@ -8,6 +8,7 @@
 #include "core/transform/xf.h"
 
 #include "core/error.h"
+#include "core/hex.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -122,17 +123,6 @@ static int cast_boolean(XfStr in, Arena *a, XfStr *out)
                    "not a boolean (use true/false, t/f, yes/no, y/n, on/off, 1/0)");
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int cast_uuid(XfStr in, Arena *a, XfStr *out)
 {
     static const char hex[] = "0123456789abcdef";
@@ -148,7 +138,7 @@ static int cast_uuid(XfStr in, Arena *a, XfStr *out)
         if (v.s[i] == '-' && (nd == 8 || nd == 12 || nd == 16 || nd == 20) && i + 1 < v.len &&
             v.s[i + 1] != '-')
             continue;
-        if (hexval(v.s[i]) < 0 || nd == 32)
+        if (hex_value(v.s[i]) < 0 || nd == 32)
             return xf_fail(-EINVAL, "cast uuid", in, "not a uuid");
         digits[nd++] = v.s[i];
     }
@@ -158,7 +148,7 @@ static int cast_uuid(XfStr in, Arena *a, XfStr *out)
     for (size_t i = 0, k = 0; i < 32; i++) {
         if (i == 8 || i == 12 || i == 16 || i == 20)
             o[k++] = '-';
-        o[k++] = hex[hexval(digits[i])];
+        o[k++] = hex[hex_value(digits[i])];
     }
     o[36] = '\0';
     *out = (XfStr){o, 36};

@@ -9,6 +9,7 @@
  */
 #include "sinks/kafka/debezium.h"
 #include "core/error.h"
+#include "core/hex.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -229,17 +230,6 @@ static int render_float(Buf *out, uint32_t oid, const char *text, size_t len)
 
 /* ---- bytea ------------------------------------------------------------- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes bytea text output (hex "\x..." or the old escape format) onto out. */
 static int bytea_decode(Buf *bytes, const char *text, size_t len)
 {
@@ -248,7 +238,7 @@ static int bytea_decode(Buf *bytes, const char *text, size_t len)
             return -EINVAL;
         buf_reserve(bytes, (len - 2) / 2);
         for (size_t i = 2; i < len; i += 2) {
-            int hi = hexval(text[i]), lo = hexval(text[i + 1]);
+            int hi = hex_value(text[i]), lo = hex_value(text[i + 1]);
 
             if (hi < 0 || lo < 0)
                 return -EINVAL;
