@@ -28,4 +28,11 @@ const char *tm_error(void);
 
 void tm_error_clear(void);
 
+/*
+ * The target no longer holds what the source says it should (an UPDATE or
+ * DELETE matched no row, or more than one). Not retried: the pipeline halts
+ * and stays halted across restarts until an operator runs `tidemark resume`.
+ */
+#define TM_EDIVERGED (-ENOTRECOVERABLE)
+
 #endif

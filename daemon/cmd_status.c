@@ -123,6 +123,10 @@ static void print_text(json_t *st)
         printf("last error %s: %s\n", str(err, "at"), str(err, "message"));
     else
         printf("last error none\n");
+    if (json_is_object(json_object_get(st, "halted")))
+        printf("HALTED     since %s: a divergence; repair the target, then run"
+               " `tidemark resume`\n",
+               str(json_object_get(st, "halted"), "at"));
 
     json_array_foreach(tables, i, t)
     {

@@ -21,6 +21,7 @@ static const Command commands[] = {
     {"status", "show where the pipeline stands (tables, lag, slot, errors)", cmd_status},
     {"verify", "prove the target matches the source row by row, even while streaming", cmd_verify},
     {"dead-letter", "list or replay the rows a mapping could not transform", cmd_dead_letter},
+    {"resume", "lift the halt a divergence put on the pipeline, after a repair", cmd_resume},
     /* further commands register here */
 };
 

@@ -80,10 +80,32 @@ static void update_sink_watchers(Pipeline *p)
         ev_io_stop(p->loop, &p->sink_w);
 }
 
+static bool sink_gated(const Pipeline *p)
+{
+    return p->sink->ops->gated && p->sink->ops->gated(p->sink);
+}
+
+/*
+ * Whether to stop reading the replication socket: too much in flight on the
+ * target, or a closed batch still being checked (nothing may begin behind it
+ * until it commits).
+ */
 static bool over_limit(const Pipeline *p)
 {
     return p->sink->ops->inflight(p->sink) >= MAX_INFLIGHT ||
-           p->sink->ops->inflight_bytes(p->sink) >= MAX_INFLIGHT_BYTES;
+           p->sink->ops->inflight_bytes(p->sink) >= MAX_INFLIGHT_BYTES || sink_gated(p);
+}
+
+static bool below_resume_mark(const Pipeline *p)
+{
+    return p->sink->ops->inflight(p->sink) < MAX_INFLIGHT / 2 &&
+           p->sink->ops->inflight_bytes(p->sink) < MAX_INFLIGHT_BYTES / 2 && !sink_gated(p);
+}
+
+static void pause_source(Pipeline *p)
+{
+    p->paused = true;
+    ev_io_stop(p->loop, &p->repl_r);
 }
 
 /*
@@ -553,10 +575,10 @@ static void pump_source(Pipeline *p)
             break;
         }
         if (over_limit(p)) {
-            p->paused = true;
-            ev_io_stop(p->loop, &p->repl_r);
-            log_debug("backpressure: %zu commands in flight on the target",
-                      p->sink->ops->inflight(p->sink));
+            pause_source(p);
+            if (!sink_gated(p))
+                log_debug("backpressure: %zu commands in flight on the target",
+                          p->sink->ops->inflight(p->sink));
         }
     }
     if (p->streaming && !p->in_txn) {
@@ -565,6 +587,8 @@ static void pump_source(Pipeline *p)
             pipeline_fail(p, rc);
             return;
         }
+        if (sink_gated(p))
+            pause_source(p);
     }
     update_sink_watchers(p);
 }
@@ -682,14 +706,14 @@ static void on_sink_readable(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
     }
-    if (p->paused && p->sink->ops->inflight(p->sink) < MAX_INFLIGHT / 2 &&
-        p->sink->ops->inflight_bytes(p->sink) < MAX_INFLIGHT_BYTES / 2) {
+    if (p->paused && below_resume_mark(p)) {
         p->paused = false;
-        if (p->streaming) {
+        if (p->streaming && !p->held) {
             ev_io_start(loop, &p->repl_r);
             pump_source(p); /* frames may already sit in libpq's buffer */
         }
     }
+    update_sink_watchers(p); /* process() may have queued a COMMIT */
 }
 
 static void on_sink_writable(struct ev_loop *loop, ev_io *w, int revents)
@@ -860,8 +884,13 @@ static int shutdown_drain(Pipeline *p)
     return rc;
 }
 
-/* Best effort: `tidemark status` shows the reason the daemon stopped. */
-static void record_last_error(Pipeline *p)
+/*
+ * Best effort: `tidemark status` shows the reason the daemon stopped. A
+ * divergence also halts the pipeline: later starts refuse until `tidemark
+ * resume` (if this write fails, the restart meets the same divergence again,
+ * since the watermark stayed before it).
+ */
+static void record_last_error(Pipeline *p, int rc)
 {
     char msg[1024];
     PGconn *dst = NULL;
@@ -882,9 +911,14 @@ static void record_last_error(Pipeline *p)
                      " ($1, 'last_error', $2) ON CONFLICT (pipeline, key) DO UPDATE SET"
                      " value = excluded.value, updated_at = now()",
                      2, params, NULL);
+        if (rc == TM_EDIVERGED)
+            pgconn_query(dst,
+                         "INSERT INTO tidemark.pipeline_state (pipeline, key, value) VALUES"
+                         " ($1, 'halted', $2) ON CONFLICT (pipeline, key) DO NOTHING",
+                         2, params, NULL);
         PQfinish(dst);
     }
-    tm_fail(-EIO, "%s", msg); /* the caller prints it */
+    tm_fail(rc, "%s", msg); /* the caller prints it */
 }
 
 int pipeline_run(Config *cfg)
@@ -958,7 +992,7 @@ int pipeline_run(Config *cfg)
 out:
     pipeline_service_stop(&p);
     if (rc < 0)
-        record_last_error(&p);
+        record_last_error(&p, rc);
     pipeline_copy_free(&p);
     ev_signal_stop(p.loop, &p.sig_term);
     ev_signal_stop(p.loop, &p.sig_int);

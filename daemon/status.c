@@ -114,22 +114,26 @@ static int target_tables(PGconn *conn, const Config *cfg, json_t *tables)
     return 0;
 }
 
+/* last_error, and halted: a divergence stopped it until `tidemark resume`. */
 static int target_last_error(PGconn *conn, const char *pipeline, json_t *st)
 {
     const char *params[1] = {pipeline};
     PGresult *res;
     int rc = pgconn_query(conn,
-                          "SELECT value, to_char(updated_at, " ISO_FMT ")"
+                          "SELECT key, value, to_char(updated_at, " ISO_FMT ")"
                           " FROM tidemark.pipeline_state"
-                          " WHERE pipeline = $1 AND key = 'last_error'",
+                          " WHERE pipeline = $1 AND key IN ('last_error', 'halted')",
                           1, params, &res);
 
     if (rc < 0)
         return tm_fail_ctx(rc, "reading tidemark.pipeline_state");
-    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) && PQgetvalue(res, 0, 0)[0])
-        json_object_set_new(st, "last_error",
-                            json_pack("{s:o,s:o}", "message", json_text_or_null(res, 0, 0), "at",
-                                      json_text_or_null(res, 0, 1)));
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (PQgetisnull(res, i, 1) || !PQgetvalue(res, i, 1)[0])
+            continue;
+        json_object_set_new(st, PQgetvalue(res, i, 0),
+                            json_pack("{s:o,s:o}", "message", json_text_or_null(res, i, 1), "at",
+                                      json_text_or_null(res, i, 2)));
+    }
     PQclear(res);
     return 0;
 }
@@ -422,6 +426,7 @@ int status_collect(const Config *cfg, json_t **out)
     json_object_set_new(st, "target", json_null());
     json_object_set_new(st, "tables", json_null());
     json_object_set_new(st, "last_error", json_null());
+    json_object_set_new(st, "halted", json_null());
     /* Neither side may wait long for a server that does not answer. */
     setenv("PGCONNECT_TIMEOUT", "5", 0);
     rc_src = collect_source(cfg, source, &now_epoch);
@@ -452,6 +457,8 @@ int status_collect(const Config *cfg, json_t **out)
         phase = "unknown";
     else if (!kafka && rc_dst == 0 && json_is_null(json_object_get(st, "watermark")))
         phase = "not started";
+    else if (!running && json_is_object(json_object_get(st, "halted")))
+        phase = "halted";
     else if (copying)
         phase = running ? "copying" : "stopped";
     else

@@ -77,6 +77,12 @@ typedef struct SinkOps {
     size_t (*inflight)(const Sink *s);
     size_t (*inflight_bytes)(const Sink *s);
     size_t (*batch_changes)(const Sink *s);
+    /*
+     * Optional: a closed batch is still being checked before its commit; no
+     * transaction may begin (txn_begin fails) until this turns false, which
+     * process() does once the checks are in.
+     */
+    bool (*gated)(const Sink *s);
 
     /*
      * Copy sessions: rows are COPY text-format lines, each ending in '\n'.

@@ -245,8 +245,37 @@ static int check_tuple(const RelEntry *rel, const Tuple *t, const char *what)
     return 0;
 }
 
+/*
+ * "id=42" (or every old value of a FULL-identity row), cut to fit: the
+ * divergence error names the row so the operator can look at it.
+ */
+static void describe_row(const RelEntry *rel, const char *wshape, const Tuple *t, char *out,
+                         size_t len)
+{
+    size_t n = 0;
+
+    out[0] = '\0';
+    for (uint16_t i = 0; i < rel->info.ncols && i < t->ncols && n + 4 < len; i++) {
+        const ColValue *v = &t->cols[i];
+        int w;
+
+        if (wshape[i] != 'W')
+            continue;
+        if (v->state == COL_NULL)
+            w = snprintf(out + n, len - n, "%s%s=NULL", n ? ", " : "", rel->info.cols[i].name);
+        else
+            w = snprintf(out + n, len - n, "%s%s=%.*s", n ? ", " : "", rel->info.cols[i].name,
+                         (int)(v->len > 40 ? 40 : v->len), v->data ? v->data : "");
+        if (w < 0 || (size_t)w >= len - n) {
+            memcpy(out + len - 4, "...", 4);
+            return;
+        }
+        n += (size_t)w;
+    }
+}
+
 static int send_stmt(PgSink *s, const char *name, size_t nparams, char op, bool check_one,
-                     const RelEntry *rel, const TxnInfo *txn)
+                     const RelEntry *rel, const TxnInfo *txn, const char *key)
 {
     params_finish(s, nparams);
     if (!PQsendQueryPrepared(s->conn, name, (int)nparams, s->params, NULL, NULL, 0))
@@ -254,6 +283,8 @@ static int send_stmt(PgSink *s, const char *name, size_t nparams, char op, bool 
     Pending *p = pend_push(s, PEND_STMT);
     p->op = op;
     p->check_one = check_one;
+    if (key)
+        snprintf(p->key, sizeof(p->key), "%s", key);
     p->lsn = txn ? txn->final_lsn : LSN_INVALID;
     p->bytes = s->scratch.len;
     s->inflight_bytes += p->bytes;
@@ -291,7 +322,7 @@ static int apply_insert(PgSink *s, RelEntry *rel, SinkRel *r, const Tuple *t, co
         if (rc < 0)
             return rc;
     }
-    return send_stmt(s, r->ins_name, r->ncols, 'I', false, rel, txn);
+    return send_stmt(s, r->ins_name, r->ncols, 'I', false, rel, txn, NULL);
 }
 
 static bool same_value(const ColValue *a, const ColValue *b)
@@ -365,8 +396,12 @@ static int apply_update(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg,
     for (uint16_t i = 0; i < r->ncols && rc == 0; i++)
         if (shape[r->ncols + 1 + i] == 'W')
             rc = param_set(s, np++, &ot->cols[i], rel->display, rel->info.cols[i].name);
-    if (rc == 0)
-        rc = send_stmt(s, u->name, np, 'U', true, rel, txn);
+    if (rc == 0) {
+        char key[80];
+
+        describe_row(rel, shape + r->ncols + 1, ot, key, sizeof(key));
+        rc = send_stmt(s, u->name, np, 'U', true, rel, txn, key);
+    }
 out:
     free(shape);
     return rc;
@@ -399,8 +434,12 @@ static int apply_delete(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg,
     for (uint16_t i = 0; i < r->ncols && rc == 0; i++)
         if (shape[i] == 'W')
             rc = param_set(s, np++, &ot->cols[i], rel->display, rel->info.cols[i].name);
-    if (rc == 0)
-        rc = send_stmt(s, r->del_name, np, 'D', true, rel, txn);
+    if (rc == 0) {
+        char key[80];
+
+        describe_row(rel, shape, ot, key, sizeof(key));
+        rc = send_stmt(s, r->del_name, np, 'D', true, rel, txn, key);
+    }
 out:
     free(shape);
     return rc;
@@ -410,6 +449,9 @@ int pgapply_txn_begin(Sink *base, const TxnInfo *txn)
 {
     PgSink *s = pgsink_of(base);
 
+    if (s->gated && !s->batch_open)
+        return tm_fail(-EPROTO, "pgsink: a transaction began while the previous batch awaits"
+                                " its checks");
     s->txn_open = true;
     if (s->batch_open)
         return 0;
@@ -497,7 +539,7 @@ int pgapply_dead_letter(Sink *base, const RelEntry *rel, const Change *chg, cons
         param_set(s, i, &v, "tidemark.dead_letter", "value");
     }
     buf_release(&json);
-    rc = send_stmt(s, "tm_dl", 7, 'L', false, rel, txn);
+    rc = send_stmt(s, "tm_dl", 7, 'L', false, rel, txn, NULL);
     return rc;
 }
 
@@ -580,11 +622,17 @@ int pgapply_close_batch(Sink *base)
         return 0;
     if (s->batch_txns == 0)
         return pgapply_abort_batch(base);
+    /* The COMMIT waits for this Sync's result: a Sync inside BEGIN does
+     * not commit, it only makes the server answer every statement so far. */
     rc = send_watermark(s, s->batch_end, s->batch_commit_time, true);
-    if (rc == 0)
-        rc = send_simple(s, PEND_COMMIT, "COMMIT");
-    if (rc == 0)
-        rc = send_sync(s, s->batch_end, s->batch_commit_time);
+    if (rc == 0 && !PQpipelineSync(s->conn))
+        rc = send_failed(s, "a pipeline sync");
+    if (rc == 0) {
+        pend_push(s, PEND_SYNC)->gate = true;
+        s->gated = true;
+        s->gate_lsn = s->batch_end;
+        s->gate_commit_time = s->batch_commit_time;
+    }
     s->batch_open = false;
     return rc;
 }
@@ -611,7 +659,7 @@ int pgapply_idle_position(Sink *base, Lsn lsn)
 
     int rc;
 
-    if (s->batch_open || lsn <= s->queued_lsn)
+    if (s->batch_open || s->gated || lsn <= s->queued_lsn)
         return 0;
     rc = send_watermark(s, lsn, 0, false);
     if (rc == 0)
@@ -676,14 +724,29 @@ static int check_result(PgSink *s, Pending *p, PGresult *res)
                            " at %s expected it: an earlier batch failed, or another process"
                            " applies this pipeline",
                            s->cfg->pipeline, lsn_format(p->lsn, lsnbuf, sizeof(lsnbuf)));
-        return tm_fail(-EIO,
-                       "target: %s on %s (source transaction committed at %s) matched %s rows"
-                       " instead of 1: the target has diverged from the source; refusing to"
-                       " continue",
-                       op_name(p->op), p->table, lsn_format(p->lsn, lsnbuf, sizeof(lsnbuf)),
-                       PQcmdTuples(res));
+        return tm_fail(TM_EDIVERGED,
+                       "target: %s on %s of the row %s (source transaction committed at %s)"
+                       " matched %s rows instead of 1: the target has diverged from the source."
+                       " The batch was rolled back; the pipeline is halted until the target"
+                       " is repaired and `tidemark resume` is run",
+                       op_name(p->op), p->table, p->key[0] ? p->key : "(no key)",
+                       lsn_format(p->lsn, lsnbuf, sizeof(lsnbuf)), PQcmdTuples(res));
     }
     return 0;
+}
+
+/*
+ * Every statement of the gated batch succeeded and matched the rows it had
+ * to: only now may it commit, and a new batch begin behind it.
+ */
+static int gate_passed(PgSink *s)
+{
+    int rc = send_simple(s, PEND_COMMIT, "COMMIT");
+
+    if (rc == 0)
+        rc = send_sync(s, s->gate_lsn, s->gate_commit_time);
+    s->gated = false;
+    return rc;
 }
 
 int pgapply_process(Sink *base)
@@ -709,17 +772,24 @@ int pgapply_process(Sink *base)
         rc = check_result(s, p, res);
         PQclear(res);
         if (rc < 0)
-            return conn_code(s, rc);
+            return rc == TM_EDIVERGED ? rc : conn_code(s, rc);
         if (p->kind != PEND_SYNC) {
             p->got_result = true;
             continue;
         }
+        bool gate = p->gate;
+
         if (p->lsn > s->durable) {
             s->durable = p->lsn;
             s->durable_commit_time = p->commit_time;
         }
         s->pend_head = (s->pend_head + 1) % s->pend_cap;
         s->pend_count--;
+        if (gate) {
+            rc = gate_passed(s);
+            if (rc < 0)
+                return rc;
+        }
     }
     return 0;
 }

@@ -132,6 +132,7 @@ static void pgsink_disconnect(PgSink *s)
     s->inflight_bytes = 0;
     s->batch_open = s->txn_open = false;
     s->batch_changes = s->batch_txns = 0;
+    s->gated = false;
 }
 
 static void pgsink_free(Sink *base)
@@ -164,12 +165,38 @@ static int pgsink_connect(Sink *base, const char *client_encoding)
     return 0;
 }
 
+/* A pipeline halted by a divergence stays halted until `tidemark resume`. */
+static int check_not_halted(PgSink *s)
+{
+    const char *params[1] = {s->cfg->pipeline};
+    PGresult *res;
+    int rc = pgconn_query(s->conn,
+                          "SELECT value, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SSOF')"
+                          " FROM tidemark.pipeline_state WHERE pipeline = $1 AND key = 'halted'",
+                          1, params, &res);
+
+    if (rc < 0)
+        return tm_fail_ctx(rc, "target: reading the pipeline's state");
+    if (PQntuples(res) == 1)
+        rc = tm_fail(TM_EDIVERGED,
+                     "pipeline %s is halted since %s: %s -- repair the target (see"
+                     " docs/OPERATIONS.md, \"Divergence\"), then run `tidemark resume --config"
+                     " FILE` to retry from the watermark",
+                     s->cfg->pipeline, PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return rc;
+}
+
 static int pgsink_read_position(Sink *base, bool *found, Lsn *lsn)
 {
     PgSink *s = pgsink_of(base);
     const char *params[1] = {s->cfg->pipeline};
     PGresult *res;
-    int rc = pgconn_query(s->conn,
+    int rc = check_not_halted(s);
+
+    if (rc < 0)
+        return rc;
+    rc = pgconn_query(s->conn,
                           "SELECT lsn::text, (extract(epoch from commit_time - '2000-01-01"
                           " 00:00:00+00') * 1000000)::bigint FROM tidemark.watermark"
                           " WHERE pipeline = $1",
@@ -738,6 +765,11 @@ static size_t pgsink_inflight_bytes(const Sink *base)
     return ((const PgSink *)base)->inflight_bytes;
 }
 
+static bool pgsink_gated(const Sink *base)
+{
+    return ((const PgSink *)base)->gated;
+}
+
 static size_t pgsink_batch_changes(const Sink *base)
 {
     return ((const PgSink *)base)->batch_changes;
@@ -796,6 +828,7 @@ static const SinkOps pgsink_ops = {
     .inflight = pgsink_inflight,
     .inflight_bytes = pgsink_inflight_bytes,
     .batch_changes = pgsink_batch_changes,
+    .gated = pgsink_gated,
     .copy_open = pgsink_copy_open,
     .copy_rows = pgsink_copy_rows,
     .copy_finish = pgsink_copy_finish,

@@ -25,11 +25,13 @@ typedef struct Pending {
     PendKind kind;
     char op;        /* 'I', 'U', 'D', 'T' for PEND_STMT */
     bool check_one; /* the command must affect exactly one row */
+    bool gate;      /* PEND_SYNC: the batch's checks are in; COMMIT may follow */
     bool got_result;
     Lsn lsn; /* PEND_STMT: source commit LSN; PEND_SYNC: batch end LSN (0: none) */
     PgTime commit_time;
     size_t bytes; /* parameter bytes queued with it */
     char table[96];
+    char key[80]; /* check_one statements: the row they locate, for the error */
 } Pending;
 
 typedef struct UpdStmt {
@@ -65,6 +67,14 @@ typedef struct PgSink {
     size_t batch_txns;
     Lsn batch_end;
     PgTime batch_commit_time;
+    /*
+     * A closed batch whose statement results are not all in: its COMMIT is
+     * sent only once every row count checked out (invariant 5), and no new
+     * batch may begin before that COMMIT.
+     */
+    bool gated;
+    Lsn gate_lsn;
+    PgTime gate_commit_time;
     size_t inflight_bytes;
     Lsn queued_lsn; /* highest LSN a queued batch will make durable */
     Lsn durable;
