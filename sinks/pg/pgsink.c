@@ -694,6 +694,7 @@ static int pgsink_copy_finish(SinkCopy *sc, bool commit)
 {
     PgCopy *c = (PgCopy *)sc;
     char lsnbuf[24], rowsbuf[24], partbuf[16];
+    PGresult *res = NULL;
     const char *params[6] = {c->sink->cfg->pipeline,
                              c->t->schema,
                              c->t->name,
@@ -708,15 +709,25 @@ static int pgsink_copy_finish(SinkCopy *sc, bool commit)
         rc = finish_copy_in(c, commit);
     if (rc == 0 && commit)
         rc = write_copy_dead_letters(c);
+    /* The rows commit only with their part's move from pending to synced,
+     * checked before COMMIT: a part another process copied meanwhile, or
+     * whose plan was reset, must not get a second set of rows. */
     if (rc == 0 && commit)
         rc = pgconn_query(c->conn,
-                          "INSERT INTO tidemark.sync_state AS s (pipeline, schema_name,"
-                          " table_name, part, state, sync_lsn, rows, updated_at)"
-                          " VALUES ($1, $2, $3, $6::int, 'synced', $4::pg_lsn, $5::bigint, now())"
-                          " ON CONFLICT (pipeline, schema_name, table_name, part) DO UPDATE"
-                          " SET state = 'synced', sync_lsn = excluded.sync_lsn,"
-                          " rows = excluded.rows, updated_at = excluded.updated_at",
-                          6, params, NULL);
+                          "UPDATE tidemark.sync_state SET state = 'synced',"
+                          " sync_lsn = $4::pg_lsn, rows = $5::bigint, updated_at = now()"
+                          " WHERE pipeline = $1 AND schema_name = $2 AND table_name = $3"
+                          " AND part = $6::int AND state IN ('pending', 'copying')",
+                          6, params, &res);
+    if (rc == 0 && commit) {
+        if (strcmp(PQcmdTuples(res), "1") != 0)
+            rc = tm_fail(-EEXIST,
+                         "part %d of %s is no longer pending in tidemark.sync_state (another"
+                         " process copied it, or its plan was reset): its %lld copied rows are"
+                         " rolled back",
+                         c->part, c->t->display, c->rows);
+        PQclear(res);
+    }
     if (rc == 0 && commit)
         rc = pgconn_exec(c->conn, "COMMIT");
     if (rc < 0 || !commit)

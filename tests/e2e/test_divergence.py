@@ -113,3 +113,31 @@ def test_resume_without_repair_halts_again(env):
     assert env.watermark() == wm
     assert "diverged" in d.log_tail(4000)
     assert env.dst_sql("SELECT count(*) FROM t")[0][0] == 9
+
+
+def test_copy_commits_only_with_its_part_pending(env):
+    """The copy path's check: a part's rows commit only together with the move of
+    that part from pending to synced, inside the copy's transaction. Here another
+    process claims the part while the copy runs (as a second daemon for the same
+    pipeline would): the copy must roll back, not add a second set of rows."""
+    env.src_sql("CREATE TABLE big (id int, v int); ALTER TABLE big REPLICA IDENTITY FULL")
+    env.src_sql("INSERT INTO big SELECT g, g FROM generate_series(1, 2000) g")
+    env.dst_sql("CREATE FUNCTION slow(v int) RETURNS bool LANGUAGE sql"
+                " AS $$ SELECT pg_sleep(0.002) IS NOT NULL $$;"
+                "CREATE TABLE big (id int, v int CHECK (slow(v)))")
+    d = env.daemon(tables=["public.big"])
+
+    def copying():
+        return env.dst_sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                           " AND query LIKE 'COPY %%'")[0][0] > 0
+    harness.wait_for(copying, 30, "the initial copy to run")
+    import psycopg
+    with psycopg.connect(env.dst) as c:
+        c.execute("INSERT INTO big VALUES (0, 0)")
+        n = c.execute("UPDATE tidemark.sync_state SET state = 'synced', rows = 1, sync_lsn = '0/1'"
+                      " WHERE pipeline = %s AND table_name = 'big'", (env.pipeline,)).rowcount
+        assert n == 1
+    rc = d.wait_exit(60)
+    assert rc != 0, "the copy committed its rows over a part another process had copied"
+    assert "no longer pending" in d.log(), d.log_tail()
+    assert env.dst_sql("SELECT count(*) FROM big")[0][0] == 1
