@@ -192,11 +192,16 @@ static int send_row(Pipeline *p, RelEntry *rel, RelEntry *to, const Change *c)
     return p->sink->ops->apply(p->sink, to, c, &p->txn);
 }
 
-/* A row the mapping could not transform: stop (the engine's message), or dead-letter it. */
+/*
+ * A row the mapping could not transform: stop (the engine's message), or
+ * dead-letter it — only for the row's own data. An environment failure (the
+ * id_map connection lost: -ENOTCONN) goes back up as it is: pipeline_fail()
+ * treats it as a target outage and replays from the durable position.
+ */
 static int mapping_failed(Pipeline *p, RelEntry *rel, const MappingPlan *plan, const Change *c,
                           int rc)
 {
-    if (mapping_on_error(plan) != MAPPING_ON_ERROR_DEAD_LETTER)
+    if (mapping_on_error(plan) != MAPPING_ON_ERROR_DEAD_LETTER || !mapping_error_is_data(rc))
         return rc;
     char *err = xstrdup(tm_error());
 

@@ -1,5 +1,11 @@
 /*
- * tidemark.id_map lookups for the id_map transform (see idmap.h).
+ * tidemark.id_map lookups for the id_map transform (see idmap.h). A failed
+ * lookup says whose fault it is: an id with no entry is -ENOENT and an id
+ * the server rejects as a value (SQLSTATE class 22) -EINVAL, the row's own
+ * data; a connection that cannot be opened or was lost (class 08, 57: an
+ * administrator or a shutdown ended the session) is -ENOTCONN, a target
+ * outage; any other server error (permission denied, the table missing) is
+ * -EIO. Only the first two may send the row to the dead letters.
  */
 #include "connectors/pg/idmap.h"
 #include "connectors/pg/pgconn.h"
@@ -71,6 +77,23 @@ void idmap_lookup_free(IdMapLookup *l)
     free(l);
 }
 
+static int lookup_failed(IdMapLookup *l, const PGresult *res)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    bool lost = PQstatus(l->conn) != CONNECTION_OK || !state || strncmp(state, "08", 2) == 0 ||
+                strncmp(state, "57", 2) == 0;
+    int rc = lost ? -ENOTCONN : strncmp(state, "22", 2) == 0 ? -EINVAL : -EIO;
+
+    if (rc == -EINVAL)
+        return tm_fail(rc, "tidemark.id_map rejected the id: %s", pgconn_errmsg(l->conn, res));
+    rc = tm_fail(rc, "reading tidemark.id_map failed (the target, not the row): %s",
+                 pgconn_errmsg(l->conn, res));
+    /* Start over with a fresh connection next time. */
+    PQfinish(l->conn);
+    l->conn = NULL;
+    return rc;
+}
+
 int idmap_lookup_fn(void *ctx, const char *ns, const char *old, const char **new_out)
 {
     IdMapLookup *l = ctx;
@@ -87,16 +110,15 @@ int idmap_lookup_fn(void *ctx, const char *ns, const char *old, const char **new
     if (!l->conn) {
         rc = pgconn_open(l->ep, PGCONN_NORMAL, "target (id_map)", &l->conn);
         if (rc < 0)
-            return rc;
+            return tm_fail_ctx(-ENOTCONN, "id_map lookup");
     }
-    rc = pgconn_query(l->conn,
-                      "SELECT new_id FROM tidemark.id_map WHERE namespace = $1 AND old_id = $2", 2,
-                      params, &res);
-    if (rc < 0) {
-        /* Start over with a fresh connection next time. */
-        PQfinish(l->conn);
-        l->conn = NULL;
-        return tm_fail_ctx(rc, "reading tidemark.id_map");
+    res = PQexecParams(l->conn,
+                       "SELECT new_id FROM tidemark.id_map WHERE namespace = $1 AND old_id = $2", 2,
+                       NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = lookup_failed(l, res);
+        PQclear(res);
+        return rc;
     }
     if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
         PQclear(res);

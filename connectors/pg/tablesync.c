@@ -378,8 +378,10 @@ static int copymap_flush(CopyMap *m, Sink *sink, SinkCopy *sc)
 
 /*
  * One source COPY row through the mapping: appended to the output, counted
- * as filtered, or (on_error: dead_letter) handed to the sink with its source
- * row. on_error: stop fails the copy with the engine's message.
+ * as filtered, or (on_error: dead_letter, and only for the row's own data
+ * errors) handed to the sink with its source row. on_error: stop, and any
+ * environment failure (the id_map lookup's connection, a target error),
+ * fail the part: it rolls back and is copied again on the next start.
  */
 static int copymap_row(CopyMap *m, Sink *sink, SinkCopy *sc, const char *row, size_t len)
 {
@@ -392,6 +394,12 @@ static int copymap_row(CopyMap *m, Sink *sink, SinkCopy *sc, const char *row, si
         m->filtered += filtered;
         return m->out.len >= 256 * 1024 ? copymap_flush(m, sink, sc) : 0;
     }
+    if (!mapping_error_is_data(rc))
+        /* Not -ENOTCONN: on the loop that means "reconnect the stream", and this part would
+         * never be copied again; the stop is what retries it (on the next start). */
+        return tm_fail_ctx(rc == -ENOTCONN ? -EIO : rc,
+                           "the initial copy stops (the row is not dead-lettered: the target"
+                           " failed, not the row; restart to copy the part again)");
     if (mapping_on_error(m->plan) != MAPPING_ON_ERROR_DEAD_LETTER)
         return rc;
     if (!sink->ops->copy_dead_letter)

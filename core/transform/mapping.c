@@ -739,6 +739,11 @@ void mapping_set_id_lookup(MappingPlan *plan, IdLookupFn fn, void *ctx)
     plan->id_lookup.ctx = ctx;
 }
 
+bool mapping_error_is_data(int rc)
+{
+    return rc == -EINVAL || rc == -ERANGE || rc == -EDOM || rc == -EILSEQ || rc == -ENOENT;
+}
+
 bool mapping_uses_id_lookup(const MappingPlan *plan)
 {
     return plan->uses_id_lookup;

@@ -12,7 +12,8 @@
  * naming the table, the row key, the column, the function and the value.
  * The engine never drops a row on its own: a filtered row is reported
  * through *filtered, and what to do with a failing row (stop or dead-letter)
- * is the caller's decision, read from mapping_on_error().
+ * is the caller's decision, read from mapping_on_error() — for the row's own
+ * data errors only (mapping_error_is_data()).
  */
 #ifndef TM_MAPPING_H
 #define TM_MAPPING_H
@@ -78,6 +79,17 @@ const char *const *mapping_target_columns(const MappingPlan *plan);
 const RelInfo *mapping_target_rel(const MappingPlan *plan);
 
 MappingOnError mapping_on_error(const MappingPlan *plan);
+
+/*
+ * Whether a failure of mapping_apply*() (or of an IdLookupFn) is the row's
+ * own data, which on_error: dead_letter may set aside: a value a transform
+ * cannot take (-EINVAL, -ERANGE, -EDOM, -EILSEQ) or an id with no entry in
+ * the id map (-ENOENT). Every other code is the environment failing — the
+ * id_map connection lost (-ENOTCONN), a target error (-EIO), a malformed
+ * COPY row or a stale plan (-EPROTO), no memory — and says nothing about the
+ * row: it is never dead-lettered; the caller reconnects and retries, or stops.
+ */
+bool mapping_error_is_data(int rc);
 
 /*
  * The pipeline's default (`apply.on_error`) for a plan whose table mapping

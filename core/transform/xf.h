@@ -263,8 +263,10 @@ int xf_id_remap(int64_t multiply, int64_t add, XfStr in, Arena *a, XfStr *out);
 /*
  * The id_map lookup: old → new id in namespace ns (the lead backs it with
  * tidemark.id_map on the target). Returns 0 with *new_out set (valid until
- * the row is written), -ENOENT when the old id has no mapping, or another
- * negative code with tm_error() set.
+ * the row is written), -ENOENT when the old id has no mapping, -EINVAL when
+ * the old id itself cannot be looked up (both the row's data), or, with
+ * tm_error() set, -ENOTCONN when the lookup's connection failed and another
+ * code for any other failure of the lookup itself (mapping_error_is_data()).
  */
 typedef int (*IdLookupFn)(void *ctx, const char *ns, const char *old, const char **new_out);
 

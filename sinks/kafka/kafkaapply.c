@@ -5,11 +5,16 @@
  * before it are fully delivered (invariant 1). Kafka cannot take messages
  * back, so "abort" only forgets a partial transaction: its messages may
  * reach consumers, and the slot resends the whole transaction (at-least-once).
+ * A delivery report that is an error is final (librdkafka retried what it
+ * could): the transaction never becomes durable, nothing after it either,
+ * and the pipeline stops; the state file remembers its commit LSN so a
+ * restart can check that the slot still resends it.
  * The FIFO is shared with whichever thread serves delivery reports: every
  * touch holds KafkaSink.mu, never across a produce (which may serve reports).
  */
 #include "sinks/kafka/kafkasink_int.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/xmalloc.h"
 
 #include <stdio.h>
@@ -47,15 +52,21 @@ static TxnSlot *fifo_push(KafkaSink *s)
     return t;
 }
 
-/* Pops every leading transaction that is complete and fully delivered (under mu). */
+/*
+ * Pops every leading transaction that is complete and fully delivered (under
+ * mu). After any failure nothing moves: what follows a lost message may not
+ * be confirmed either, or a restart would resume past it.
+ */
 static void advance(KafkaSink *s)
 {
     Lsn durable = atomic_load(&s->durable);
 
+    if (atomic_load(&s->failed))
+        return;
     while (s->head_seq < s->tail_seq) {
         TxnSlot *t = slot_at(s, s->head_seq);
 
-        if (!t->closed || t->outstanding > 0)
+        if (!t->closed || t->outstanding > 0 || t->failed)
             break;
         if (t->end_lsn > durable)
             durable = t->end_lsn;
@@ -64,27 +75,83 @@ static void advance(KafkaSink *s)
     atomic_store(&s->durable, durable);
 }
 
-void kafkaapply_delivered(KafkaSink *s, uint64_t seq, size_t bytes)
+/* The first table routed to rkt, for messages (under mu). */
+static const char *topic_table(const KafkaSink *s, const rd_kafka_topic_t *rkt)
 {
+    for (size_t i = 0; i < s->ntopics; i++)
+        if (s->topics[i].rkt == rkt)
+            return s->topics[i].table;
+    return "?";
+}
+
+/* A stream message was lost (under mu): pin the transaction, say which one (into msg). */
+static void lost(KafkaSink *s, TxnSlot *t, rd_kafka_resp_err_t err, const rd_kafka_topic_t *rkt,
+                 char *msg, size_t size)
+{
+    char lsn[24], durable[24];
+    int rc;
+
+    t->failed = true;
+    lsn_format(t->final_lsn, lsn, sizeof(lsn));
+    lsn_format(atomic_load(&s->durable), durable, sizeof(durable));
+    snprintf(msg, size,
+             "Kafka: delivery of a change of %s (source transaction %u, commit LSN %s) to topic"
+             " %s failed: %s. Nothing from this transaction on is confirmed to the source"
+             " (confirmed: %s), so a restart sends it again; fix the cause (for a size limit:"
+             " the topic's max.message.bytes and target.properties message.max.bytes) and"
+             " restart",
+             topic_table(s, rkt), t->xid, lsn, rd_kafka_topic_name(rkt), rd_kafka_err2str(err),
+             durable);
+    rc = kstate_set_lost(&s->state, t->final_lsn);
+    if (rc < 0)
+        log_error("kafka: %s", tm_error()); /* the slot still holds the transaction */
+}
+
+void kafkaapply_delivered(KafkaSink *s, uint64_t seq, size_t bytes, rd_kafka_resp_err_t err,
+                          const rd_kafka_topic_t *rkt)
+{
+    char msg[sizeof(s->failmsg)] = "";
+
     pthread_mutex_lock(&s->mu);
     /* Outside [head, tail) cannot happen: a slot is popped only when fully reported. */
     if (seq >= s->head_seq && seq < s->tail_seq) {
+        TxnSlot *t = slot_at(s, seq);
         size_t ob = atomic_load(&s->outstanding_bytes);
 
-        slot_at(s, seq)->outstanding--;
+        if (err)
+            lost(s, t, err, rkt, msg, sizeof(msg));
+        t->outstanding--;
         atomic_fetch_sub(&s->outstanding, 1);
         atomic_store(&s->outstanding_bytes, bytes < ob ? ob - bytes : 0);
         advance(s);
     }
     pthread_mutex_unlock(&s->mu);
+    if (msg[0])
+        kafkasink_set_failure(s, "%s", msg);
 }
 
 int kafkaapply_start(Sink *base, Lsn lsn)
 {
     KafkaSink *s = kafkasink_of(base);
+    Lsn lost_lsn;
+    int rc = 0;
 
-    atomic_store(&s->durable, lsn);
-    return 0;
+    pthread_mutex_lock(&s->mu);
+    lost_lsn = s->state.lost_lsn;
+    /* The slot resends transactions committed at or after where it resumes. */
+    if (lost_lsn != LSN_INVALID && lsn > lost_lsn)
+        rc = tm_fail(-EIO,
+                     "Kafka: the delivery of source transaction at commit LSN " LSN_FMT
+                     " failed, but slot %s resumes at " LSN_FMT ", after it: its changes would"
+                     " never reach Kafka. Something advanced the slot past a failed delivery;"
+                     " re-copy the affected tables (drop the slot and remove %s to start over)",
+                     LSN_ARGS(lost_lsn), s->cfg->source.slot, LSN_ARGS(lsn), s->state.path);
+    else if (lost_lsn != LSN_INVALID)
+        rc = kstate_set_lost(&s->state, LSN_INVALID); /* resent from here on */
+    pthread_mutex_unlock(&s->mu);
+    if (rc == 0)
+        atomic_store(&s->durable, lsn);
+    return rc;
 }
 
 static void krel_free(void *state)
@@ -190,7 +257,10 @@ int kafkaapply_txn_begin(Sink *base, const TxnInfo *txn)
     if (s->txn_open)
         return tm_fail(-EPROTO, "kafka: a transaction began inside an open one");
     pthread_mutex_lock(&s->mu);
-    fifo_push(s);
+    TxnSlot *t = fifo_push(s);
+
+    t->final_lsn = txn->final_lsn;
+    t->xid = txn->xid;
     pthread_mutex_unlock(&s->mu);
     s->txn_open = true;
     s->txn_ts_ms = wall_ms();
@@ -319,8 +389,8 @@ int kafkaapply_idle_position(Sink *base, Lsn lsn)
     KafkaSink *s = kafkasink_of(base);
     TxnSlot *last;
 
-    if (s->txn_open)
-        return 0;
+    if (s->txn_open || atomic_load(&s->failed))
+        return 0; /* after a failure nothing more becomes durable */
     pthread_mutex_lock(&s->mu);
     if (s->head_seq == s->tail_seq) {
         if (lsn > atomic_load(&s->durable))

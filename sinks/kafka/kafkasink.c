@@ -87,7 +87,7 @@ int kafkasink_topic(KafkaSink *s, const char *schema, const char *table, rd_kafk
         rkt = rd_kafka_topic_new(s->rk, name, NULL);
         if (rkt) {
             s->topics = xrealloc(s->topics, (s->ntopics + 1) * sizeof(*s->topics));
-            s->topics[s->ntopics++] = (KTopic){name, rkt};
+            s->topics[s->ntopics++] = (KTopic){name, xasprintf("%s.%s", schema, table), rkt};
             name = NULL;
         } else {
             rc = tm_fail(-EINVAL, "Kafka: cannot use topic %s: %s", name,
@@ -176,17 +176,19 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
     if (s->closing)
         return;
+    if ((o & 3) == OPQ_STREAM) {
+        kafkaapply_delivered(s, (uint64_t)(o >> 2), m->len + m->key_len, m->err, m->rkt);
+        return;
+    }
     if (m->err)
         kafkasink_set_failure(s,
-                              "Kafka: delivery of a %zu-byte message to topic %s failed: %s. The"
-                              " pipeline stops rather than skip it; fix the cause (for a size"
-                              " limit: the topic's max.message.bytes and target.properties"
-                              " message.max.bytes) and restart",
+                              "Kafka: delivery of a %zu-byte initial-copy message to topic %s"
+                              " failed: %s. The table's copy is redone on restart; fix the"
+                              " cause (for a size limit: the topic's max.message.bytes and"
+                              " target.properties message.max.bytes) and restart",
                               m->len + m->key_len, rd_kafka_topic_name(m->rkt),
                               rd_kafka_err2str(m->err));
-    if ((o & 3) == OPQ_STREAM)
-        kafkaapply_delivered(s, (uint64_t)(o >> 2), m->len + m->key_len);
-    else if ((o & 3) == OPQ_COPY)
+    if ((o & 3) == OPQ_COPY)
         kafkacopy_delivered(s, (uint64_t)(o >> 2), m->err);
 }
 
@@ -471,8 +473,10 @@ static void kafkasink_free(Sink *base)
             rd_kafka_topic_destroy(s->topics[i].rkt);
         rd_kafka_destroy(s->rk);
     }
-    for (size_t i = 0; i < s->ntopics; i++)
+    for (size_t i = 0; i < s->ntopics; i++) {
         free(s->topics[i].name);
+        free(s->topics[i].table);
+    }
     free(s->topics);
     if (s->pipefd[0] >= 0) {
         close(s->pipefd[0]);

@@ -32,16 +32,21 @@ static inline void *kafka_opaque(unsigned kind, uint64_t n)
 /*
  * One source transaction (or an idle position from a keepalive) in the
  * delivery FIFO. It may become durable once closed with nothing outstanding
- * and everything before it durable.
+ * and everything before it durable; a failed delivery keeps it (and so
+ * everything after it) from ever becoming durable.
  */
 typedef struct TxnSlot {
-    Lsn end_lsn; /* LSN_INVALID: abandoned partial transaction */
+    Lsn end_lsn;   /* LSN_INVALID: abandoned partial transaction */
+    Lsn final_lsn; /* the commit LSN, for messages (LSN_INVALID: an idle position) */
+    uint32_t xid;
     size_t outstanding;
     bool closed;
+    bool failed; /* a message's delivery report was an error */
 } TxnSlot;
 
 typedef struct KTopic {
     char *name;
+    char *table; /* the first table routed here, "schema.table", for messages */
     rd_kafka_topic_t *rkt;
 } KTopic;
 
@@ -130,8 +135,14 @@ int kafkaapply_txn_commit(Sink *s, const TxnInfo *txn);
 int kafkaapply_close_batch(Sink *s);
 int kafkaapply_abort_batch(Sink *s);
 int kafkaapply_idle_position(Sink *s, Lsn lsn);
-/* A stream message's delivery report arrived. */
-void kafkaapply_delivered(KafkaSink *s, uint64_t seq, size_t bytes);
+/*
+ * A stream message's delivery report arrived: err is its final result
+ * (librdkafka retries what can be retried; message.timeout.ms is infinite),
+ * topic its topic's name. An error stops the pipeline and pins the durable
+ * position before the message's transaction.
+ */
+void kafkaapply_delivered(KafkaSink *s, uint64_t seq, size_t bytes, rd_kafka_resp_err_t err,
+                          const rd_kafka_topic_t *rkt);
 
 int kafkacopy_open(Sink *s, const TableDef *t, Lsn sync_lsn, SinkCopy **out);
 int kafkacopy_rows(SinkCopy *c, const char *data, size_t len);

@@ -3,7 +3,10 @@
  *   {"format": 1, "pipeline": "p", "start_lsn": "0/16B3748",
  *    "tables": [{"schema": "public", "table": "t", "state": "pending"},
  *               {"schema": "public", "table": "u", "state": "synced",
- *                "sync_lsn": "0/16B3790"}]}
+ *                "sync_lsn": "0/16B3790"}],
+ *    "lost_lsn": "0/16B4000"}
+ * lost_lsn (optional) is the commit LSN of a transaction whose delivery
+ * failed: a restart must resume at or before it.
  * A file that does not parse, or belongs to another pipeline, stops the
  * daemon: guessing would either skip a copy or redo everything silently.
  */
@@ -68,6 +71,7 @@ static int parse(KState *st, json_t *root)
 {
     const char *pipeline = json_string_value(json_object_get(root, "pipeline"));
     const char *start = json_string_value(json_object_get(root, "start_lsn"));
+    const char *lost = json_string_value(json_object_get(root, "lost_lsn"));
     json_t *tables = json_object_get(root, "tables");
     size_t i;
     json_t *el;
@@ -81,6 +85,8 @@ static int parse(KState *st, json_t *root)
                        st->path, pipeline ? pipeline : "?", st->pipeline);
     if (!start || lsn_parse(start, &st->start_lsn) < 0 || !json_is_array(tables))
         return bad_file(st, "start_lsn or tables missing");
+    if (lost && lsn_parse(lost, &st->lost_lsn) < 0)
+        return bad_file(st, "lost_lsn is not an LSN");
     st->t = xcalloc(json_array_size(tables) + 1, sizeof(*st->t));
     json_array_foreach(tables, i, el)
     {
@@ -170,6 +176,9 @@ static int save(const KState *st)
         json_array_append_new(tables, t);
     }
     json_object_set_new(root, "tables", tables);
+    if (st->lost_lsn != LSN_INVALID)
+        json_object_set_new(root, "lost_lsn",
+                            json_string(lsn_format(st->lost_lsn, lsnbuf, sizeof(lsnbuf))));
     text = json_dumps(root, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
     json_decref(root);
     if (!text)
@@ -210,6 +219,7 @@ int kstate_init(KState *st, Lsn start_lsn, const TableSet *tabs)
 {
     tables_free(st);
     st->start_lsn = start_lsn;
+    st->lost_lsn = LSN_INVALID;
     st->t = xcalloc(tabs->n + 1, sizeof(*st->t));
     for (size_t i = 0; i < tabs->n; i++) {
         st->t[i].schema = xstrdup(tabs->t[i].schema);
@@ -249,6 +259,16 @@ int kstate_set_synced(KState *st, const char *schema, const char *name, Lsn sync
     }
     t->synced = true;
     t->sync_lsn = sync_lsn;
+    return save(st);
+}
+
+int kstate_set_lost(KState *st, Lsn lsn)
+{
+    if (lsn != LSN_INVALID && st->lost_lsn != LSN_INVALID && st->lost_lsn <= lsn)
+        return 0;
+    if (lsn == st->lost_lsn)
+        return 0;
+    st->lost_lsn = lsn;
     return save(st);
 }
 

@@ -2,8 +2,10 @@
  * The Kafka sink's own state: Kafka has no transactional table to hold a
  * watermark next to the data, so the replication slot's confirmed position
  * is the stream watermark, and the sink keeps only what the slot cannot
- * know: that the pipeline was initialised, and per table whether its
- * initial copy was completely delivered and at which snapshot LSN. One small
+ * know: that the pipeline was initialised, per table whether its initial
+ * copy was completely delivered and at which snapshot LSN, and the commit
+ * LSN of a source transaction whose delivery failed, so a restart can check
+ * that the slot still resends it. One small
  * JSON file, rewritten atomically (temporary file, fsync, rename, fsync of
  * the directory), so a crash leaves either the old or the new state.
  */
@@ -29,6 +31,7 @@ typedef struct KState {
     char *pipeline;
     bool initialized;
     Lsn start_lsn;
+    Lsn lost_lsn; /* a failed transaction's commit LSN; LSN_INVALID: none */
     size_t n;
     KStateTable *t;
 } KState;
@@ -45,6 +48,12 @@ void kstate_table(const KState *st, const char *schema, const char *name, bool *
 
 /* Marks schema.name synced at sync_lsn and writes the file. */
 int kstate_set_synced(KState *st, const char *schema, const char *name, Lsn sync_lsn);
+
+/*
+ * Records that the transaction committed at lsn had a failed delivery (the
+ * earliest such one is kept) and writes the file; LSN_INVALID clears it.
+ */
+int kstate_set_lost(KState *st, Lsn lsn);
 
 /* Drops the entries of tables not in keep (they left the pipeline) and writes the file. */
 int kstate_forget(KState *st, const TableSet *keep);

@@ -2,8 +2,10 @@
 (tm-kafka-mock, a real TCP broker built from tests/kafka), consumed with
 confluent_kafka: the Debezium envelope of every op and of the initial load,
 the type mappings through both paths, a broker outage mid-stream, kill -9
-during a workload (at-least-once, per-key order, nothing missing), and a
-message over the size limit stopping the pipeline instead of being skipped.
+during a workload (at-least-once, per-key order, nothing missing), a
+message over the size limit stopping the pipeline instead of being skipped,
+and a delivery the broker rejects: the slot never confirms past it, and a
+restart resends it (or refuses to start if the slot was moved past it).
 
 "Delivered" is observable on the source: the slot's confirmed_flush_lsn only
 moves once every message up to it has a successful delivery report, so the
@@ -15,6 +17,7 @@ import collections
 import json
 import os
 import random
+import re
 import subprocess
 import threading
 import time
@@ -459,3 +462,73 @@ def test_kafka_message_too_large_stops_pipeline(env, kafka):
     ids = sorted(m.key["id"] for m in read_topic(kafka.bootstrap, env.pipeline + ".public.big") if m.value)
     assert ids[-1] == 2 and set(ids) == {1, 2}
     d.stop()
+
+
+# --------------------------------------------------------------------------- failed delivery
+
+# Kafka protocol error codes for the mock's "error" command.
+KAFKA_NOT_ENOUGH_REPLICAS = 19   # retriable: librdkafka retries it
+KAFKA_INVALID_RECORD = 87        # not retriable: the delivery report is an error
+
+
+def fail_one_delivery(env, kafka, d):
+    """Streams rows, then one transaction whose Produce the broker rejects, then more; waits
+    for the daemon to stop. Returns the failed transaction's commit LSN (from the error)."""
+    env.src_sql("CREATE TABLE ev (id int PRIMARY KEY, v text)")
+    d.start()
+    wait_copied(env, d, ["ev"])
+    env.src_sql("INSERT INTO ev SELECT g, 'a' FROM generate_series(1, 50) g")
+    wait_delivered(env, d)
+    # Retriable broker errors are retried by the producer: no stop, nothing lost.
+    kafka.command("error -1 0 3 %d" % KAFKA_NOT_ENOUGH_REPLICAS)
+    env.src_sql("INSERT INTO ev SELECT g, 'retried' FROM generate_series(51, 60) g")
+    wait_delivered(env, d)
+
+    kafka.command("error -1 0 1 %d" % KAFKA_INVALID_RECORD)
+    before = lsn_int(harness.current_wal_lsn(env.src))
+    env.src_sql("INSERT INTO ev VALUES (1001, 'rejected')")
+    for i in range(20):  # later transactions, delivered or not: none may be confirmed either
+        env.src_sql("INSERT INTO ev VALUES (%s, 'later')", (2000 + i,))
+    assert d.wait_exit(60) != 0
+    # The error names the table and the failed transaction.
+    log = d.log()
+    m = re.search(r"delivery of a change of public\.ev \(source transaction \d+, commit LSN"
+                  r" ([0-9A-F]+/[0-9A-F]+)\).*failed: .*validate record", log)
+    assert m, log[-3000:]
+    failed_lsn = lsn_int(m.group(1))
+    assert failed_lsn > before
+    # The slot resends every transaction committed at or after its confirmed position.
+    env.wait_slot_inactive()
+    confirmed = slot_confirmed(env)
+    assert confirmed <= failed_lsn, "the slot confirmed %X/%X, past the failed transaction at %s" % (
+        confirmed >> 32, confirmed & 0xffffffff, m.group(1))
+    with open(os.path.join(env.workdir, "kafka-state", "state.json")) as f:
+        assert lsn_int(json.load(f)["lost_lsn"]) == failed_lsn
+    return failed_lsn
+
+
+def test_kafka_failed_delivery_resent_after_restart(env, kafka):
+    d = env.daemon(config_text=kafka_config(env, kafka.bootstrap), start=False)
+    fail_one_delivery(env, kafka, d)
+    # The injected error is used up (the cause is fixed): a restart resends from the slot.
+    d.start()
+    wait_delivered(env, d)
+    got = {m.key["id"]: m.value["after"]["v"]
+           for m in read_topic(kafka.bootstrap, env.pipeline + ".public.ev") if m.value}
+    want = dict(env.src_sql("SELECT id, v FROM ev"))
+    assert got == want  # every change, the rejected one included: no hole
+    with open(os.path.join(env.workdir, "kafka-state", "state.json")) as f:
+        assert "lost_lsn" not in json.load(f)
+    d.stop()
+
+
+def test_kafka_restart_refuses_slot_past_failed_delivery(env, kafka):
+    d = env.daemon(config_text=kafka_config(env, kafka.bootstrap), start=False)
+    failed_lsn = fail_one_delivery(env, kafka, d)
+    # Something (an operator, an older tidemark) moves the slot past the lost transaction.
+    env.src_sql("SELECT pg_replication_slot_advance(%s, pg_current_wal_lsn())", (env.slot,))
+    assert slot_confirmed(env) > failed_lsn
+    d.start()
+    assert d.wait_exit(60) != 0  # a restart that would leave a hole refuses to run
+    assert "commit LSN %X/%X failed, but slot %s resumes at" % (
+        failed_lsn >> 32, failed_lsn & 0xffffffff, env.slot) in d.log(), d.log_tail()

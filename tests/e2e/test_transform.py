@@ -490,3 +490,120 @@ def test_id_map_lookup(env):
     orphans = env.dst_sql("SELECT count(*) FROM orders o LEFT JOIN customers c ON c.id = o.customer_id"
                           " WHERE c.id IS NULL")
     assert orphans == [(0,)]
+
+
+# --------------------------------------------------------------------------- id_map: whose fault
+
+ORDERS_IDMAP = """
+mapping:
+  public.orders:
+    on_error: dead_letter
+    columns:
+      customer_id: {transform: [{id_map: cust}]}
+"""
+
+
+def orders_mapped_source(env):
+    """The source orders as the target must hold them: customer ids mapped i -> 1000 + i."""
+    return [(i, c + 1000, a) for i, c, a in env.src_sql("SELECT id, customer_id, amount FROM orders ORDER BY id")]
+
+
+def test_id_map_connection_lost_is_no_dead_letter(env):
+    """The id_map lookup's own target session dies (pg_terminate_backend) while rows stream
+    with on_error: dead_letter: that is a target outage, not the rows' fault. The pipeline
+    reconnects and replays from its watermark; no row goes to tidemark.dead_letter."""
+    env.src_sql("CREATE TABLE orders (id int PRIMARY KEY, customer_id int, amount int)")
+    env.dst_sql("""
+        CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint, amount int);
+        CREATE SCHEMA tidemark;
+        CREATE TABLE tidemark.id_map (namespace text NOT NULL, old_id text NOT NULL, new_id text NOT NULL,
+                                      PRIMARY KEY (namespace, old_id));
+        INSERT INTO tidemark.id_map SELECT 'cust', g::text, (1000 + g)::text FROM generate_series(1, 500) g;
+    """)
+    d = env.daemon(tables=["public.orders"], extra=ORDERS_IDMAP)
+    env.wait_caught_up(d)
+    env.src_sql("INSERT INTO orders VALUES (1, 1, 10)")
+    env.wait_caught_up(d)
+
+    for round_ in range(3):
+        # The session that answered the last lookup; each lookup after its death is a cache miss.
+        pids = [r[0] for r in env.dst_sql(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND query LIKE '%%tidemark.id_map%%'")]
+        assert pids, "no id_map lookup session on the target"
+        env.dst_sql("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) pid", (pids,))
+        harness.wait_for(lambda: not env.dst_sql("SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)",
+                                                 (pids,)), 30, "the lookup session to end")
+        base = 100 * (round_ + 1)
+        env.src_sql("INSERT INTO orders VALUES (%s, %s, 1)", (base, base))
+        env.src_sql("INSERT INTO orders SELECT g, g, 2 FROM generate_series(%s::int, %s::int) g",
+                    (base + 1, base + 20))
+        env.wait_caught_up(d, timeout=90)
+
+    d.check_alive()
+    assert env.dst_sql("SELECT count(*) FROM tidemark.dead_letter")[0][0] == 0, \
+        env.dst_sql("SELECT row::text, error FROM tidemark.dead_letter")
+    assert env.dst_sql("SELECT id, customer_id, amount FROM orders ORDER BY id") == orders_mapped_source(env)
+    assert "lost the target" in d.log() and "target reconnected" in d.log()
+    d.stop()
+
+
+ID_MAP_GATE = """
+    CREATE SCHEMA tidemark;
+    CREATE TABLE tidemark.id_map_rows (namespace text NOT NULL, old_id text NOT NULL, new_id text NOT NULL,
+                                       PRIMARY KEY (namespace, old_id));
+    INSERT INTO tidemark.id_map_rows SELECT 'cust', g::text, (1000 + g)::text FROM generate_series(1, 500) g;
+    CREATE TABLE tidemark.id_map_gate (closed bool NOT NULL);
+    INSERT INTO tidemark.id_map_gate VALUES (true);
+    -- What a revoked grant does to a non-superuser (the tests connect as one, so REVOKE would not bite).
+    CREATE FUNCTION tidemark.id_map_open() RETURNS boolean LANGUAGE plpgsql AS $$
+    BEGIN
+        IF (SELECT closed FROM tidemark.id_map_gate) THEN
+            RAISE EXCEPTION 'permission denied for table id_map' USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        RETURN true;
+    END $$;
+    CREATE VIEW tidemark.id_map AS
+        SELECT namespace, old_id, new_id FROM tidemark.id_map_rows WHERE tidemark.id_map_open();
+"""
+
+
+def test_id_map_target_error_stops_instead_of_dead_letter(env):
+    """tidemark.id_map cannot be read (permission denied) with on_error: dead_letter: in the
+    initial copy and on the stream the pipeline stops, no row is dead-lettered; once access is
+    back a restart copies and applies everything. A genuinely missing id is still a dead letter."""
+    env.src_sql("CREATE TABLE orders (id int PRIMARY KEY, customer_id int, amount int)")
+    env.src_sql("INSERT INTO orders SELECT g, g, 3 FROM generate_series(1, 20) g")
+    env.dst_sql("CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint, amount int)")
+    env.dst_sql(ID_MAP_GATE)
+
+    def no_dead_letters():
+        return env.dst_sql("SELECT count(*) FROM tidemark.dead_letter")[0][0] == 0
+
+    d = env.daemon(tables=["public.orders"], extra=ORDERS_IDMAP)
+    assert d.wait_exit(60) != 0  # the copy cannot map its rows: it stops
+    assert "permission denied for table id_map" in d.log() and "not dead-lettered" in d.log(), d.log_tail()
+    assert no_dead_letters()
+    assert env.dst_sql("SELECT count(*) FROM orders")[0][0] == 0  # the part rolled back
+
+    env.dst_sql("UPDATE tidemark.id_map_gate SET closed = false")
+    d.start()
+    env.wait_caught_up(d)
+    assert no_dead_letters()
+    assert env.dst_sql("SELECT id, customer_id, amount FROM orders ORDER BY id") == orders_mapped_source(env)
+
+    env.dst_sql("UPDATE tidemark.id_map_gate SET closed = true")
+    env.src_sql("INSERT INTO orders SELECT g, g, 4 FROM generate_series(21, 30) g")
+    assert d.wait_exit(60) != 0  # the stream stops too
+    assert no_dead_letters()
+
+    env.dst_sql("UPDATE tidemark.id_map_gate SET closed = false")
+    env.wait_slot_inactive()
+    d.start()
+    env.src_sql("INSERT INTO orders VALUES (31, 999, 5)")  # no mapping for 999: the row's own fault
+    env.wait_caught_up(d)
+    dl = env.dst_sql("SELECT row->>'id', error FROM tidemark.dead_letter")
+    assert [r[0] for r in dl] == ["31"] and "no new id" in dl[0][1], dl
+    assert env.dst_sql("SELECT id, customer_id, amount FROM orders ORDER BY id") == \
+        [r for r in orders_mapped_source(env) if r[0] != 31]
+    d.stop()

@@ -9,6 +9,8 @@
  *   topic NAME PARTS    create topic NAME with PARTS partitions
  *   leader NAME PART ID make broker ID the leader of partition PART of NAME
  *   rtt ID MS           add MS of round-trip delay to broker ID
+ *   error ID API N CODE fail the next N requests of protocol API (0: Produce)
+ *                       to broker ID (-1: any broker) with Kafka error CODE
  * The brokers keep messages in memory only: this is a test fixture, not a
  * broker.
  */
@@ -40,10 +42,27 @@ static void reply(rd_kafka_resp_err_t err)
     fflush(stdout);
 }
 
+static rd_kafka_resp_err_t push_errors(rd_kafka_mock_cluster_t *mc, int broker, int16_t api, int n,
+                                       rd_kafka_resp_err_t err)
+{
+    if (n < 1)
+        return RD_KAFKA_RESP_ERR__INVALID_ARG;
+    if (broker >= 0) {
+        rd_kafka_resp_err_t r = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+        for (int i = 0; i < n && !r; i++)
+            r = rd_kafka_mock_broker_push_request_error_rtts(mc, broker, api, 1, err, 0);
+        return r;
+    }
+    for (int i = 0; i < n; i++)
+        rd_kafka_mock_push_request_errors(mc, api, 1, err);
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 static void run_command(rd_kafka_mock_cluster_t *mc, char *line)
 {
     char name[256];
-    int a, b, c;
+    int a, b, c, d;
 
     line[strcspn(line, "\r\n")] = '\0';
     if (sscanf(line, "down %d", &a) == 1)
@@ -56,6 +75,8 @@ static void run_command(rd_kafka_mock_cluster_t *mc, char *line)
         reply(rd_kafka_mock_partition_set_leader(mc, name, a, c));
     else if (sscanf(line, "rtt %d %d", &a, &b) == 2)
         reply(rd_kafka_mock_broker_set_rtt(mc, a, b));
+    else if (sscanf(line, "error %d %d %d %d", &a, &b, &c, &d) == 4)
+        reply(push_errors(mc, a, (int16_t)b, c, (rd_kafka_resp_err_t)d));
     else if (line[0]) {
         printf("error: unknown command \"%s\"\n", line);
         fflush(stdout);

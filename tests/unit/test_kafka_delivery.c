@@ -4,7 +4,9 @@
  * transaction have all their delivery reports; idle positions wait behind
  * what is in flight; an abandoned partial transaction never becomes durable
  * itself. The producer points at a closed port, so nothing is ever really
- * delivered: the tests play the delivery reports.
+ * delivered: the tests play the delivery reports. The failed-delivery test
+ * instead produces to librdkafka's in-process mock cluster, which fails a
+ * Produce request on demand, so the real delivery callback runs.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,8 +17,10 @@
 #include "core/error.h"
 #include "core/relcache.h"
 #include "core/xmalloc.h"
+#include "core/clock.h"
 #include "sinks/kafka/kafkasink_int.h"
 
+#include <librdkafka/rdkafka_mock.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,10 +33,10 @@ typedef struct Fixture {
     RelEntry *rel;
 } Fixture;
 
-static int setup(void **state)
+static int setup_with(void **state, const char *target_extra)
 {
     Fixture *f = xcalloc(1, sizeof(*f));
-    char yaml[512];
+    char yaml[768];
     RelColumn cols[2] = {{.name = "id", .type_oid = 23, .is_key = true},
                          {.name = "v", .type_oid = 25}};
     RelInfo ri = {
@@ -42,16 +46,28 @@ static int setup(void **state)
     assert_non_null(mkdtemp(f->dir));
     snprintf(yaml, sizeof(yaml),
              "pipeline: p\nsource:\n  conninfo: dbname=app\ntarget:\n  type: kafka\n"
-             "  brokers: 127.0.0.1:1\n  state_dir: %s\n",
-             f->dir);
+             "  brokers: 127.0.0.1:1\n  state_dir: %s\n%s",
+             f->dir, target_extra);
     assert_int_equal(config_load_string("t.yaml", yaml, &f->cfg), 0);
     assert_int_equal(sink_new(f->cfg, &f->sink), 0);
     assert_int_equal(f->sink->ops->connect(f->sink, "UTF8"), 0);
+    assert_int_equal(f->sink->ops->init_position(f->sink, 100, &(TableSet){0}), 0);
     assert_int_equal(f->sink->ops->start(f->sink, 100), 0);
     f->rels = relcache_new();
     f->rel = relcache_put(f->rels, &ri);
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, "");
+}
+
+/* The same, producing to an in-process mock cluster of one broker. */
+static int setup_mock(void **state)
+{
+    return setup_with(state, "  properties: {test.mock.num.brokers: \"1\"}\n");
 }
 
 static int teardown(void **state)
@@ -98,7 +114,7 @@ static Lsn durable(Fixture *f)
 static void deliver(Fixture *f, uint64_t seq, int n)
 {
     for (int i = 0; i < n; i++)
-        kafkaapply_delivered(kafkasink_of(f->sink), seq, 10);
+        kafkaapply_delivered(kafkasink_of(f->sink), seq, 10, RD_KAFKA_RESP_ERR_NO_ERROR, NULL);
 }
 
 static void test_in_order_durability(void **state)
@@ -183,6 +199,56 @@ static void test_failure_stops_the_stream(void **state)
     assert_int_equal(f->sink->ops->process(f->sink), -EIO);
 }
 
+/* Serves delivery reports until durable() reaches want or process() fails (10 s deadline). */
+static int serve_until(Fixture *f, Lsn want)
+{
+    double deadline = clock_mono_secs() + 10;
+    int rc = 0;
+
+    while (rc == 0 && durable(f) < want && clock_mono_secs() < deadline)
+        rc = kafkasink_poll(kafkasink_of(f->sink), 50);
+    return rc;
+}
+
+static void test_failed_delivery_never_durable(void **state)
+{
+    Fixture *f = *state;
+    KafkaSink *s = kafkasink_of(f->sink);
+    rd_kafka_mock_cluster_t *mc = rd_kafka_handle_mock_cluster(s->rk);
+
+    assert_non_null(mc);
+    assert_int_equal(rd_kafka_mock_topic_create(mc, "p.public.t", 1, 1), 0);
+    txn(f, 200, 210, 1, 0, true); /* seq 0: really delivered */
+    assert_int_equal(serve_until(f, 210), 0);
+    assert_int_equal(durable(f), 210);
+
+    /* The next Produce fails with an error no retry can fix. */
+    rd_kafka_mock_push_request_errors(mc, 0 /* Produce */, 1, RD_KAFKA_RESP_ERR_INVALID_RECORD);
+    txn(f, 300, 310, 1, 0, true); /* seq 1: its only message fails */
+    assert_int_equal(serve_until(f, 310), -EIO);
+    assert_int_equal(f->sink->ops->inflight(f->sink), 0); /* every report is in */
+    assert_int_equal(durable(f), 210);
+    assert_non_null(strstr(tm_error(), "public.t"));
+    assert_non_null(strstr(tm_error(), "commit LSN 0/12C"));
+    /* Nothing after it becomes durable either: not an idle position, not a later report. */
+    assert_int_equal(f->sink->ops->idle_position(f->sink, 500), 0);
+    assert_int_equal(durable(f), 210);
+    assert_int_equal(f->sink->ops->process(f->sink), -EIO);
+    assert_int_equal(durable(f), 210);
+
+    /* The state file remembers it: a restart past the transaction is refused... */
+    assert_int_equal(s->state.lost_lsn, 300);
+    sink_free(f->sink);
+    assert_int_equal(sink_new(f->cfg, &f->sink), 0);
+    assert_int_equal(f->sink->ops->connect(f->sink, "UTF8"), 0);
+    assert_int_equal(f->sink->ops->start(f->sink, 301), -EIO);
+    assert_non_null(strstr(tm_error(), "0/12C"));
+    /* ...one that resends it is not, and the mark is cleared. */
+    assert_int_equal(f->sink->ops->start(f->sink, 210), 0);
+    assert_int_equal(kafkasink_of(f->sink)->state.lost_lsn, LSN_INVALID);
+    assert_int_equal(durable(f), 210);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +257,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abort_never_durable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_transactions_grow_fifo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failure_stops_the_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_delivery_never_durable, setup_mock, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

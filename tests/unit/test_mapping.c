@@ -448,6 +448,63 @@ static void test_id_map_and_fk(void **state)
     free(r.cols);
 }
 
+/* A lookup whose answer depends on the id: found, missing, or the target failing. */
+static int id_flaky(void *ctx, const char *ns, const char *old, const char **new_out)
+{
+    (void)ctx;
+    (void)ns;
+    if (strcmp(old, "1") == 0) {
+        *new_out = "501";
+        return 0;
+    }
+    if (strcmp(old, "2") == 0)
+        return -ENOENT;
+    if (strcmp(old, "3") == 0)
+        return tm_fail(-ENOTCONN, "reading tidemark.id_map failed (the target, not the row):"
+                                  " terminating connection due to administrator command");
+    return tm_fail(-EIO, "reading tidemark.id_map failed (the target, not the row):"
+                         " permission denied for table id_map");
+}
+
+/*
+ * Only the row's own data may be dead-lettered: a missing id or a value a
+ * transform rejects is data; the lookup's connection or the target failing
+ * is not, and keeps its code through the engine so the pipeline can tell
+ * an outage (reconnect) from a failure (stop).
+ */
+static void test_error_classification(void **state)
+{
+    static const char *const cols[] = {"id", "customer_id", NULL};
+    RelInfo r = rel("public", "orders", cols, 1);
+    MappingPlan *plan = compile_from(HEAD "mapping:\n  public.orders:\n    on_error: dead_letter\n"
+                                          "    columns:\n"
+                                          "      id: {transform: [{id_offset: 1000}]}\n"
+                                          "      customer_id: {transform: [{id_map: customers}]}\n",
+                                     &r);
+    static const char *const rows[][2] = {
+        {"7", "1"}, {"7", "2"}, {"x", "1"}, {"7", "3"}, {"7", "4"}};
+    const int want[] = {0, -ENOENT, -EINVAL, -ENOTCONN, -EIO};
+    const bool data[] = {true, true, true, false, false};
+    Tuple in, out;
+    bool filtered;
+
+    (void)state;
+    mapping_set_id_lookup(plan, id_flaky, NULL);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        in = tup(rows[i], 2);
+        assert_int_equal(mapping_apply(plan, &in, arena, &out, &filtered), want[i]);
+        if (want[i] < 0)
+            assert_int_equal(mapping_error_is_data(want[i]), data[i]);
+    }
+    assert_non_null(strstr(tm_error(), "permission denied"));
+    assert_false(mapping_error_is_data(-EPROTO)); /* a stale plan or a malformed COPY row */
+    assert_false(mapping_error_is_data(-ENOMEM));
+    assert_false(mapping_error_is_data(-ECONNREFUSED));
+    assert_true(mapping_error_is_data(-ERANGE));
+    mapping_free(plan);
+    free(r.cols);
+}
+
 /* ---- the example config -------------------------------------------------- */
 
 static char *example_path(void)
@@ -608,6 +665,7 @@ int main(void)
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_id_map_and_fk),
+        cmocka_unit_test(test_error_classification),
         cmocka_unit_test(test_legacy_crm_example),
         cmocka_unit_test(test_on_error_default),
     };
