@@ -130,8 +130,7 @@ int cmd_resume(int argc, char **argv)
         return cmd_die(NULL);
     log_init(LOG_FMT_TEXT, LOG_LVL_WARNING);
     if (strcmp(cfg->target.type, "postgres") != 0) {
-        printf("pipeline %s: only a postgres target can halt; nothing to resume\n",
-               cfg->pipeline);
+        printf("pipeline %s: only a postgres target can halt; nothing to resume\n", cfg->pipeline);
         config_free(cfg);
         return 0;
     }

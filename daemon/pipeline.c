@@ -469,8 +469,12 @@ static int handle_change(Pipeline *p, const Change *c)
         p->n_txns++;
         ptxn_push(p, p->txn.end_lsn, p->txn.commit_time);
         int rc = p->sink->ops->txn_commit(p->sink, &p->txn);
+        /* While a copy runs, the stream may have to wait for it (a hold):
+         * one source transaction per batch, so a hold rolls back no more
+         * than the transaction it interrupts. */
         if (rc == 0 &&
-            (long)p->sink->ops->batch_changes(p->sink) >= p->cfg->apply.batch_max_changes)
+            ((long)p->sink->ops->batch_changes(p->sink) >= p->cfg->apply.batch_max_changes ||
+             !p->copy_done_logged))
             rc = p->sink->ops->close_batch(p->sink);
         return rc;
     case CHG_RELATION: {
@@ -568,11 +572,25 @@ static void pump_source(Pipeline *p)
             return;
         }
         if (rc == FILTER_HOLD) {
-            /* Keep the frame (its buffer lives until the next read) and stop
-             * reading: the source keeps the WAL until the copy commits. */
+            /* Stop reading: the source keeps the WAL until the copy commits. */
             p->held = true;
-            p->held_frame = f;
             ev_io_stop(p->loop, &p->repl_r);
+            if (p->sink->ops->transactional) {
+                /* Wait at a transaction boundary, not inside an idle target
+                 * transaction: while copies run a batch closes at every source
+                 * commit, so this rolls back only the partial transaction; the
+                 * stream restarts from the durable position after the copy. */
+                p->in_txn = false;
+                rc = p->sink->ops->abort_batch(p->sink);
+                if (rc < 0) {
+                    pipeline_fail(p, rc);
+                    return;
+                }
+            } else {
+                /* No target transaction to keep open: keep the frame (its
+                 * buffer lives until the next read) and apply it on release. */
+                p->held_frame = f;
+            }
             /* Not yet planned: the workers are still reading the copy state. */
             log_write(p->tstate[p->held_table].planned ? LOG_LVL_INFO : LOG_LVL_DEBUG,
                       p->tabs.t[p->held_table].display, p->txn.final_lsn,
@@ -649,11 +667,37 @@ void pipeline_copies_complete(Pipeline *p)
     ev_child_start(p->loop, &p->schema_child);
 }
 
+/* After a hold that rolled back a partial transaction: reconnect from the
+ * durable position once everything sent to the sink has settled. */
+static void rewind_when_settled(Pipeline *p)
+{
+    int rc;
+
+    if (!p->rewind || p->sink_down || p->sink->ops->inflight(p->sink) > 0)
+        return;
+    p->rewind = false;
+    rc = start_stream(p);
+    if (rc < 0)
+        source_lost(p, rc);
+}
+
 void pipeline_release_hold(Pipeline *p)
 {
     int rc;
 
+    if (!p->held)
+        return;
     p->held = false;
+    if (p->sink->ops->transactional) {
+        log_debug("initial copy committed: the stream restarts from the durable position");
+        ev_io_stop(p->loop, &p->repl_r);
+        ev_io_stop(p->loop, &p->repl_w);
+        p->streaming = false;
+        repl_disconnect(p->repl);
+        p->rewind = true;
+        rewind_when_settled(p);
+        return;
+    }
     rc = handle_frame(p, &p->held_frame);
     if (rc < 0) {
         pipeline_fail(p, rc);
@@ -719,6 +763,7 @@ static void on_sink_readable(struct ev_loop *loop, ev_io *w, int revents)
         }
     }
     update_sink_watchers(p); /* process() may have queued a COMMIT */
+    rewind_when_settled(p);
 }
 
 static void on_sink_writable(struct ev_loop *loop, ev_io *w, int revents)
@@ -855,6 +900,7 @@ static void sink_lost(Pipeline *p)
     p->streaming = false;
     p->in_txn = false;
     p->held = false;
+    p->rewind = false; /* the target's reconnect restarts the stream */
     p->paused = false;
     p->ptxn_count = 0;
     /* Prepared statements died with the session. */

@@ -64,9 +64,10 @@ typedef struct Pipeline {
 
     bool streaming; /* replication connection is in CopyBoth */
     bool paused;    /* backpressure: not reading the replication socket */
-    bool held;      /* waiting for a table's copy before applying held_frame */
+    bool held;      /* waiting for table held_table's copy */
     int held_table;
-    WalFrame held_frame;
+    WalFrame held_frame; /* non-transactional sinks: the change to apply on release */
+    bool rewind;         /* transactional sinks: restart from durable once settled */
     bool in_txn;
     bool skip_txn;
     TxnInfo txn;

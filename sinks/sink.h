@@ -31,6 +31,12 @@ typedef struct SinkCopy SinkCopy;
 
 typedef struct SinkOps {
     const char *name;
+    /*
+     * Batches are target transactions that abort_batch rolls back: the
+     * pipeline never leaves one open while it waits (it rolls back and
+     * replays from durable() instead).
+     */
+    bool transactional;
     void (*free)(Sink *s);
     /* Blocking setup; client_encoding is the source's server encoding. */
     int (*connect)(Sink *s, const char *client_encoding);

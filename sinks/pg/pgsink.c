@@ -197,10 +197,10 @@ static int pgsink_read_position(Sink *base, bool *found, Lsn *lsn)
     if (rc < 0)
         return rc;
     rc = pgconn_query(s->conn,
-                          "SELECT lsn::text, (extract(epoch from commit_time - '2000-01-01"
-                          " 00:00:00+00') * 1000000)::bigint FROM tidemark.watermark"
-                          " WHERE pipeline = $1",
-                          1, params, &res);
+                      "SELECT lsn::text, (extract(epoch from commit_time - '2000-01-01"
+                      " 00:00:00+00') * 1000000)::bigint FROM tidemark.watermark"
+                      " WHERE pipeline = $1",
+                      1, params, &res);
 
     if (rc < 0)
         return tm_fail_ctx(rc, "target: reading the watermark");
@@ -817,6 +817,7 @@ static int pgsink_forget_tables(Sink *base, const TableSet *keep)
 
 static const SinkOps pgsink_ops = {
     .name = "postgres",
+    .transactional = true,
     .free = pgsink_free,
     .connect = pgsink_connect,
     .read_position = pgsink_read_position,
