@@ -1048,9 +1048,9 @@ out:
     ev_signal_stop(p.loop, &p.sig_term);
     ev_signal_stop(p.loop, &p.sig_int);
     repl_free(p.repl);
+    relcache_free(p.rels); /* its sink state points into the sink */
     sink_free(p.sink);
     tableset_release(&p.tabs);
-    relcache_free(p.rels);
     free(p.ptxn);
     arena_free(p.arena);
     free(p.encoding);

@@ -101,10 +101,61 @@ static const char *const WM_SQL =
     "'2000-01-01 00:00:00+00'::timestamptz + $3::bigint * interval '1 microsecond',"
     " commit_time), updated_at = now() WHERE pipeline = $1 AND lsn = $4::pg_lsn";
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool is_partitioned(const PgSink *s, const char *schema, const char *name)
+{
+    char key[2 * 64 + 2];
+    const char *k = key;
+
+    snprintf(key, sizeof(key), "%s.%s", schema, name);
+    return s->npartitioned &&
+           bsearch(&k, s->partitioned, s->npartitioned, sizeof(char *), cmp_str) != NULL;
+}
+
+void pgapply_reset_session(PgSink *s)
+{
+    s->session++;
+    for (size_t i = 0; i < s->ndealloc; i++)
+        free(s->dealloc[i]);
+    s->ndealloc = 0;
+    for (size_t i = 0; i < s->npartitioned; i++)
+        free(s->partitioned[i]);
+    free(s->partitioned);
+    s->partitioned = NULL;
+    s->npartitioned = 0;
+}
+
+/* The target's partitioned tables: statements on them must not say ONLY. */
+static int load_partitioned(PgSink *s)
+{
+    PGresult *res;
+    int rc = pgconn_query(s->conn,
+                          "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n"
+                          " ON n.oid = c.relnamespace WHERE c.relkind = 'p'",
+                          0, NULL, &res);
+
+    if (rc < 0)
+        return tm_fail_ctx(rc, "target: listing partitioned tables");
+    s->npartitioned = (size_t)PQntuples(res);
+    s->partitioned = xcalloc(s->npartitioned ? s->npartitioned : 1, sizeof(char *));
+    for (size_t i = 0; i < s->npartitioned; i++)
+        s->partitioned[i] = xstrdup(PQgetvalue(res, (int)i, 0));
+    qsort(s->partitioned, s->npartitioned, sizeof(char *), cmp_str);
+    PQclear(res);
+    return 0;
+}
+
 int pgapply_start(Sink *base, Lsn durable)
 {
     PgSink *s = pgsink_of(base);
+    int lrc = load_partitioned(s);
 
+    if (lrc < 0)
+        return lrc;
     if (PQenterPipelineMode(s->conn) != 1)
         return tm_fail(-EIO, "target: cannot enter pipeline mode: %s",
                        pgconn_errmsg(s->conn, NULL));
@@ -154,12 +205,28 @@ static void params_finish(PgSink *s, size_t n)
         s->params[i] = s->param_off[i] == SIZE_MAX ? NULL : s->scratch.data + s->param_off[i];
 }
 
+/* A statement name to DEALLOCATE once what is queued before it is through. */
+static void dealloc_later(PgSink *s, unsigned long session, const char *name)
+{
+    if (!name[0] || session != s->session)
+        return; /* that session is gone, and its statements with it */
+    if (s->ndealloc == s->dealloc_cap) {
+        s->dealloc_cap = s->dealloc_cap ? 2 * s->dealloc_cap : 16;
+        s->dealloc = xrealloc(s->dealloc, s->dealloc_cap * sizeof(char *));
+    }
+    s->dealloc[s->ndealloc++] = xstrdup(name);
+}
+
 static void sinkrel_free(void *state)
 {
     SinkRel *r = state;
 
     if (!r)
         return;
+    dealloc_later(r->sink, r->session, r->ins_name);
+    dealloc_later(r->sink, r->session, r->del_name);
+    for (UpdStmt *u = r->upds; u; u = u->next)
+        dealloc_later(r->sink, r->session, u->name);
     free(r->qname);
     for (uint16_t i = 0; i < r->ncols; i++)
         free(r->qcols[i]);
@@ -179,7 +246,10 @@ static SinkRel *sinkrel_get(PgSink *s, RelEntry *rel)
         return rel->sink_state;
     SinkRel *r = xcalloc(1, sizeof(*r));
 
+    r->sink = s;
+    r->session = s->session;
     r->qname = pgconn_qualified(s->conn, rel->info.schema, rel->info.name);
+    r->only = !is_partitioned(s, rel->info.schema, rel->info.name);
     r->ncols = rel->info.ncols;
     r->qcols = xcalloc(r->ncols ? r->ncols : 1, sizeof(char *));
     for (uint16_t i = 0; i < r->ncols; i++)
@@ -202,8 +272,11 @@ static void append_where(Buf *sql, const RelEntry *rel, const SinkRel *r, const 
     int p = firstparam;
     bool first = true;
 
+    /* ctid alone names one row per partition (or inheritance child): the
+     * row is the one at that ctid in that relation. */
     if (r->full)
-        buf_printf(sql, " WHERE ctid = (SELECT ctid FROM %s WHERE ", r->qname);
+        buf_printf(sql, " WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM %s%s WHERE ",
+                   r->only ? "ONLY " : "", r->qname);
     else
         buf_puts(sql, " WHERE ");
     for (uint16_t i = 0; i < r->ncols; i++) {
@@ -334,6 +407,21 @@ static bool same_value(const ColValue *a, const ColValue *b)
     return a->state == COL_TEXT && a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
 }
 
+static void evict_oldest_update(PgSink *s, SinkRel *r)
+{
+    UpdStmt **link = &r->upds;
+
+    while (*link && (*link)->next)
+        link = &(*link)->next;
+    if (!*link)
+        return;
+    dealloc_later(s, r->session, (*link)->name);
+    free((*link)->shape);
+    free(*link);
+    *link = NULL;
+    r->nupds--;
+}
+
 static int apply_update(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg, const TxnInfo *txn)
 {
     const Tuple *nt = &chg->update.newtup;
@@ -366,18 +454,28 @@ static int apply_update(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg,
     if (!strchr(shape, 'S'))
         goto out; /* every column unchanged TOAST: nothing to write */
 
-    for (u = r->upds; u && strcmp(u->shape, shape) != 0; u = u->next)
+    UpdStmt **link = &r->upds;
+
+    for (u = r->upds; u && strcmp(u->shape, shape) != 0; link = &u->next, u = u->next)
         ;
+    if (u && u != r->upds) { /* most recently used first */
+        *link = u->next;
+        u->next = r->upds;
+        r->upds = u;
+    }
     if (!u) {
         Buf sql = BUF_INIT;
         int p = 1;
 
+        if (r->nupds >= PGSINK_MAX_UPDATE_SHAPES)
+            evict_oldest_update(s, r);
         u = xcalloc(1, sizeof(*u));
         u->shape = xstrdup(shape);
         name_stmt(s, u->name, sizeof(u->name));
         u->next = r->upds;
         r->upds = u;
-        buf_printf(&sql, "UPDATE %s SET ", r->qname);
+        r->nupds++;
+        buf_printf(&sql, "UPDATE %s%s SET ", r->only ? "ONLY " : "", r->qname);
         for (uint16_t i = 0; i < r->ncols; i++)
             if (shape[i] == 'S') {
                 buf_printf(&sql, "%s%s = $%d", p > 1 ? ", " : "", r->qcols[i], p);
@@ -420,10 +518,11 @@ static int apply_delete(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg,
     if (!r->del_name[0] || strcmp(r->del_shape, shape) != 0) {
         Buf sql = BUF_INIT;
 
+        dealloc_later(s, r->session, r->del_name);
         free(r->del_shape);
         r->del_shape = xstrdup(shape);
         name_stmt(s, r->del_name, sizeof(r->del_name));
-        buf_printf(&sql, "DELETE FROM %s", r->qname);
+        buf_printf(&sql, "DELETE FROM %s%s", r->only ? "ONLY " : "", r->qname);
         append_where(&sql, rel, r, shape, 1);
         rc = send_prepare(s, r->del_name, buf_cstr(&sql), rel->display);
         buf_release(&sql);
@@ -552,9 +651,14 @@ int pgapply_truncate(Sink *base, RelEntry **rels, uint32_t nrels, uint8_t flags,
 
     if (nrels == 0)
         return 0;
-    buf_puts(&sql, "TRUNCATE ONLY ");
-    for (uint32_t i = 0; i < nrels; i++)
-        buf_printf(&sql, "%s%s", i ? ", " : "", sinkrel_get(s, rels[i])->qname);
+    /* ONLY per relation: a partitioned table refuses it (its rows are in
+     * its partitions); a plain one keeps its inheritance children's rows. */
+    buf_puts(&sql, "TRUNCATE ");
+    for (uint32_t i = 0; i < nrels; i++) {
+        SinkRel *r = sinkrel_get(s, rels[i]);
+
+        buf_printf(&sql, "%s%s%s", i ? ", " : "", r->only ? "ONLY " : "", r->qname);
+    }
     if (flags & TRUNCATE_RESTART_IDENTITY)
         buf_puts(&sql, " RESTART IDENTITY");
     if (flags & TRUNCATE_CASCADE)
@@ -563,6 +667,7 @@ int pgapply_truncate(Sink *base, RelEntry **rels, uint32_t nrels, uint8_t flags,
     if (rc == 0) {
         Pending *p = &s->pend[(s->pend_head + s->pend_count - 1) % s->pend_cap];
         p->op = 'T';
+        p->lsn = txn ? txn->final_lsn : LSN_INVALID;
         snprintf(p->table, sizeof(p->table), "%s", rels[0]->display);
         s->batch_changes++;
     }
@@ -735,6 +840,24 @@ static int check_result(PgSink *s, Pending *p, PGresult *res)
     return 0;
 }
 
+/* Statements of dropped relation shapes, after the batch that used them. */
+static int send_deallocs(PgSink *s)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < s->ndealloc; i++) {
+        char sql[48];
+
+        if (rc == 0) {
+            snprintf(sql, sizeof(sql), "DEALLOCATE %s", s->dealloc[i]);
+            rc = send_simple(s, PEND_DEALLOCATE, sql);
+        }
+        free(s->dealloc[i]);
+    }
+    s->ndealloc = 0;
+    return rc == 0 ? send_sync(s, LSN_INVALID, 0) : rc;
+}
+
 /*
  * Every statement of the gated batch succeeded and matched the rows it had
  * to: only now may it commit, and a new batch begin behind it.
@@ -746,6 +869,8 @@ static int gate_passed(PgSink *s)
     if (rc == 0)
         rc = send_sync(s, s->gate_lsn, s->gate_commit_time);
     s->gated = false;
+    if (rc == 0 && s->ndealloc > 0)
+        rc = send_deallocs(s);
     return rc;
 }
 

@@ -133,6 +133,7 @@ static void pgsink_disconnect(PgSink *s)
     s->batch_open = s->txn_open = false;
     s->batch_changes = s->batch_txns = 0;
     s->gated = false;
+    pgapply_reset_session(s);
 }
 
 static void pgsink_free(Sink *base)
@@ -140,6 +141,7 @@ static void pgsink_free(Sink *base)
     PgSink *s = pgsink_of(base);
 
     pgsink_disconnect(s);
+    free(s->dealloc);
     free(s->pend);
     free(s->encoding);
     buf_release(&s->scratch);

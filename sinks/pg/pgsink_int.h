@@ -19,6 +19,7 @@ typedef enum PendKind {
     PEND_COMMIT,
     PEND_ROLLBACK,
     PEND_SYNC,
+    PEND_DEALLOCATE,
 } PendKind;
 
 typedef struct Pending {
@@ -34,6 +35,15 @@ typedef struct Pending {
     char key[80]; /* check_one statements: the row they locate, for the error */
 } Pending;
 
+/*
+ * UPDATE statements prepared per relation: one per set of columns the new
+ * row carries (unchanged TOAST is left out), so a wide table could make
+ * thousands. The least recently used beyond this many is deallocated.
+ */
+#define PGSINK_MAX_UPDATE_SHAPES 16
+
+typedef struct PgSink PgSink;
+
 typedef struct UpdStmt {
     struct UpdStmt *next;
     char *shape; /* per column: 'S' set / '-', then '|', then 'W' where / '-' */
@@ -41,17 +51,21 @@ typedef struct UpdStmt {
 } UpdStmt;
 
 typedef struct SinkRel {
+    PgSink *sink;
+    unsigned long session; /* the target session its statements live in */
     char *qname;
     char **qcols;
     uint16_t ncols;
     bool full; /* replica identity full: locate one row by all old values */
+    bool only; /* not partitioned: UPDATE/DELETE/TRUNCATE ONLY (inheritance children are theirs) */
     char ins_name[24];
     char del_name[24];
     char *del_shape;
-    UpdStmt *upds;
+    UpdStmt *upds; /* most recently used first */
+    int nupds;
 } SinkRel;
 
-typedef struct PgSink {
+struct PgSink {
     Sink base;
     const Config *cfg;
     char *encoding;
@@ -86,12 +100,23 @@ typedef struct PgSink {
     const char **params;
     size_t *param_off;
     size_t params_cap;
-} PgSink;
+    /* Server-side statements are per session: names to DEALLOCATE once the
+     * batch using them is through, and the session they belong to. */
+    unsigned long session;
+    char **dealloc;
+    size_t ndealloc, dealloc_cap;
+    /* Partitioned tables of the target, "schema.name" sorted (no ONLY for them). */
+    char **partitioned;
+    size_t npartitioned;
+};
 
 static inline PgSink *pgsink_of(Sink *s)
 {
     return (PgSink *)s;
 }
+
+/* Forgets the session's statements and partitioned-table list (new connection). */
+void pgapply_reset_session(PgSink *s);
 
 /* Opens and sets up an apply session (used for the stream and copy sessions). */
 int pgsink_open_session(PgSink *s, PGconn **out);
