@@ -22,6 +22,7 @@
 #include "core/relcache.h"
 #include "core/transform/mapping.h"
 #include "core/xmalloc.h"
+#include "sinks/pg/pgstate.h"
 #include "sinks/sink.h"
 
 #include <ev.h>
@@ -872,11 +873,10 @@ static void record_last_error(Pipeline *p)
     if (pgconn_open(&p->cfg->target.conn, PGCONN_NORMAL, "target", &dst) == 0) {
         const char *params[2] = {p->cfg->pipeline, msg};
 
-        pgconn_exec(dst, "CREATE SCHEMA IF NOT EXISTS tidemark;"
-                         " CREATE TABLE IF NOT EXISTS tidemark.pipeline_state ("
-                         " pipeline text NOT NULL, key text NOT NULL, value text,"
-                         " updated_at timestamptz NOT NULL DEFAULT now(),"
-                         " PRIMARY KEY (pipeline, key))");
+        pgstate_ensure(dst, "CREATE TABLE IF NOT EXISTS tidemark.pipeline_state ("
+                            " pipeline text NOT NULL, key text NOT NULL, value text,"
+                            " updated_at timestamptz NOT NULL DEFAULT now(),"
+                            " PRIMARY KEY (pipeline, key))");
         pgconn_query(dst,
                      "INSERT INTO tidemark.pipeline_state (pipeline, key, value) VALUES"
                      " ($1, 'last_error', $2) ON CONFLICT (pipeline, key) DO UPDATE SET"

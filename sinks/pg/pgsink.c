@@ -4,6 +4,7 @@
  * table. The stream apply itself is in pgapply.c.
  */
 #include "sinks/pg/pgsink_int.h"
+#include "sinks/pg/pgstate.h"
 #include "connectors/pg/pgconn.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -31,8 +32,8 @@ typedef struct PgCopy {
     size_t ndl, dl_cap, dl_bytes;
 } PgCopy;
 
+/* Run through pgstate_ensure, which creates schema tidemark first. */
 static const char *const STATE_SQL =
-    "CREATE SCHEMA IF NOT EXISTS tidemark;"
     "CREATE TABLE IF NOT EXISTS tidemark.watermark ("
     " pipeline text PRIMARY KEY,"
     " lsn pg_lsn NOT NULL,"
@@ -158,7 +159,7 @@ static int pgsink_connect(Sink *base, const char *client_encoding)
     rc = pgsink_open_session(s, &s->conn);
     if (rc < 0)
         return rc;
-    rc = pgconn_exec(s->conn, STATE_SQL);
+    rc = pgstate_ensure(s->conn, STATE_SQL);
     if (rc < 0)
         return tm_fail_ctx(rc, "target: creating the tidemark state schema");
     return 0;
