@@ -738,6 +738,7 @@ static void on_reconnect(struct ev_loop *loop, ev_timer *w, int revents)
     int rc = start_stream(p);
 
     if (rc < 0) {
+        p->errors_source++; /* each failed attempt counts: a long outage keeps the alert firing */
         p->backoff = p->backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : p->backoff * 2;
         log_warn("source still unavailable (%s); retrying in %.1f s", tm_error(), p->backoff);
         repl_disconnect(p->repl);
@@ -754,6 +755,7 @@ static void source_lost(Pipeline *p, int err)
     int rc;
 
     log_warn("lost the source replication stream: %s", tm_error());
+    p->errors_source++;
     ev_io_stop(p->loop, &p->repl_r);
     ev_io_stop(p->loop, &p->repl_w);
     p->streaming = false;
@@ -787,6 +789,7 @@ static void on_sink_reconnect(struct ev_loop *loop, ev_timer *w, int revents)
     if (rc == 0)
         rc = p->sink->ops->start(p->sink, wm);
     if (rc < 0) {
+        p->errors_target++;
         p->backoff = p->backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : p->backoff * 2;
         log_warn("target still unavailable (%s); retrying in %.1f s", tm_error(), p->backoff);
         ev_timer_set(w, p->backoff, 0);

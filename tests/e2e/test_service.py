@@ -409,6 +409,57 @@ def test_health_follows_target_outage(env):
     d.stop()
 
 
+def walsender_pid(env, other_than=None):
+    """The pid of the walsender streaming the pipeline's slot (waits for one)."""
+    def active():
+        rows = harness.execute(env.src_cluster.conninfo(),
+                               "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (env.slot,))
+        pid = rows[0][0] if rows else None
+        return pid if pid is not None and pid != other_than else None
+    return harness.wait_for(active, 30, "a walsender on slot %s" % env.slot, interval=0.1)
+
+
+def test_source_connection_errors_counted(env):
+    """Every loss of the replication connection counts in
+    tidemark_errors_total{kind="source_connection"}, and so does every failed
+    attempt to reconnect (the TidemarkErrorsIncreasing alert keeps firing
+    through a long outage); nothing is lost meanwhile."""
+    env.both_sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
+    env.src_sql("INSERT INTO t SELECT g, 'copy' FROM generate_series(1, 100) g")
+    port = harness.free_port()
+    d = start_service_daemon(env, port)
+    env.wait_caught_up(d)
+    wait_http(port, "/healthz", 200, 30, d)
+
+    def source_errors():
+        return metric(scrape(port, d), "tidemark_errors_total", kind="source_connection")
+
+    assert source_errors() == 0
+    pid = None
+    for n in (1, 2):
+        pid = walsender_pid(env, other_than=pid)
+        env.src_sql("INSERT INTO t SELECT g, 'before kill' FROM generate_series(%s::int, %s::int) g",
+                    (1000 * n, 1000 * n + 99))
+        env.src_sql("SELECT pg_terminate_backend(%s)", (pid,))
+        harness.wait_for(lambda: source_errors() >= n, 30, "source_connection errors to reach %d" % n)
+        env.src_sql("UPDATE t SET v = v || '+' WHERE id %% 7 = %s", (n,))
+        env.wait_caught_up(d)
+        env.assert_tables_equal("t")
+    assert source_errors() == 2
+
+    # The source down: the loss and each failed reconnect attempt count.
+    env.stop_source()
+    try:
+        harness.wait_for(lambda: source_errors() >= 5, 60,
+                         "the loss and two failed reconnects to count")
+    finally:
+        env.start_source()
+    env.src_sql("INSERT INTO t SELECT g, 'after outage' FROM generate_series(5000, 5099) g")
+    env.wait_caught_up(d, timeout=90)
+    env.assert_tables_equal("t")
+    d.stop()
+
+
 # --------------------------------------------------------------------------- (d) reload: tables
 
 def test_reload_adds_and_removes_tables(env):
