@@ -807,6 +807,8 @@ static const SinkOps pgsink_ops = {
     .copy_dead_letter = pgsink_copy_dead_letter,
     .dead_letter = pgapply_dead_letter,
     .forget_tables = pgsink_forget_tables,
+    .record_slot = pgslot_record,
+    .recorded_slot = pgslot_recorded,
 };
 
 Sink *pgsink_new(const Config *cfg)

@@ -100,4 +100,8 @@ int pgapply_process(Sink *s);
 int pgapply_flush(Sink *s);
 int pgapply_drain(Sink *s);
 
+/* pgslot.c: the slot a first start created, in tidemark.pipeline_state. */
+int pgslot_record(Sink *s, const char *slot, Lsn created_at);
+int pgslot_recorded(Sink *s, char **slot, Lsn *created_at);
+
 #endif
