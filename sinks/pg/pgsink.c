@@ -154,8 +154,14 @@ static int pgsink_connect(Sink *base, const char *client_encoding)
     int rc;
 
     pgsink_disconnect(s);
-    free(s->encoding);
-    s->encoding = xstrdup(client_encoding);
+    /* Set once, never replaced: copy workers read it to open their sessions
+     * while the stream's session reconnects (the source's encoding does not
+     * change while the daemon runs). */
+    if (!s->encoding)
+        s->encoding = xstrdup(client_encoding);
+    else if (strcmp(s->encoding, client_encoding) != 0)
+        return tm_fail(-EINVAL, "target: client encoding changed from %s to %s", s->encoding,
+                       client_encoding);
     rc = pgsink_open_session(s, &s->conn);
     if (rc < 0)
         return rc;

@@ -52,7 +52,7 @@ typedef struct SinkRel {
 typedef struct PgSink {
     Sink base;
     const Config *cfg;
-    char *encoding;
+    char *encoding; /* set by the first connect, then read-only: copy workers read it */
     PGconn *conn;
     bool pipelined;
     /* FIFO ring of pending results */

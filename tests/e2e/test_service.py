@@ -499,6 +499,34 @@ def test_reload_adds_and_removes_tables(env):
     d.stop()
 
 
+def test_reload_log_level_while_threads_log(env):
+    """SIGHUP changes the log level while another thread (the continuous
+    verification) keeps logging: the new level applies to it. Under
+    ThreadSanitizer (scripts/test.sh's TSan stage) this is where the level
+    was written by the loop while other threads read it. Nothing scrapes
+    /metrics in between: a scrape would order the threads and hide the race."""
+    env.both_sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
+    env.src_sql("INSERT INTO t SELECT g, 'copy' FROM generate_series(1, 500) g")
+    port = harness.free_port()
+
+    def config(level):
+        return env.config(log_level=level, extra='service: {listen: "127.0.0.1:%d"}\nverify: {interval_s: 1}\n'
+                          % port)
+    d = start_service_daemon(env, port, config_text=config("info"))
+    env.wait_caught_up(d)
+    assert "verify: connected" not in d.log()
+    d.write_config(config("debug"))
+    d.signal(signal.SIGHUP)
+    harness.wait_for(lambda: d.check_alive() or "configuration reloaded" in d.log(), 30, "the reload")
+    # The verification thread's next pass logs at the new level.
+    harness.wait_for(lambda: d.check_alive() or "verify: connected" in d.log(), 30,
+                     "a debug line of the verification thread")
+    env.src_sql("INSERT INTO t SELECT g, 'stream' FROM generate_series(501, 600) g")
+    env.wait_caught_up(d)
+    env.assert_tables_equal("t")
+    d.stop()
+
+
 # --------------------------------------------------------------------------- (e) reload: broken config
 
 def test_reload_broken_config_keeps_running(env):
