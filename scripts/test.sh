@@ -11,7 +11,7 @@
 #      workers, a target reconnect during a copy, SIGHUP reloads, continuous
 #      verification) again against build-tsan/tidemark: a ThreadSanitizer
 #      report in a daemon log fails the test (suppressions, third-party
-#      frames only: tests/tsan.supp). About two minutes; skipped when pytest
+#      frames only: tests/tsan.supp). A minute or two; skipped when pytest
 #      arguments are given (a focused run);
 #   5. prints exactly one final line "N passed, N failed" (all stages summed)
 #      and exits non-zero if anything failed or nothing ran.
@@ -190,7 +190,7 @@ fi
 # ------------------------------------------------------------------ ThreadSanitizer
 # The tests whose daemons run several threads over shared state. TSAN_OPTIONS
 # (suppressions, io_sync=0) come from tests/e2e/harness.py.
-TSAN_TESTS="parallel_copy or kill9_during_copy or trickle or target_session_lost or reload or reverifies"
+TSAN_TESTS="parallel_copy or trickle or target_session_lost or reload or reverifies"
 if [ "$run_tsan" = 1 ] && [ "$tsan_ok" = 1 ]; then
     e2e "ThreadSanitizer end-to-end tests" "$ROOT/build-tsan/tidemark" \
         tests/e2e/test_initial_load.py tests/e2e/test_service.py tests/e2e/test_continuous_verify.py \
