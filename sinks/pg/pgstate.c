@@ -15,8 +15,12 @@
 int pgstate_ensure(PGconn *conn, const char *ddl)
 {
     Buf sql = BUF_INIT;
-    int rc = pgconn_exec(conn, "SELECT pg_advisory_lock(" PGSTATE_LOCK_KEY ")");
+    int rc;
 
+    /* Inside a caller's transaction the DDL would commit after the unlock. */
+    if (PQtransactionStatus(conn) != PQTRANS_IDLE)
+        return tm_fail(-EINVAL, "target: schema tidemark is created outside a transaction block");
+    rc = pgconn_exec(conn, "SELECT pg_advisory_lock(" PGSTATE_LOCK_KEY ")");
     if (rc < 0)
         return tm_fail_ctx(rc, "target: taking the lock on schema tidemark");
     /* Several statements in one Query message run as one transaction. */
