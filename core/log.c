@@ -2,11 +2,15 @@
  * Log sinks: text, JSON lines, or journald. Detection of journald follows
  * systemd's documented rule: JOURNAL_STREAM names the device:inode of the
  * stream stderr is connected to, and only then is native logging wanted.
+ * Every thread logs; the level is the one setting that changes while they
+ * run (SIGHUP), so it is an atomic. Format and pipeline name are set before
+ * any thread starts.
  */
 #include "core/log.h"
 
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static LogLevel cur_level = LOG_LVL_INFO;
+static atomic_int cur_level = LOG_LVL_INFO;
 static LogFormat cur_fmt = LOG_FMT_TEXT;
 static char pipeline_name[128];
 
@@ -43,12 +47,13 @@ void log_init(LogFormat fmt, LogLevel level)
     if (fmt == LOG_FMT_AUTO)
         fmt = stderr_is_journal() ? LOG_FMT_JOURNAL : LOG_FMT_TEXT;
     cur_fmt = fmt;
-    cur_level = level;
+    atomic_store_explicit(&cur_level, level, memory_order_relaxed);
 }
 
+/* Relaxed: a thread may log one more line at the old level, nothing else depends on it. */
 void log_set_level(LogLevel level)
 {
-    cur_level = level;
+    atomic_store_explicit(&cur_level, level, memory_order_relaxed);
 }
 
 void log_set_pipeline(const char *pipeline)
@@ -107,7 +112,7 @@ void log_write(LogLevel level, const char *table, Lsn lsn, const char *fmt, ...)
     const char *lsnp = NULL;
     va_list ap;
 
-    if (level > cur_level)
+    if ((int)level > atomic_load_explicit(&cur_level, memory_order_relaxed))
         return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);

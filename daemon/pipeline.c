@@ -22,6 +22,7 @@
 #include "core/relcache.h"
 #include "core/transform/mapping.h"
 #include "core/xmalloc.h"
+#include "sinks/pg/pgstate.h"
 #include "sinks/sink.h"
 
 #include <ev.h>
@@ -811,6 +812,7 @@ static void on_reconnect(struct ev_loop *loop, ev_timer *w, int revents)
     int rc = start_stream(p);
 
     if (rc < 0) {
+        p->errors_source++; /* each failed attempt counts: a long outage keeps the alert firing */
         p->backoff = p->backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : p->backoff * 2;
         log_warn("source still unavailable (%s); retrying in %.1f s", tm_error(), p->backoff);
         repl_disconnect(p->repl);
@@ -827,6 +829,7 @@ static void source_lost(Pipeline *p, int err)
     int rc;
 
     log_warn("lost the source replication stream: %s", tm_error());
+    p->errors_source++;
     ev_io_stop(p->loop, &p->repl_r);
     ev_io_stop(p->loop, &p->repl_w);
     p->streaming = false;
@@ -860,6 +863,7 @@ static void on_sink_reconnect(struct ev_loop *loop, ev_timer *w, int revents)
     if (rc == 0)
         rc = p->sink->ops->start(p->sink, wm);
     if (rc < 0) {
+        p->errors_target++;
         p->backoff = p->backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : p->backoff * 2;
         log_warn("target still unavailable (%s); retrying in %.1f s", tm_error(), p->backoff);
         ev_timer_set(w, p->backoff, 0);
@@ -952,11 +956,10 @@ static void record_last_error(Pipeline *p, int rc)
     if (pgconn_open(&p->cfg->target.conn, PGCONN_NORMAL, "target", &dst) == 0) {
         const char *params[2] = {p->cfg->pipeline, msg};
 
-        pgconn_exec(dst, "CREATE SCHEMA IF NOT EXISTS tidemark;"
-                         " CREATE TABLE IF NOT EXISTS tidemark.pipeline_state ("
-                         " pipeline text NOT NULL, key text NOT NULL, value text,"
-                         " updated_at timestamptz NOT NULL DEFAULT now(),"
-                         " PRIMARY KEY (pipeline, key))");
+        pgstate_ensure(dst, "CREATE TABLE IF NOT EXISTS tidemark.pipeline_state ("
+                            " pipeline text NOT NULL, key text NOT NULL, value text,"
+                            " updated_at timestamptz NOT NULL DEFAULT now(),"
+                            " PRIMARY KEY (pipeline, key))");
         pgconn_query(dst,
                      "INSERT INTO tidemark.pipeline_state (pipeline, key, value) VALUES"
                      " ($1, 'last_error', $2) ON CONFLICT (pipeline, key) DO UPDATE SET"

@@ -15,6 +15,7 @@
 #include "core/xmalloc.h"
 
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,6 +97,54 @@ int pipeline_schema_pending(Pipeline *p, bool *pending)
     return rc;
 }
 
+/*
+ * A first start found a slot of the configured name. It is dropped only when
+ * the sink records that this pipeline created it (a first start that
+ * stopped before recording its position) and it has not moved since; anyone
+ * else's slot is left alone and the start refused, naming the way out.
+ */
+static int reclaim_slot(Pipeline *p, PGconn *src, Lsn confirmed)
+{
+    const char *slot = p->cfg->source.slot;
+    char *rec = NULL, why[256];
+    Lsn created = LSN_INVALID;
+    int rc = 0;
+
+    if (p->sink->ops->recorded_slot)
+        rc = p->sink->ops->recorded_slot(p->sink, &rec, &created);
+    if (rc < 0)
+        return rc;
+    if (!rec || strcmp(rec, slot) != 0)
+        snprintf(why, sizeof(why), "the target records no slot created by pipeline %s",
+                 p->cfg->pipeline);
+    else if (created != LSN_INVALID && created != confirmed)
+        snprintf(why, sizeof(why),
+                 "pipeline %s created a slot of that name at " LSN_FMT
+                 ", but this one has been consumed since",
+                 p->cfg->pipeline, LSN_ARGS(created));
+    else
+        why[0] = '\0';
+    free(rec);
+    if (why[0])
+        return tm_fail(-EEXIST,
+                       "replication slot %s (plugin pgoutput, confirmed up to " LSN_FMT
+                       ") already exists on the source and this is the first start of pipeline"
+                       " %s, but %s: refusing to use or drop a slot this pipeline did not"
+                       " create. If nothing needs it, drop it on the source with SELECT"
+                       " pg_drop_replication_slot('%s'); otherwise set another source.slot",
+                       slot, LSN_ARGS(confirmed), p->cfg->pipeline, why, slot);
+    if (created == LSN_INVALID)
+        log_warn("dropping slot %s: this pipeline was creating it when an earlier first start"
+                 " stopped; creating it again",
+                 slot);
+    else
+        log_warn("dropping slot %s: this pipeline created it at " LSN_FMT
+                 " on an earlier first start that stopped before recording its position;"
+                 " creating it again",
+                 slot, LSN_ARGS(created));
+    return repl_drop_slot(src, slot);
+}
+
 /* First start: publication, the slot, and its position recorded on the sink. */
 static int first_start(Pipeline *p, PGconn *src, Lsn *start)
 {
@@ -113,19 +162,19 @@ static int first_start(Pipeline *p, PGconn *src, Lsn *start)
         rc = lookup_idle_slot(p, src, &exists, &confirmed);
     if (rc < 0)
         return rc;
-    if (exists) {
-        /* Left by a first start that never recorded its position. */
-        log_warn("slot %s exists but the target has no position for pipeline %s: dropping it"
-                 " and starting over",
-                 p->cfg->source.slot, p->cfg->pipeline);
-        rc = repl_drop_slot(src, p->cfg->source.slot);
-        if (rc < 0)
-            return rc;
-    }
-    rc = repl_connect(p->repl);
+    if (exists && (rc = reclaim_slot(p, src, confirmed)) < 0)
+        return rc;
+    /* Recorded before the slot exists: a start that dies after creating it
+     * leaves the record that lets the next one drop it. */
+    if (p->sink->ops->record_slot)
+        rc = p->sink->ops->record_slot(p->sink, p->cfg->source.slot, LSN_INVALID);
+    if (rc == 0)
+        rc = repl_connect(p->repl);
     if (rc == 0)
         rc = repl_create_slot(p->repl, p->cfg->source.slot, false, &consistent, NULL);
     repl_disconnect(p->repl);
+    if (rc == 0 && p->sink->ops->record_slot)
+        rc = p->sink->ops->record_slot(p->sink, p->cfg->source.slot, consistent);
     if (rc == 0)
         rc = p->sink->ops->init_position(p->sink, consistent, &p->tabs);
     if (rc < 0)

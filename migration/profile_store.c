@@ -7,13 +7,14 @@
 #include "connectors/pg/pgconn.h"
 #include "core/error.h"
 #include "core/xmalloc.h"
+#include "sinks/pg/pgstate.h"
 #include "migration/profile_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
+/* Run through pgstate_ensure, which creates schema tidemark first. */
 static const char *const DDL =
-    "CREATE SCHEMA IF NOT EXISTS tidemark;"
     "CREATE TABLE IF NOT EXISTS tidemark.profile_runs ("
     " pipeline text NOT NULL, taken_at timestamptz NOT NULL, report jsonb NOT NULL,"
     " PRIMARY KEY (pipeline, taken_at));"
@@ -58,7 +59,7 @@ static int store(PGconn *dst, const char *pipeline, const json_t *report)
 
 int profile_store(PGconn *dst, const char *pipeline, const json_t *report)
 {
-    int rc = pgconn_exec(dst, DDL);
+    int rc = pgstate_ensure(dst, DDL);
 
     if (rc < 0)
         return tm_fail_ctx(rc, "target: creating the profile tables");

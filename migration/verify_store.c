@@ -10,14 +10,15 @@
 #include "connectors/pg/pgconn.h"
 #include "core/error.h"
 #include "core/xmalloc.h"
+#include "sinks/pg/pgstate.h"
 #include "migration/verify_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Run through pgstate_ensure, which creates schema tidemark first. */
 static const char *const DDL =
-    "CREATE SCHEMA IF NOT EXISTS tidemark;"
     "CREATE TABLE IF NOT EXISTS tidemark.verify_runs ("
     " run_id text NOT NULL, pipeline text NOT NULL, schema_name text NOT NULL,"
     " table_name text NOT NULL, source_rows bigint, target_rows bigint,"
@@ -170,7 +171,7 @@ static int store(PGconn *dst, const char *pipeline, json_t *report)
 
 int verify_store(PGconn *dst, const char *pipeline, json_t *report)
 {
-    int rc = pgconn_exec(dst, DDL);
+    int rc = pgstate_ensure(dst, DDL);
 
     if (rc < 0)
         return tm_fail_ctx(rc, "target: creating the verify tables");

@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # scripts/test.sh — THE test command for tidemark (README and CI call it).
 #
-#   1. builds build/ (warnings are errors) and build-asan/ (ASan + UBSan);
+#   1. builds build/ (warnings are errors), build-asan/ (ASan + UBSan) and
+#      build-tsan/tidemark (ThreadSanitizer);
 #   2. runs the C unit tests (cmocka) under ASan + UBSan;
 #   3. runs the end-to-end tests: /usr/bin/python3 -m pytest tests/e2e -v
 #      against build/tidemark (extra arguments are passed to pytest, e.g.
 #      scripts/test.sh -k stream);
-#   4. prints exactly one final line "N passed, N failed" and exits non-zero
-#      if anything failed or nothing ran.
+#   4. runs the end-to-end tests where threads share state (initial-copy
+#      workers, a target reconnect during a copy, SIGHUP reloads, continuous
+#      verification) again against build-tsan/tidemark: a ThreadSanitizer
+#      report in a daemon log fails the test (suppressions, third-party
+#      frames only: tests/tsan.supp). A minute or two; skipped when pytest
+#      arguments are given (a focused run);
+#   5. prints exactly one final line "N passed, N failed" (all stages summed)
+#      and exits non-zero if anything failed or nothing ran.
 #
 # Works as root (CI: clusters then run as the postgres user) and as a normal user.
-# Environment: TIDEMARK_SKIP_UNIT=1 or TIDEMARK_SKIP_E2E=1 skip a stage;
-# TIDEMARK_BIN=build-asan/tidemark runs the end-to-end tests against the
-# sanitizer build (a sanitizer report in a daemon log fails the test).
+# Environment: TIDEMARK_SKIP_UNIT=1, TIDEMARK_SKIP_E2E=1 or TIDEMARK_SKIP_TSAN=1
+# skip a stage; TIDEMARK_BIN=build-asan/tidemark (or build-tsan/tidemark) runs
+# the end-to-end tests against a sanitizer build (a sanitizer report in a
+# daemon log fails the test).
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -66,6 +74,7 @@ fi
 # ------------------------------------------------------------------ build
 release_ok=1
 asan_ok=1
+tsan_ok=1
 if ! build build -Dwerror=true; then
     log "BUILD FAILED: build/"
     release_ok=0
@@ -75,6 +84,26 @@ if ! build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dwerror=t
     log "BUILD FAILED: build-asan/"
     asan_ok=0
     add 0 1
+fi
+
+run_tsan=1
+if [ "${TIDEMARK_SKIP_E2E:-0}" = 1 ] || [ "${TIDEMARK_SKIP_TSAN:-0}" = 1 ] || [ $# -gt 0 ]; then
+    run_tsan=0
+fi
+if [ "$run_tsan" = 1 ]; then
+    # Only the daemon: the TSan stage runs no unit tests.
+    if [ ! -f build-tsan/build.ninja ]; then
+        log "meson setup build-tsan -Db_sanitize=thread"
+        meson setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dwerror=true >&2 || tsan_ok=0
+    fi
+    if [ "$tsan_ok" = 1 ]; then
+        log "ninja -C build-tsan tidemark"
+        ninja -C build-tsan tidemark >&2 || tsan_ok=0
+    fi
+    if [ "$tsan_ok" = 0 ]; then
+        log "BUILD FAILED: build-tsan/"
+        add 0 1
+    fi
 fi
 
 # ------------------------------------------------------------------ unit tests (ASan + UBSan)
@@ -126,13 +155,15 @@ if [ "${TIDEMARK_SKIP_UNIT:-0}" != 1 ]; then
 fi
 
 # ------------------------------------------------------------------ end-to-end tests
-if [ "${TIDEMARK_SKIP_E2E:-0}" != 1 ]; then
-    if [ "$release_ok" = 1 ]; then
-        junit=$(mktemp /tmp/tidemark-junit-XXXXXX.xml)
-        log "end-to-end tests: $PY -m pytest tests/e2e -v $*"
-        TIDEMARK_BIN="${TIDEMARK_BIN:-$ROOT/build/tidemark}" "$PY" -m pytest tests/e2e -v -p no:cacheprovider \
-            --junitxml="$junit" "$@" >&2
-        read -r ep ef < <("$PY" - "$junit" <<'EOF'
+# e2e LABEL BINARY PYTEST-ARGS...: run pytest against BINARY and add its counts
+# (from the JUnit report: passed, failed + errors).
+e2e() {
+    local label=$1 bin=$2 junit ep ef
+    shift 2
+    junit=$(mktemp /tmp/tidemark-junit-XXXXXX.xml)
+    log "$label: TIDEMARK_BIN=$bin $PY -m pytest $*"
+    TIDEMARK_BIN="$bin" "$PY" -m pytest -v -p no:cacheprovider --junitxml="$junit" "$@" >&2
+    read -r ep ef < <("$PY" - "$junit" <<'EOF'
 import sys
 import xml.etree.ElementTree as ET
 try:
@@ -146,11 +177,24 @@ bad = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
 skipped = sum(int(s.get("skipped", 0)) for s in suites)
 print(tests - bad - skipped, bad)
 EOF
-        )
-        rm -f "$junit"
-        log "end-to-end tests: ${ep:-0} passed, ${ef:-0} failed"
-        add "${ep:-0}" "${ef:-0}"
-    fi
+    )
+    rm -f "$junit"
+    log "$label: ${ep:-0} passed, ${ef:-0} failed"
+    add "${ep:-0}" "${ef:-0}"
+}
+
+if [ "${TIDEMARK_SKIP_E2E:-0}" != 1 ] && [ "$release_ok" = 1 ]; then
+    e2e "end-to-end tests" "${TIDEMARK_BIN:-$ROOT/build/tidemark}" tests/e2e "$@"
+fi
+
+# ------------------------------------------------------------------ ThreadSanitizer
+# The tests whose daemons run several threads over shared state. TSAN_OPTIONS
+# (suppressions, io_sync=0) come from tests/e2e/harness.py.
+TSAN_TESTS="parallel_copy or trickle or target_session_lost or reload or reverifies"
+if [ "$run_tsan" = 1 ] && [ "$tsan_ok" = 1 ]; then
+    e2e "ThreadSanitizer end-to-end tests" "$ROOT/build-tsan/tidemark" \
+        tests/e2e/test_initial_load.py tests/e2e/test_service.py tests/e2e/test_continuous_verify.py \
+        -k "$TSAN_TESTS"
 fi
 
 finish

@@ -122,6 +122,17 @@ typedef struct SinkOps {
     int (*copy_dead_letter)(SinkCopy *c, const char *row_json, const char *error);
     /* Optional: drops the copy state of tables no longer in keep. */
     int (*forget_tables)(Sink *s, const TableSet *keep);
+
+    /*
+     * Optional: which slot this pipeline's first start created, so that a
+     * later first start can tell a slot it left behind from anyone else's.
+     * record_slot is called before the slot is created (created_at
+     * LSN_INVALID) and again with its consistent point; recorded_slot reads
+     * it back (*slot NULL: none; malloc'd). Without them a first start never
+     * drops an existing slot.
+     */
+    int (*record_slot)(Sink *s, const char *slot, Lsn created_at);
+    int (*recorded_slot)(Sink *s, char **slot, Lsn *created_at);
 } SinkOps;
 
 struct Sink {

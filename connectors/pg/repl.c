@@ -70,10 +70,12 @@ int repl_slot_lookup(PGconn *sql, const char *slot, bool *exists, bool *active, 
 {
     const char *params[1] = {slot};
     PGresult *res;
-    int err = pgconn_query(sql,
-                           "SELECT plugin, active, confirmed_flush_lsn, database ="
-                           " current_database() FROM pg_replication_slots WHERE slot_name = $1",
-                           1, params, &res);
+    int err = pgconn_query(
+        sql,
+        "SELECT coalesce(plugin, '(physical)'), active, confirmed_flush_lsn, database ="
+        " current_database(), coalesce(database, '-') FROM"
+        " pg_replication_slots WHERE slot_name = $1",
+        1, params, &res);
 
     if (err < 0)
         return tm_fail_ctx(err, "looking up slot %s", slot);
@@ -84,8 +86,9 @@ int repl_slot_lookup(PGconn *sql, const char *slot, bool *exists, bool *active, 
         if (strcmp(PQgetvalue(res, 0, 0), "pgoutput") != 0 || PQgetvalue(res, 0, 3)[0] != 't') {
             err = tm_fail(-EEXIST,
                           "replication slot %s exists but is not a pgoutput slot of this"
-                          " database; choose another source.slot",
-                          slot);
+                          " database (plugin %s, database %s); it is left alone: choose another"
+                          " source.slot",
+                          slot, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 4));
         } else {
             *active = PQgetvalue(res, 0, 1)[0] == 't';
             if (!PQgetisnull(res, 0, 2))

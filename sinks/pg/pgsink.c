@@ -4,6 +4,7 @@
  * table. The stream apply itself is in pgapply.c.
  */
 #include "sinks/pg/pgsink_int.h"
+#include "sinks/pg/pgstate.h"
 #include "connectors/pg/pgconn.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -31,8 +32,8 @@ typedef struct PgCopy {
     size_t ndl, dl_cap, dl_bytes;
 } PgCopy;
 
+/* Run through pgstate_ensure, which creates schema tidemark first. */
 static const char *const STATE_SQL =
-    "CREATE SCHEMA IF NOT EXISTS tidemark;"
     "CREATE TABLE IF NOT EXISTS tidemark.watermark ("
     " pipeline text PRIMARY KEY,"
     " lsn pg_lsn NOT NULL,"
@@ -156,12 +157,18 @@ static int pgsink_connect(Sink *base, const char *client_encoding)
     int rc;
 
     pgsink_disconnect(s);
-    free(s->encoding);
-    s->encoding = xstrdup(client_encoding);
+    /* Set once, never replaced: copy workers read it to open their sessions
+     * while the stream's session reconnects (the source's encoding does not
+     * change while the daemon runs). */
+    if (!s->encoding)
+        s->encoding = xstrdup(client_encoding);
+    else if (strcmp(s->encoding, client_encoding) != 0)
+        return tm_fail(-EINVAL, "target: client encoding changed from %s to %s", s->encoding,
+                       client_encoding);
     rc = pgsink_open_session(s, &s->conn);
     if (rc < 0)
         return rc;
-    rc = pgconn_exec(s->conn, STATE_SQL);
+    rc = pgstate_ensure(s->conn, STATE_SQL);
     if (rc < 0)
         return tm_fail_ctx(rc, "target: creating the tidemark state schema");
     return 0;
@@ -853,6 +860,8 @@ static const SinkOps pgsink_ops = {
     .copy_dead_letter = pgsink_copy_dead_letter,
     .dead_letter = pgapply_dead_letter,
     .forget_tables = pgsink_forget_tables,
+    .record_slot = pgslot_record,
+    .recorded_slot = pgslot_recorded,
 };
 
 Sink *pgsink_new(const Config *cfg)

@@ -68,7 +68,7 @@ typedef struct SinkRel {
 struct PgSink {
     Sink base;
     const Config *cfg;
-    char *encoding;
+    char *encoding; /* set by the first connect, then read-only: copy workers read it */
     PGconn *conn;
     bool pipelined;
     /* FIFO ring of pending results */
@@ -134,5 +134,9 @@ int pgapply_idle_position(Sink *s, Lsn lsn);
 int pgapply_process(Sink *s);
 int pgapply_flush(Sink *s);
 int pgapply_drain(Sink *s);
+
+/* pgslot.c: the slot a first start created, in tidemark.pipeline_state. */
+int pgslot_record(Sink *s, const char *slot, Lsn created_at);
+int pgslot_recorded(Sink *s, char **slot, Lsn *created_at);
 
 #endif

@@ -6,6 +6,9 @@
   helpers to run SQL, start/stop/kill the daemon, wait for catch-up and compare
   tables.  Afterwards it stops any daemon, drops the test's replication slots
   and drops both databases.
+* `make_env` (per test): a factory for more Envs in the same test (several
+  pipelines, each with fresh databases, optionally writing to another Env's
+  target database), all cleaned up like `env`.
 * `tidemark_binary`: path of the binary (env TIDEMARK_BIN, default
   <repo>/build/tidemark); tests that need it fail if it is missing.
 
@@ -49,16 +52,20 @@ def tidemark_binary():
 class Env:
     """Everything one test needs: its databases, pipeline name and daemons."""
 
-    def __init__(self, clusters, name, workdir):
+    def __init__(self, clusters, name, workdir, share_target=None):
+        """share_target: another Env whose target database this one writes to too."""
         self.src_cluster = clusters.src
         self.dst_cluster = clusters.dst
         self.pipeline = name
         self.slot = "tidemark_" + name
         self.src_db = name + "_src"
-        self.dst_db = name + "_dst"
+        self.dst_db = share_target.dst_db if share_target else name + "_dst"
+        self.owns_dst = share_target is None
         self.workdir = workdir
         self.daemons = []
         for cluster, db in ((self.src_cluster, self.src_db), (self.dst_cluster, self.dst_db)):
+            if cluster is self.dst_cluster and not self.owns_dst:
+                continue
             harness.execute(cluster.conninfo(), sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
 
     # -- connections and SQL
@@ -181,6 +188,8 @@ class Env:
 
         harness.wait_for(drop_slots, 30, "slots of %s to be dropped" % self.src_db, interval=0.1)
         for cluster, db in ((self.src_cluster, self.src_db), (self.dst_cluster, self.dst_db)):
+            if cluster is self.dst_cluster and not self.owns_dst:
+                continue
             harness.execute(cluster.conninfo(),
                             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
 
@@ -212,3 +221,29 @@ def pytest_runtest_makereport(item, call):
     rep.sections.append(("src cluster log tail", e.src_cluster.log_tail()))
     rep.sections.append(("dst cluster log tail", e.dst_cluster.log_tail()))
 
+
+
+@pytest.fixture
+def make_env(clusters, tmp_path, request):
+    """make_env() -> a new Env with fresh databases and its own pipeline name."""
+    made = []
+
+    def make(share_target=None):
+        name = _unique_name(request.node.name)
+        workdir = tmp_path / name
+        workdir.mkdir()
+        e = Env(clusters, name, str(workdir), share_target)
+        made.append(e)
+        return e
+
+    try:
+        yield make
+    finally:
+        errors = []
+        for e in reversed(made):  # an Env sharing a target goes before the target's owner
+            try:
+                e.cleanup()
+            except Exception as ex:  # clean up the others before reporting
+                errors.append(ex)
+        if errors:
+            raise errors[0]

@@ -404,6 +404,18 @@ def tidemark_bin():
     return os.environ.get("TIDEMARK_BIN") or os.path.join(REPO_ROOT, "build", "tidemark")
 
 
+# For a ThreadSanitizer build (TIDEMARK_BIN=build-tsan/tidemark; other builds
+# ignore it): the documented suppressions of third-party frames; every report,
+# not only the first; and io_sync=0. tidemark's threads share data only under
+# mutexes and atomics, so I/O must not count as synchronization: with TSan's
+# default, any log line one thread writes to the (file) stderr and any file
+# another thread reads order the two threads, which hid a real race. Options
+# already in the environment come later and win.
+TSAN_SUPPRESSIONS = os.path.join(REPO_ROOT, "tests", "tsan.supp")
+os.environ["TSAN_OPTIONS"] = ("suppressions=%s io_sync=0 halt_on_error=0 second_deadlock_stack=1 %s"
+                              % (TSAN_SUPPRESSIONS, os.environ.get("TSAN_OPTIONS", ""))).strip()
+
+
 def yaml_quote(s):
     """A double-quoted YAML scalar."""
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -513,9 +525,10 @@ class Daemon:
         return "".join(chunks)
 
     def sanitizer_report(self):
-        """The first ASan/UBSan/LSan report in the logs, or None (for sanitizer builds)."""
+        """The first ASan/UBSan/LSan/TSan report in the logs, or None (for sanitizer builds)."""
         text = self.log()
-        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                       "WARNING: ThreadSanitizer:", "ERROR: ThreadSanitizer:", "FATAL: ThreadSanitizer"):
             i = text.find(marker)
             if i >= 0:
                 return text[max(0, i - 200):i + 3000]

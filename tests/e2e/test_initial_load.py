@@ -483,6 +483,45 @@ def test_trickle_one_job_keeps_synced_tables_streaming(env):
     d.stop()
 
 
+def test_target_session_lost_during_copy(env):
+    """The stream's target session is lost while a copy worker is in the
+    middle of a table (its COPY waits for a lock on the target): the stream
+    reconnects to the target while the worker's copy goes on, and the next
+    tables' copies open sessions after the reconnect. The result is exact.
+    Under ThreadSanitizer (scripts/test.sh's TSan stage) this is where the
+    reconnect replaced the client encoding that copy workers read when they
+    open their sessions."""
+    tables = ["rc_1_locked", "rc_2", "rc_3"]
+    for t in tables:
+        env.both_sql("CREATE TABLE %s (id int PRIMARY KEY, v text)" % t)
+        env.src_sql("INSERT INTO %s SELECT g, md5(g::text) FROM generate_series(1, 2000) g" % t)
+    with psycopg.connect(env.dst) as locker:
+        # SHARE: the start's emptiness check reads the table; the copy's
+        # COPY FROM (ROW EXCLUSIVE) waits.
+        locker.execute("LOCK TABLE rc_1_locked IN SHARE MODE")
+        d = env.daemon(tables=["public." + t for t in tables], extra="copy: {jobs: 1}\n")
+
+        def blocked_copy():
+            d.check_alive()
+            rows = env.dst_sql("SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = 'tidemark'"
+                               " AND wait_event_type = 'Lock'", (env.dst_db,))
+            return rows[0][0] if rows else None
+        copier = harness.wait_for(blocked_copy, 60, "the copy of rc_1_locked to wait for the lock")
+        # Every other tidemark session on the target: the stream's among them.
+        killed = env.dst_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+                             " AND application_name = 'tidemark' AND pid <> %s", (env.dst_db, copier))
+        assert killed, "no stream session on the target"
+        harness.wait_for(lambda: d.check_alive() or "target reconnected" in d.log(), 60,
+                         "the stream to reconnect to the target")
+        env.src_sql("UPDATE rc_2 SET v = 'during' WHERE id % 10 = 0")
+        locker.rollback()
+    env.src_sql("INSERT INTO rc_1_locked VALUES (5000, 'after'); DELETE FROM rc_3 WHERE id <= 100")
+    env.wait_caught_up(d)
+    env.assert_tables_equal(*tables)
+    assert "lost the target" in d.log()
+    d.stop()
+
+
 # --------------------------------------------------------------------------- (d)
 
 SCHEMA_DDL = """

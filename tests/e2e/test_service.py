@@ -409,6 +409,57 @@ def test_health_follows_target_outage(env):
     d.stop()
 
 
+def walsender_pid(env, other_than=None):
+    """The pid of the walsender streaming the pipeline's slot (waits for one)."""
+    def active():
+        rows = harness.execute(env.src_cluster.conninfo(),
+                               "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (env.slot,))
+        pid = rows[0][0] if rows else None
+        return pid if pid is not None and pid != other_than else None
+    return harness.wait_for(active, 30, "a walsender on slot %s" % env.slot, interval=0.1)
+
+
+def test_source_connection_errors_counted(env):
+    """Every loss of the replication connection counts in
+    tidemark_errors_total{kind="source_connection"}, and so does every failed
+    attempt to reconnect (the TidemarkErrorsIncreasing alert keeps firing
+    through a long outage); nothing is lost meanwhile."""
+    env.both_sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
+    env.src_sql("INSERT INTO t SELECT g, 'copy' FROM generate_series(1, 100) g")
+    port = harness.free_port()
+    d = start_service_daemon(env, port)
+    env.wait_caught_up(d)
+    wait_http(port, "/healthz", 200, 30, d)
+
+    def source_errors():
+        return metric(scrape(port, d), "tidemark_errors_total", kind="source_connection")
+
+    assert source_errors() == 0
+    pid = None
+    for n in (1, 2):
+        pid = walsender_pid(env, other_than=pid)
+        env.src_sql("INSERT INTO t SELECT g, 'before kill' FROM generate_series(%s::int, %s::int) g",
+                    (1000 * n, 1000 * n + 99))
+        env.src_sql("SELECT pg_terminate_backend(%s)", (pid,))
+        harness.wait_for(lambda: source_errors() >= n, 30, "source_connection errors to reach %d" % n)
+        env.src_sql("UPDATE t SET v = v || '+' WHERE id %% 7 = %s", (n,))
+        env.wait_caught_up(d)
+        env.assert_tables_equal("t")
+    assert source_errors() == 2
+
+    # The source down: the loss and each failed reconnect attempt count.
+    env.stop_source()
+    try:
+        harness.wait_for(lambda: source_errors() >= 5, 60,
+                         "the loss and two failed reconnects to count")
+    finally:
+        env.start_source()
+    env.src_sql("INSERT INTO t SELECT g, 'after outage' FROM generate_series(5000, 5099) g")
+    env.wait_caught_up(d, timeout=90)
+    env.assert_tables_equal("t")
+    d.stop()
+
+
 # --------------------------------------------------------------------------- (d) reload: tables
 
 def test_reload_adds_and_removes_tables(env):
@@ -445,6 +496,34 @@ def test_reload_adds_and_removes_tables(env):
     env.wait_caught_up(d)
     env.assert_tables_equal("b")
     assert env.dst_sql("SELECT count(*) FROM a WHERE id = 102") == [(0,)]
+    d.stop()
+
+
+def test_reload_log_level_while_threads_log(env):
+    """SIGHUP changes the log level while another thread (the continuous
+    verification) keeps logging: the new level applies to it. Under
+    ThreadSanitizer (scripts/test.sh's TSan stage) this is where the level
+    was written by the loop while other threads read it. Nothing scrapes
+    /metrics in between: a scrape would order the threads and hide the race."""
+    env.both_sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
+    env.src_sql("INSERT INTO t SELECT g, 'copy' FROM generate_series(1, 500) g")
+    port = harness.free_port()
+
+    def config(level):
+        return env.config(log_level=level, extra='service: {listen: "127.0.0.1:%d"}\nverify: {interval_s: 1}\n'
+                          % port)
+    d = start_service_daemon(env, port, config_text=config("info"))
+    env.wait_caught_up(d)
+    assert "verify: connected" not in d.log()
+    d.write_config(config("debug"))
+    d.signal(signal.SIGHUP)
+    harness.wait_for(lambda: d.check_alive() or "configuration reloaded" in d.log(), 30, "the reload")
+    # The verification thread's next pass logs at the new level.
+    harness.wait_for(lambda: d.check_alive() or "verify: connected" in d.log(), 30,
+                     "a debug line of the verification thread")
+    env.src_sql("INSERT INTO t SELECT g, 'stream' FROM generate_series(501, 600) g")
+    env.wait_caught_up(d)
+    env.assert_tables_equal("t")
     d.stop()
 
 
