@@ -129,6 +129,10 @@ static int wait_watermark(Run *r, PGconn *dst, Lsn lsn)
         }
         if (strcmp(wm, "ok") == 0 && !pending)
             break;
+        if (r->opt->cancel && __atomic_load_n(r->opt->cancel, __ATOMIC_ACQUIRE)) {
+            rc = tm_fail(-ECANCELED, "verification cancelled: the daemon is stopping");
+            break;
+        }
         if (clock_mono_secs() > deadline) {
             rc =
                 tm_fail(-ETIMEDOUT,

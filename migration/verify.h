@@ -38,6 +38,9 @@ typedef struct VerifyOptions {
     bool no_wait;        /* do not wait for the watermark (pipeline stopped, static data) */
     bool integrity;      /* foreign keys, rules and spot checks (default true) */
     long max_rows_per_s; /* throttle; 0: verify.max_rows_per_second */
+    /* Set from another thread (the daemon stopping): stop waiting for the
+     * pipeline to catch up and fail with -ECANCELED. */
+    const volatile int *cancel;
 } VerifyOptions;
 
 /*
@@ -84,7 +87,8 @@ typedef struct VerifyResult {
  * Returns 0 when the run completed (out->ok tells the verdict), or a negative
  * code with out->failed and out->error set.
  */
-int verify_table_once(const Config *cfg, const TableDef *table, VerifyResult *out);
+int verify_table_once(const Config *cfg, const TableDef *table, const volatile int *cancel,
+                      VerifyResult *out);
 
 /*
  * A worker thread that runs verify_table_once over tables every

@@ -40,10 +40,12 @@ static void fill_result(const json_t *rep, VerifyResult *out)
     }
 }
 
-int verify_table_once(const Config *cfg, const TableDef *table, VerifyResult *out)
+int verify_table_once(const Config *cfg, const TableDef *table, const volatile int *cancel,
+                      VerifyResult *out)
 {
     TableName tn = {table->schema, table->name};
-    VerifyOptions opt = {.ntables = 1, .tables = &tn, .jobs = 1, .store = true, .integrity = true};
+    VerifyOptions opt = {
+        .ntables = 1, .tables = &tn, .jobs = 1, .store = true, .integrity = true, .cancel = cancel};
     json_t *rep = NULL;
     double t0 = clock_mono_secs();
     int rc;
@@ -72,6 +74,7 @@ struct VerifyLoop {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop;
+    volatile int cancel; /* stop, as the running verification sees it */
     VerifyResult *results;
     size_t nresults;
 };
@@ -92,7 +95,7 @@ static void *loop_main(void *arg)
             pthread_mutex_unlock(&vl->mu);
             if (stop)
                 return NULL;
-            if (verify_table_once(vl->cfg, &vl->tables->t[i], &r) < 0)
+            if (verify_table_once(vl->cfg, &vl->tables->t[i], &vl->cancel, &r) < 0)
                 log_warn("continuous verification of %s failed: %s", r.table, r.error);
             else if (!r.ok)
                 log_warn("continuous verification of %s: %lld missing, %lld extra, %lld differing,"
@@ -161,6 +164,7 @@ void verify_loop_stop(VerifyLoop *vl)
         return;
     pthread_mutex_lock(&vl->mu);
     vl->stop = true;
+    __atomic_store_n(&vl->cancel, 1, __ATOMIC_RELEASE);
     pthread_cond_signal(&vl->cv);
     pthread_mutex_unlock(&vl->mu);
     pthread_join(vl->thread, NULL);
