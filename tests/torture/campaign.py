@@ -154,11 +154,10 @@ class Campaign:
         harness.execute(self.src.conninfo(), "CREATE DATABASE " + SRC_DB)
         workload.create_schema(self.src_direct)
         t0 = time.monotonic()
-        workload.preload(self.src_direct, self.args.big_rows)
-        log("preloaded %d rows into big (+ acct %d, ledger %d, orders %d) in %.1f s" % (
-            self.args.big_rows, workload.ACCT_ROWS, workload.LEDGER_ROWS, workload.ORDER_ROWS,
-            time.monotonic() - t0))
-        self.writer = workload.Writer(self.src_direct, self.args.seed + 1, self.args.big_rows, self.args.rate)
+        rows = workload.sizes(self.args.big_rows, small=self.args.short)
+        workload.preload(self.src_direct, rows)
+        log("preloaded %s rows in %.1f s" % (", ".join("%s %d" % kv for kv in rows.items()), time.monotonic() - t0))
+        self.writer = workload.Writer(self.src_direct, self.args.seed + 1, rows, self.args.rate)
         self.writer.start()
 
     @property
@@ -635,7 +634,7 @@ def parse_args(argv):
     ap.add_argument("--kinds", type=lambda v: v.split(","), default=None,
                     help="comma-separated fault kinds to draw from at random (default: the standard mix): "
                          + ",".join(KINDS))
-    ap.add_argument("--big-rows", type=int, default=None, help="rows preloaded into big (default 400000, short 50000)")
+    ap.add_argument("--big-rows", type=int, default=None, help="rows preloaded into big (default 400000, short 30000)")
     ap.add_argument("--part-size-mb", type=int, default=None, help="copy.part_size_mb (default 8, short 1)")
     ap.add_argument("--rate", type=int, default=80, help="writer transactions per second")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds the pipeline runs after a fault")
@@ -655,7 +654,7 @@ def parse_args(argv):
     if args.seed is None:
         args.seed = time.time_ns() % 2 ** 31
     if args.big_rows is None:
-        args.big_rows = 50_000 if args.short else 400_000
+        args.big_rows = 30_000 if args.short else 400_000
     if args.part_size_mb is None:
         args.part_size_mb = 1 if args.short else 8
     if args.short:

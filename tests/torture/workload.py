@@ -52,7 +52,13 @@ CREATE INDEX orders_id ON orders (id);
 TABLE_KEYS = {"big": "id", "acct": "id", "ledger": "uid", "orders": "id"}
 TABLES = list(TABLE_KEYS)
 
-ACCT_ROWS, LEDGER_ROWS, ORDER_ROWS = 20_000, 10_000, 20_000
+
+
+def sizes(big_rows, small=False):
+    """Rows preloaded per table: `big` as asked, the others fixed (fewer for CI)."""
+    if small:
+        return {"big": big_rows, "acct": 4_000, "ledger": 3_000, "orders": 5_000}
+    return {"big": big_rows, "acct": 20_000, "ledger": 10_000, "orders": 20_000}
 # ids the writer creates: per table from its own base, never reused
 FRESH_BASE = {"big": 100_000_000, "acct": 200_000_000, "ledger": 300_000_000, "orders": 400_000_000}
 REGIONS = 5               # 0, 1, 2 have their own leaf; 3, 4 land in the default one
@@ -66,29 +72,29 @@ def create_schema(conninfo):
         conn.execute(DDL)
 
 
-def preload(conninfo, big_rows):
+def preload(conninfo, rows):
     """The rows present before the first pipeline starts."""
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("INSERT INTO big SELECT g, g %% 100, nextval('rv'), md5(g::text) || md5((g * 7)::text)"
-                     " FROM generate_series(1, %s) g", (big_rows,))
+                     " FROM generate_series(1, %s) g", (rows["big"],))
         conn.execute("INSERT INTO acct SELECT g, nextval('rv'), 0, 'a' || g, CASE WHEN g %% 10 = 0 THEN "
-                     + DOC_SQL + " END FROM generate_series(1, %s) g", (ACCT_ROWS,))
+                     + DOC_SQL + " END FROM generate_series(1, %s) g", (rows["acct"],))
         # twins: every 10th uid has two identical rows (the same rv)
         conn.execute("INSERT INTO ledger SELECT u, r, u %% 50, 'pre' FROM ("
                      " SELECT g AS u, nextval('rv') AS r FROM generate_series(1, %s) g) s,"
-                     " LATERAL generate_series(1, CASE WHEN u %% 10 = 0 THEN 2 ELSE 1 END)", (LEDGER_ROWS,))
+                     " LATERAL generate_series(1, CASE WHEN u %% 10 = 0 THEN 2 ELSE 1 END)", (rows["ledger"],))
         conn.execute("INSERT INTO orders SELECT g, g %% %s, nextval('rv'), g %% 1000"
-                     " FROM generate_series(1, %s) g", (REGIONS, ORDER_ROWS))
+                     " FROM generate_series(1, %s) g", (REGIONS, rows["orders"]))
         conn.execute("VACUUM ANALYZE")
 
 
 class Writer(threading.Thread):
     """Paced mixed transactions on every table until stopped; pause()/resume()."""
 
-    def __init__(self, conninfo, seed, big_rows, rate=80):
+    def __init__(self, conninfo, seed, rows, rate=80):
         super().__init__(daemon=True, name="writer")
         self.conninfo, self.rng, self.rate = conninfo, random.Random(seed), rate
-        self.preloaded = {"big": big_rows, "acct": ACCT_ROWS, "ledger": LEDGER_ROWS, "orders": ORDER_ROWS}
+        self.preloaded = dict(rows)
         self.fresh = dict(FRESH_BASE)
         self.stop_event = threading.Event()
         self.go = threading.Event()
