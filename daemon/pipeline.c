@@ -811,6 +811,10 @@ static void on_reconnect(struct ev_loop *loop, ev_timer *w, int revents)
         return; /* the target's reconnect restarts the stream */
     int rc = start_stream(p);
 
+    if (rc == TM_EDIVERGED) {
+        pipeline_fail(p, rc);
+        return;
+    }
     if (rc < 0) {
         p->errors_source++; /* each failed attempt counts: a long outage keeps the alert firing */
         p->backoff = p->backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : p->backoff * 2;
@@ -828,6 +832,10 @@ static void source_lost(Pipeline *p, int err)
 {
     int rc;
 
+    if (err == TM_EDIVERGED) { /* not an outage: retrying cannot help */
+        pipeline_fail(p, err);
+        return;
+    }
     log_warn("lost the source replication stream: %s", tm_error());
     p->errors_source++;
     ev_io_stop(p->loop, &p->repl_r);

@@ -146,12 +146,50 @@ static void append_literal_ident(Buf *b, const char *name)
     buf_puts(b, "\"'");
 }
 
+/*
+ * START_REPLICATION from a position before the slot's confirmed one does
+ * not fail: the walsender silently starts at the confirmed position. Every
+ * (re)start checks first, so changes the target lost (a crash after the
+ * slot was told they were flushed) can never be skipped unnoticed.
+ */
+static int check_not_confirmed_past(ReplConn *rc, Lsn start)
+{
+    Buf sql = BUF_INIT;
+    PGresult *res;
+    Lsn confirmed = LSN_INVALID;
+    int err = 0;
+
+    /* The walsender's SQL takes no parameters; slot names are [a-z0-9_]. */
+    buf_printf(&sql, "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '%s'",
+               rc->cfg->source.slot);
+    res = PQexec(rc->conn, buf_cstr(&sql));
+    buf_release(&sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        err = tm_fail(-EIO, "looking up slot %s: %s", rc->cfg->source.slot,
+                      pgconn_errmsg(rc->conn, res));
+    else if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+        err = lsn_parse(PQgetvalue(res, 0, 0), &confirmed);
+    PQclear(res);
+    if (err == 0 && confirmed > start)
+        err = tm_fail(TM_EDIVERGED,
+                      "slot %s has confirmed " LSN_FMT
+                      " but the target's durable position is " LSN_FMT
+                      ": the target lost transactions it had reported as flushed (a"
+                      " crash with synchronous_commit off, or a restore), and the source no"
+                      " longer keeps them. Refusing to skip them: copy the pipeline's tables"
+                      " again (see docs/OPERATIONS.md, \"Divergence\")",
+                      rc->cfg->source.slot, LSN_ARGS(confirmed), LSN_ARGS(start));
+    return err;
+}
+
 int repl_start(ReplConn *rc, Lsn start)
 {
     Buf sql = BUF_INIT;
     PGresult *res;
-    int err = 0;
+    int err = start != LSN_INVALID ? check_not_confirmed_past(rc, start) : 0;
 
+    if (err < 0)
+        return err;
     buf_printf(&sql,
                "START_REPLICATION SLOT \"%s\" LOGICAL " LSN_FMT
                " (proto_version '1', messages 'true', publication_names ",

@@ -790,10 +790,24 @@ static const char *op_name(char op)
     }
 }
 
+/*
+ * The server said it is going away (shutdown, crash of another backend,
+ * connection failure): an outage to reconnect from, not a failed statement.
+ */
+static bool sqlstate_is_disconnect(const PGresult *res)
+{
+    const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    return st && (strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 ||
+                  strcmp(st, "57P02") == 0 || strcmp(st, "57P03") == 0);
+}
+
 static int result_error(PgSink *s, const Pending *p, PGresult *res)
 {
     char lsnbuf[24];
 
+    if (sqlstate_is_disconnect(res))
+        return tm_fail(-ENOTCONN, "target: %s", pgconn_errmsg(s->conn, res));
     switch (p->kind) {
     case PEND_STMT:
         return tm_fail(-EIO, "target: %s on %s (source transaction committed at %s) failed: %s",
@@ -897,7 +911,7 @@ int pgapply_process(Sink *base)
         rc = check_result(s, p, res);
         PQclear(res);
         if (rc < 0)
-            return rc == TM_EDIVERGED ? rc : conn_code(s, rc);
+            return rc == TM_EDIVERGED || rc == -ENOTCONN ? rc : conn_code(s, rc);
         if (p->kind != PEND_SYNC) {
             p->got_result = true;
             continue;

@@ -110,7 +110,13 @@ int pgsink_open_session(PgSink *s, PGconn **out)
     rc = pgconn_exec(conn, "SET session_replication_role = replica; SET DateStyle = ISO;"
                            " SET IntervalStyle = postgres; SET extra_float_digits = 3;"
                            " SET statement_timeout = 0; SET lock_timeout = 0;"
-                           " SET idle_in_transaction_session_timeout = 0");
+                           " SET idle_in_transaction_session_timeout = 0;"
+                           /* A COMMIT tidemark reports to the source as flushed must
+                            * survive a crash of the target: with synchronous_commit
+                            * off the slot would confirm commits an immediate
+                            * shutdown then loses. Stronger settings are kept. */
+                           " SELECT set_config('synchronous_commit', 'on', false)"
+                           " WHERE current_setting('synchronous_commit') = 'off'");
     if (rc < 0) {
         rc = tm_fail_ctx(rc, "target: setting up the apply session (the target user needs the"
                              " right to set session_replication_role)");
