@@ -680,7 +680,7 @@ void pipeline_lookup_answered(Pipeline *p)
 {
     int rc;
 
-    if (!p->lookup_wait)
+    if (!p->lookup_wait || p->rc)
         return; /* the frame went with a lost connection: answer kept for later */
     rc = handle_xlog(p, &p->lookup_frame);
     if (rc == -EAGAIN)
@@ -757,8 +757,9 @@ static void start_done(OffloadJob *j)
         ev_timer_start(p->loop, &p->reconnect_timer);
         return;
     }
-    /* The target may have gone (and come back at another position) meanwhile. */
-    if (p->sink_down || start != pipeline_durable(p) || p->sink->ops->inflight(p->sink) > 0) {
+    /* The target may have gone (and come back at another position) meanwhile.
+     * Nothing else moves the durable position while the stream is down. */
+    if (p->sink_down || start != pipeline_durable(p)) {
         repl_disconnect(p->repl);
         if (!p->sink_down)
             start_stream(p);

@@ -154,8 +154,12 @@ static int pgsink_connect(Sink *base, const char *client_encoding)
     int rc;
 
     pgsink_disconnect(s);
-    free(s->encoding);
-    s->encoding = xstrdup(client_encoding);
+    /* A reconnect runs on the target worker while copy workers and a reload
+     * open sessions with s->encoding: it never changes after the first. */
+    if (!s->encoding || strcmp(s->encoding, client_encoding) != 0) {
+        free(s->encoding);
+        s->encoding = xstrdup(client_encoding);
+    }
     rc = pgsink_open_session(s, &s->conn);
     if (rc < 0)
         return rc;
