@@ -4,7 +4,9 @@
  * replication frames, feeds decoded changes to the sink, reads the sink's
  * results, and reports to the source only the LSN the sink made durable.
  * Backpressure: when too much is in flight on the target, the replication
- * socket is simply not read; the source keeps the WAL.
+ * socket is simply not read; the source keeps the WAL. Nothing here waits on
+ * the network once the loop runs: connects, START_REPLICATION and the
+ * post-data restore are jobs of the source and target workers (offload.h).
  */
 #include "daemon/pipeline.h"
 #include "daemon/pipeline_int.h"
@@ -12,8 +14,8 @@
 #include "connectors/pg/pgconn.h"
 #include "connectors/pg/schemacopy.h"
 #include "daemon/notify.h"
+#include "daemon/offload.h"
 #include "connectors/pg/catalog.h"
-#include "connectors/pg/pgconn.h"
 #include "connectors/pg/pgoutput.h"
 #include "connectors/pg/repl.h"
 #include "core/arena.h"
@@ -28,7 +30,9 @@
 #include <ev.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MAX_INFLIGHT       20000
@@ -37,6 +41,26 @@
 #define BACKOFF_MAX_S      30.0
 
 static void sink_lost(Pipeline *p);
+
+OffloadJob *pipeline_job_new(Pipeline *p, OffloadFn run, OffloadFn done)
+{
+    PipelineJob *j = xcalloc(1, sizeof(*j));
+
+    j->base.run = run;
+    j->base.done = done;
+    j->p = p;
+    return &j->base;
+}
+
+void pipeline_job_free(OffloadJob *j)
+{
+    free(j);
+}
+
+Lsn pipeline_durable(const Pipeline *p)
+{
+    return p->sink_down ? p->durable_at_loss : p->sink->ops->durable(p->sink);
+}
 
 void pipeline_fail(Pipeline *p, int rc)
 {
@@ -52,7 +76,7 @@ void pipeline_fail(Pipeline *p, int rc)
 
 static int send_status(Pipeline *p, bool reply)
 {
-    Lsn flush = p->sink->ops->durable(p->sink);
+    Lsn flush = pipeline_durable(p);
     Lsn write = p->received > flush ? p->received : flush;
     int rc;
 
@@ -130,8 +154,7 @@ static int skip_foreign(Pipeline *p, RelEntry *rel)
  */
 typedef struct StreamMap {
     MappingPlan *plan;
-    RelEntry target;    /* info borrowed from the plan; display and sink state owned */
-    IdMapLookup *idmap; /* id_map steps: own target connection (the apply session is pipelined) */
+    RelEntry target; /* info borrowed from the plan; display and sink state owned */
 } StreamMap;
 
 static void streammap_free(void *state)
@@ -144,7 +167,6 @@ static void streammap_free(void *state)
         m->target.sink_state_free(m->target.sink_state);
     free(m->target.display);
     mapping_free(m->plan);
-    idmap_lookup_free(m->idmap);
     free(m);
 }
 
@@ -165,10 +187,8 @@ static int compile_mapping(Pipeline *p, RelEntry *e)
                                               : MAPPING_ON_ERROR_STOP);
         rc = mapping_check_identity(m->plan, e->info.replident);
     }
-    if (rc == 0 && mapping_uses_id_lookup(m->plan)) {
-        idmap_lookup_new(&p->cfg->target.conn, &m->idmap);
-        mapping_set_id_lookup(m->plan, idmap_lookup_fn, m->idmap);
-    }
+    if (rc == 0 && mapping_uses_id_lookup(m->plan))
+        rc = pipeline_idmap_attach(p, m->plan);
     if (rc == 0 && mapping_on_error(m->plan) == MAPPING_ON_ERROR_DEAD_LETTER &&
         !p->sink->ops->dead_letter)
         rc = tm_fail(-ENOTSUP, "the %s target cannot store dead letters", p->sink->ops->name);
@@ -197,7 +217,8 @@ static int send_row(Pipeline *p, RelEntry *rel, RelEntry *to, const Change *c)
  * A row the mapping could not transform: stop (the engine's message), or
  * dead-letter it — only for the row's own data. An environment failure (the
  * id_map connection lost: -ENOTCONN) goes back up as it is: pipeline_fail()
- * treats it as a target outage and replays from the durable position.
+ * treats it as a target outage and replays from the durable position. So
+ * does -EAGAIN, an id_map answer still on its way: the frame waits for it.
  */
 static int mapping_failed(Pipeline *p, RelEntry *rel, const MappingPlan *plan, const Change *c,
                           int rc)
@@ -432,7 +453,7 @@ double pipeline_lag_seconds(const Pipeline *p)
 
 long long pipeline_lag_bytes(const Pipeline *p)
 {
-    Lsn durable = p->sink->ops->durable(p->sink);
+    Lsn durable = pipeline_durable(p);
 
     return p->server_wal_end > durable ? (long long)(p->server_wal_end - durable) : 0;
 }
@@ -498,9 +519,24 @@ static int handle_change(Pipeline *p, const Change *c)
     return tm_fail(-EPROTO, "unhandled change kind '%c'", c->kind);
 }
 
-static int handle_frame(Pipeline *p, const WalFrame *f)
+/* A WAL data frame's change: decode it and hand it on (again after -EAGAIN). */
+static int handle_xlog(Pipeline *p, const WalFrame *f)
 {
     Change c;
+    int rc = pgoutput_decode(f->xlog.data, f->xlog.len, p->arena, &c);
+
+    if (rc == 0)
+        rc = handle_change(p, &c);
+    arena_reset(p->arena);
+    if (rc < 0 && rc != -EAGAIN)
+        return tm_fail_ctx(rc, "at source LSN " LSN_FMT, LSN_ARGS(f->xlog.start));
+    /* 0, FILTER_HOLD (a table this change needs is still copying) or
+     * -EAGAIN (an id_map answer is on its way: nothing was sent yet). */
+    return rc;
+}
+
+static int handle_frame(Pipeline *p, const WalFrame *f)
+{
     int rc;
 
     if (f->kind == 'k') {
@@ -524,13 +560,8 @@ static int handle_frame(Pipeline *p, const WalFrame *f)
     if (f->xlog.end > p->server_wal_end)
         p->server_wal_end = f->xlog.end;
     p->received_bytes += f->xlog.len;
-    rc = pgoutput_decode(f->xlog.data, f->xlog.len, p->arena, &c);
-    if (rc == 0)
-        rc = handle_change(p, &c);
-    arena_reset(p->arena);
-    if (rc < 0)
-        return tm_fail_ctx(rc, "at source LSN " LSN_FMT, LSN_ARGS(f->xlog.start));
-    return rc; /* 0, or FILTER_HOLD: a table this change needs is still copying */
+    pipeline_idmap_new_frame(p);
+    return handle_xlog(p, f);
 }
 
 static void source_lost(Pipeline *p, int err);
@@ -542,13 +573,74 @@ static bool socket_readable(int fd)
     return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
 }
 
+/* Whether the stream may read the next frame now. */
+static bool may_read(const Pipeline *p)
+{
+    return p->streaming && !p->paused && !p->held && !p->lookup_wait;
+}
+
+/*
+ * What follows handling frame f with result rc: 1 read on, 0 stop reading
+ * for now (a hold, an id_map answer to wait for, backpressure), -1 the
+ * pipeline failed or lost a peer (nothing more to do here).
+ */
+static int after_frame(Pipeline *p, const WalFrame *f, int rc)
+{
+    if (rc == -EAGAIN) {
+        /* Stop reading and keep the frame (its buffer lives until the next
+         * read): it is handled again from the start when the answer is in.
+         * Transforming has no side effect before the row is sent. */
+        p->lookup_wait = true;
+        p->lookup_frame = *f;
+        ev_io_stop(p->loop, &p->repl_r);
+        return 0;
+    }
+    if (rc < 0) {
+        pipeline_fail(p, rc);
+        return -1;
+    }
+    if (rc == FILTER_HOLD) {
+        /* Stop reading: the source keeps the WAL until the copy commits. */
+        p->held = true;
+        ev_io_stop(p->loop, &p->repl_r);
+        if (p->sink->ops->transactional) {
+            /* Wait at a transaction boundary, not inside an idle target
+             * transaction: while copies run a batch closes at every source
+             * commit, so this rolls back only the partial transaction; the
+             * stream restarts from the durable position after the copy. */
+            p->in_txn = false;
+            rc = p->sink->ops->abort_batch(p->sink);
+            if (rc < 0) {
+                pipeline_fail(p, rc);
+                return -1;
+            }
+        } else {
+            /* No target transaction to keep open: keep the frame (its
+             * buffer lives until the next read) and apply it on release. */
+            p->held_frame = *f;
+        }
+        /* Not yet planned: the workers are still reading the copy state. */
+        log_write(p->tstate[p->held_table].planned ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+                  p->tabs.t[p->held_table].display, p->txn.final_lsn,
+                  "stream waits for the initial copy of this table");
+        return 0;
+    }
+    if (over_limit(p)) {
+        pause_source(p);
+        if (!sink_gated(p))
+            log_debug("backpressure: %zu commands in flight on the target",
+                      p->sink->ops->inflight(p->sink));
+    }
+    return 1;
+}
+
 /* Reads and applies every complete frame; more while the socket has data. */
 static void pump_source(Pipeline *p)
 {
     WalFrame f;
     int rc;
 
-    while (p->streaming && !p->paused && !p->held) {
+    while (may_read(p)) {
         rc = repl_read(p->repl, &f);
         if (rc < 0) {
             source_lost(p, rc);
@@ -567,43 +659,11 @@ static void pump_source(Pipeline *p)
             }
             break;
         }
-        rc = handle_frame(p, &f);
-        if (rc < 0) {
-            pipeline_fail(p, rc);
+        rc = after_frame(p, &f, handle_frame(p, &f));
+        if (rc < 0)
             return;
-        }
-        if (rc == FILTER_HOLD) {
-            /* Stop reading: the source keeps the WAL until the copy commits. */
-            p->held = true;
-            ev_io_stop(p->loop, &p->repl_r);
-            if (p->sink->ops->transactional) {
-                /* Wait at a transaction boundary, not inside an idle target
-                 * transaction: while copies run a batch closes at every source
-                 * commit, so this rolls back only the partial transaction; the
-                 * stream restarts from the durable position after the copy. */
-                p->in_txn = false;
-                rc = p->sink->ops->abort_batch(p->sink);
-                if (rc < 0) {
-                    pipeline_fail(p, rc);
-                    return;
-                }
-            } else {
-                /* No target transaction to keep open: keep the frame (its
-                 * buffer lives until the next read) and apply it on release. */
-                p->held_frame = f;
-            }
-            /* Not yet planned: the workers are still reading the copy state. */
-            log_write(p->tstate[p->held_table].planned ? LOG_LVL_INFO : LOG_LVL_DEBUG,
-                      p->tabs.t[p->held_table].display, p->txn.final_lsn,
-                      "stream waits for the initial copy of this table");
+        if (rc == 0)
             break;
-        }
-        if (over_limit(p)) {
-            pause_source(p);
-            if (!sink_gated(p))
-                log_debug("backpressure: %zu commands in flight on the target",
-                          p->sink->ops->inflight(p->sink));
-        }
     }
     if (p->streaming && !p->in_txn) {
         rc = p->sink->ops->close_batch(p->sink);
@@ -617,69 +677,224 @@ static void pump_source(Pipeline *p)
     update_sink_watchers(p);
 }
 
-static int start_stream(Pipeline *p);
-
-static void on_schema_child(struct ev_loop *loop, ev_child *w, int revents)
+void pipeline_lookup_answered(Pipeline *p)
 {
-    Pipeline *p = w->data;
-    PGconn *dst = NULL;
     int rc;
 
-    ev_child_stop(loop, w);
-    rc = schemacopy_finish(p->schema_job, w->rstatus);
-    p->schema_job = NULL;
-    if (rc == 0)
-        rc = pgconn_open(&p->cfg->target.conn, PGCONN_NORMAL, "target", &dst);
-    if (rc == 0)
-        rc = schemacopy_mark(dst, p->cfg->pipeline, "post-data");
-    if (dst)
-        PQfinish(dst);
-    if (rc == 0) {
-        p->defer_stream = false;
-        rc = start_stream(p);
-    }
+    if (!p->lookup_wait || p->rc)
+        return; /* the frame went with a lost connection: answer kept for later */
+    rc = handle_xlog(p, &p->lookup_frame);
+    if (rc == -EAGAIN)
+        return; /* another id of the same change: asked in turn */
+    p->lookup_wait = false;
+    rc = after_frame(p, &p->lookup_frame, rc);
     if (rc < 0)
-        pipeline_fail(p, rc);
-    else
-        pipeline_service_ready(p);
+        return;
+    if (rc == 1 && may_read(p))
+        ev_io_start(p->loop, &p->repl_r);
+    pump_source(p); /* frames may already sit in libpq's buffer */
 }
 
-void pipeline_copies_complete(Pipeline *p)
-{
-    PGconn *dst = NULL;
-    int rc;
+/* ---- starting the stream: a source worker job owns repl meanwhile --------- */
 
-    if (!p->defer_stream || p->schema_job)
+typedef struct StartJob {
+    OffloadJob base;
+    Pipeline *p;
+    Lsn start;
+} StartJob;
+
+/* Blocking: connect and START_REPLICATION. */
+static int stream_open(ReplConn *repl, Lsn start)
+{
+    int rc = repl_connect(repl);
+
+    return rc == 0 ? repl_start(repl, start) : rc;
+}
+
+/* On the loop: the replication connection streams from start. */
+static void stream_started(Pipeline *p, Lsn start)
+{
+    p->skip_before = start;
+    p->received = start;
+    p->in_txn = false;
+    p->streaming = true;
+    p->backoff = BACKOFF_MIN_S;
+    p->paused = over_limit(p);
+    ev_io_set(&p->repl_r, repl_socket(p->repl), EV_READ);
+    ev_io_set(&p->repl_w, repl_socket(p->repl), EV_WRITE);
+    if (!p->paused)
+        ev_io_start(p->loop, &p->repl_r);
+    log_write(LOG_LVL_INFO, NULL, start, "streaming from slot %s", p->cfg->source.slot);
+}
+
+static void start_run(OffloadJob *j)
+{
+    StartJob *s = (StartJob *)j;
+
+    offload_result(j, stream_open(s->p->repl, s->start));
+}
+
+static void start_stream(Pipeline *p);
+
+static void start_done(OffloadJob *j)
+{
+    StartJob *s = (StartJob *)j;
+    Pipeline *p = s->p;
+    Lsn start = s->start;
+    bool cancelled = j->cancelled;
+    int rc = offload_rethrow(j);
+
+    free(s);
+    if (cancelled)
         return;
+    p->stream_starting = false;
+    if (rc == TM_EDIVERGED) { /* the slot is past the target: retrying cannot help */
+        pipeline_fail(p, rc);
+        return;
+    }
+    if (rc < 0) {
+        if (p->sink_down)
+            return; /* the target's reconnect restarts the stream */
+        p->errors_source++; /* each failed attempt counts: a long outage keeps the alert firing */
+        p->backoff = p->backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : p->backoff * 2;
+        log_warn("source still unavailable (%s); retrying in %.1f s", tm_error(), p->backoff);
+        repl_disconnect(p->repl);
+        ev_timer_set(&p->reconnect_timer, p->backoff, 0);
+        ev_timer_start(p->loop, &p->reconnect_timer);
+        return;
+    }
+    /* The target may have gone (and come back at another position) meanwhile.
+     * Nothing else moves the durable position while the stream is down. */
+    if (p->sink_down || start != pipeline_durable(p)) {
+        repl_disconnect(p->repl);
+        if (!p->sink_down)
+            start_stream(p);
+        return;
+    }
+    stream_started(p, start);
+    pipeline_service_ready(p);
+}
+
+/*
+ * Starts the stream from the durable position, off the loop; nothing may be
+ * in flight on the sink (the start position would be stale). A start already
+ * on its way does it.
+ */
+static void start_stream(Pipeline *p)
+{
+    StartJob *s;
+
+    if (p->stream_starting || p->streaming)
+        return;
+    s = xcalloc(1, sizeof(*s));
+    s->base.run = start_run;
+    s->base.done = start_done;
+    s->p = p;
+    s->start = pipeline_durable(p);
+    p->stream_starting = true;
+    offload_submit(p->src_jobs, &s->base);
+}
+
+/* ---- schema: copy — post-data restore, a target worker job ---------------- */
+
+typedef struct PostDataJob {
+    OffloadJob base;
+    Pipeline *p;
+    atomic_int pid;     /* pg_restore, once running */
+    atomic_bool cancel; /* the pipeline stops: end pg_restore (it rolls back) */
+} PostDataJob;
+
+static void post_data_run(OffloadJob *j)
+{
+    PostDataJob *pd = (PostDataJob *)j;
+    const Config *cfg = pd->p->cfg;
+    SchemaJob *sj = NULL;
+    PGconn *dst = NULL;
+    int status, rc = pgconn_open(&cfg->target.conn, PGCONN_NORMAL, "target", &dst);
+
     /* Indexes, constraints and triggers once the rows are in, before any
      * stream change: the apply needs the keys' indexes, and no batch may hold
      * locks the restore waits for. */
-    rc = pgconn_open(&p->cfg->target.conn, PGCONN_NORMAL, "target", &dst);
     if (rc == 0)
-        rc = schemacopy_start(p->cfg, dst, &p->tabs, "post-data", &p->schema_job);
+        rc = schemacopy_start(cfg, dst, &pd->p->tabs, "post-data", &sj);
     if (dst)
         PQfinish(dst);
+    dst = NULL;
+    if (rc == 0) {
+        atomic_store(&pd->pid, (int)schemacopy_pid(sj));
+        if (atomic_load(&pd->cancel))
+            kill(schemacopy_pid(sj), SIGTERM);
+        /* The loop is not libev's default loop: no child watcher reaps it first. */
+        while (waitpid(schemacopy_pid(sj), &status, 0) < 0 && errno == EINTR)
+            ;
+        rc = schemacopy_finish(sj, status);
+    }
+    if (rc == 0)
+        rc = pgconn_open(&cfg->target.conn, PGCONN_NORMAL, "target", &dst);
+    if (rc == 0)
+        rc = schemacopy_mark(dst, cfg->pipeline, "post-data");
+    if (dst)
+        PQfinish(dst);
+    offload_result(j, rc);
+}
+
+static void post_data_done(OffloadJob *j)
+{
+    PostDataJob *pd = (PostDataJob *)j;
+    Pipeline *p = pd->p;
+    bool cancelled = j->cancelled;
+    int rc = offload_rethrow(j);
+
+    free(pd);
+    if (cancelled)
+        return;
+    p->post_data = NULL;
     if (rc < 0) {
         pipeline_fail(p, rc);
         return;
     }
-    ev_child_init(&p->schema_child, on_schema_child, schemacopy_pid(p->schema_job), 0);
-    p->schema_child.data = p;
-    ev_child_start(p->loop, &p->schema_child);
+    p->defer_stream = false;
+    if (!p->sink_down)
+        start_stream(p);
+    pipeline_service_reload_pending(p);
 }
 
-/* After a hold that rolled back a partial transaction: reconnect from the
- * durable position once everything sent to the sink has settled. */
+void pipeline_copies_complete(Pipeline *p)
+{
+    PostDataJob *pd;
+
+    if (!p->defer_stream || p->post_data)
+        return;
+    pd = xcalloc(1, sizeof(*pd));
+    pd->base.run = post_data_run;
+    pd->base.done = post_data_done;
+    pd->p = p;
+    p->post_data = pd;
+    offload_submit(p->dst_jobs, &pd->base);
+}
+
+/* Stop: a running pg_restore is ended; its job then finishes at once. */
+static void post_data_cancel(Pipeline *p)
+{
+    int pid;
+
+    if (!p->post_data)
+        return;
+    atomic_store(&p->post_data->cancel, true);
+    pid = atomic_load(&p->post_data->pid);
+    if (pid > 0)
+        kill(pid, SIGTERM);
+}
+
+/* After a hold that rolled back a partial transaction, or a lost source:
+ * reconnect from the durable position once everything sent to the sink has
+ * settled (results still in flight would move it). */
 static void rewind_when_settled(Pipeline *p)
 {
-    int rc;
-
     if (!p->rewind || p->sink_down || p->sink->ops->inflight(p->sink) > 0)
         return;
     p->rewind = false;
-    rc = start_stream(p);
-    if (rc < 0)
-        source_lost(p, rc);
+    start_stream(p);
 }
 
 void pipeline_release_hold(Pipeline *p)
@@ -699,17 +914,11 @@ void pipeline_release_hold(Pipeline *p)
         rewind_when_settled(p);
         return;
     }
-    rc = handle_frame(p, &p->held_frame);
-    if (rc < 0) {
-        pipeline_fail(p, rc);
+    rc = after_frame(p, &p->held_frame, handle_xlog(p, &p->held_frame));
+    if (rc < 0)
         return;
-    }
-    if (rc == FILTER_HOLD) {
-        p->held = true;
-        return;
-    }
     log_debug("initial copy committed: stream continues");
-    if (p->streaming && !p->paused) {
+    if (rc == 1 && may_read(p)) {
         ev_io_start(p->loop, &p->repl_r);
         pump_source(p);
     }
@@ -758,7 +967,7 @@ static void on_sink_readable(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (p->paused && below_resume_mark(p)) {
         p->paused = false;
-        if (p->streaming && !p->held) {
+        if (may_read(p)) {
             ev_io_start(loop, &p->repl_r);
             pump_source(p); /* frames may already sit in libpq's buffer */
         }
@@ -781,50 +990,14 @@ static void on_status_timer(struct ev_loop *loop, ev_timer *w, int revents)
         source_lost(p, rc);
 }
 
-static int start_stream(Pipeline *p)
-{
-    Lsn start = p->sink->ops->durable(p->sink);
-    int rc = repl_connect(p->repl);
-
-    if (rc == 0)
-        rc = repl_start(p->repl, start);
-    if (rc < 0)
-        return rc;
-    p->skip_before = start;
-    p->received = start;
-    p->in_txn = false;
-    p->streaming = true;
-    p->paused = over_limit(p);
-    ev_io_set(&p->repl_r, repl_socket(p->repl), EV_READ);
-    ev_io_set(&p->repl_w, repl_socket(p->repl), EV_WRITE);
-    if (!p->paused)
-        ev_io_start(p->loop, &p->repl_r);
-    log_write(LOG_LVL_INFO, NULL, start, "streaming from slot %s", p->cfg->source.slot);
-    return 0;
-}
-
 static void on_reconnect(struct ev_loop *loop, ev_timer *w, int revents)
 {
     Pipeline *p = w->data;
 
     if (p->sink_down)
         return; /* the target's reconnect restarts the stream */
-    int rc = start_stream(p);
-
-    if (rc == TM_EDIVERGED) {
-        pipeline_fail(p, rc);
-        return;
-    }
-    if (rc < 0) {
-        p->errors_source++; /* each failed attempt counts: a long outage keeps the alert firing */
-        p->backoff = p->backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : p->backoff * 2;
-        log_warn("source still unavailable (%s); retrying in %.1f s", tm_error(), p->backoff);
-        repl_disconnect(p->repl);
-        ev_timer_set(w, p->backoff, 0);
-        ev_timer_start(loop, w);
-        return;
-    }
-    p->backoff = BACKOFF_MIN_S;
+    p->rewind = true;
+    rewind_when_settled(p);
 }
 
 /* The source went away: drop what is half received, keep what is durable, retry. */
@@ -843,39 +1016,63 @@ static void source_lost(Pipeline *p, int err)
     p->streaming = false;
     p->in_txn = false;
     p->held = false; /* the held frame's buffer goes with the connection */
+    p->lookup_wait = false;
     repl_disconnect(p->repl);
     /* The open batch may hold a partial transaction: roll it back; the slot
-     * resends everything after the durable LSN. */
+     * resends everything after the durable LSN. The restart waits until the
+     * sink's results are in (rewind_when_settled), without blocking. */
     rc = p->sink->ops->abort_batch(p->sink);
-    if (rc == 0)
-        rc = p->sink->ops->drain(p->sink);
     if (rc < 0) {
         pipeline_fail(p, rc);
         return;
     }
+    update_sink_watchers(p);
     ev_timer_set(&p->reconnect_timer, p->backoff, 0);
     ev_timer_start(p->loop, &p->reconnect_timer);
 }
 
-static void on_sink_reconnect(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    Pipeline *p = w->data;
-    bool found;
+/* ---- the target's reconnect: a target worker job owns the sink meanwhile -- */
+
+typedef struct SinkJob {
+    OffloadJob base;
+    Pipeline *p;
     Lsn wm;
-    int rc = p->sink->ops->connect(p->sink, p->encoding);
+} SinkJob;
+
+static void sink_reconnect_run(OffloadJob *j)
+{
+    SinkJob *s = (SinkJob *)j;
+    Sink *sink = s->p->sink;
+    bool found;
+    int rc = sink->ops->connect(sink, s->p->encoding);
 
     if (rc == 0)
-        rc = p->sink->ops->read_position(p->sink, &found, &wm);
+        rc = sink->ops->read_position(sink, &found, &s->wm);
     if (rc == 0 && !found)
         rc = tm_fail(-EIO, "target: the pipeline's position vanished while it was away");
     if (rc == 0)
-        rc = p->sink->ops->start(p->sink, wm);
+        rc = sink->ops->start(sink, s->wm);
+    offload_result(j, rc);
+}
+
+static void sink_reconnect_done(OffloadJob *j)
+{
+    SinkJob *s = (SinkJob *)j;
+    Pipeline *p = s->p;
+    Lsn wm = s->wm;
+    bool cancelled = j->cancelled;
+    int rc = offload_rethrow(j);
+
+    free(s);
+    if (cancelled)
+        return;
+    p->sink_job = false;
     if (rc < 0) {
         p->errors_target++;
         p->backoff = p->backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : p->backoff * 2;
         log_warn("target still unavailable (%s); retrying in %.1f s", tm_error(), p->backoff);
-        ev_timer_set(w, p->backoff, 0);
-        ev_timer_start(loop, w);
+        ev_timer_set(&p->sink_timer, p->backoff, 0);
+        ev_timer_start(p->loop, &p->sink_timer);
         return;
     }
     log_write(LOG_LVL_NOTICE, NULL, wm, "target reconnected");
@@ -883,24 +1080,39 @@ static void on_sink_reconnect(struct ev_loop *loop, ev_timer *w, int revents)
     p->backoff = BACKOFF_MIN_S;
     ev_io_set(&p->sink_r, p->sink->ops->socket(p->sink), EV_READ);
     ev_io_set(&p->sink_w, p->sink->ops->socket(p->sink), EV_WRITE);
-    ev_io_start(loop, &p->sink_r);
-    if (!p->defer_stream) {
-        rc = start_stream(p);
-        if (rc < 0)
-            source_lost(p, rc);
-        else
-            pipeline_service_ready(p);
-    }
+    ev_io_start(p->loop, &p->sink_r);
+    update_sink_watchers(p);
+    if (!p->defer_stream)
+        start_stream(p);
+}
+
+static void on_sink_reconnect(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    Pipeline *p = w->data;
+    SinkJob *s;
+
+    if (p->sink_job)
+        return;
+    s = xcalloc(1, sizeof(*s));
+    s->base.run = sink_reconnect_run;
+    s->base.done = sink_reconnect_done;
+    s->p = p;
+    p->sink_job = true;
+    offload_submit(p->dst_jobs, &s->base);
 }
 
 /*
  * The target went away: everything not durable is dropped on this side too
  * (the target rolled it back), the stream stops, and both come back from the
- * target's watermark once it answers again.
+ * target's watermark once it answers again. Until then the sink belongs to
+ * its reconnect job: the loop does not touch it.
  */
 static void sink_lost(Pipeline *p)
 {
+    if (p->sink_down)
+        return;
     log_warn("lost the target: %s; reconnecting", tm_error());
+    p->durable_at_loss = p->sink->ops->durable(p->sink);
     p->sink_down = true;
     p->errors_target++;
     ev_io_stop(p->loop, &p->repl_r);
@@ -908,10 +1120,12 @@ static void sink_lost(Pipeline *p)
     ev_io_stop(p->loop, &p->sink_r);
     ev_io_stop(p->loop, &p->sink_w);
     ev_timer_stop(p->loop, &p->reconnect_timer);
-    repl_disconnect(p->repl);
+    if (!p->stream_starting) /* else its job owns repl; it sees sink_down */
+        repl_disconnect(p->repl);
     p->streaming = false;
     p->in_txn = false;
     p->held = false;
+    p->lookup_wait = false;
     p->rewind = false; /* the target's reconnect restarts the stream */
     p->paused = false;
     p->ptxn_count = 0;
@@ -931,7 +1145,16 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 /* Clean stop: commit complete transactions, abandon a partial one, report. */
 static int shutdown_drain(Pipeline *p)
 {
-    int rc = p->in_txn ? p->sink->ops->abort_batch(p->sink) : p->sink->ops->close_batch(p->sink);
+    int rc;
+
+    if (p->sink_down) {
+        log_write(LOG_LVL_INFO, NULL, p->durable_at_loss,
+                  "stopped while the target was unavailable: %llu changes in %llu transactions"
+                  " applied this run",
+                  p->n_changes, p->n_txns);
+        return 0;
+    }
+    rc = p->in_txn ? p->sink->ops->abort_batch(p->sink) : p->sink->ops->close_batch(p->sink);
 
     if (rc == 0)
         rc = p->sink->ops->drain(p->sink);
@@ -989,11 +1212,18 @@ int pipeline_run(Config *cfg)
     int rc;
 
     p.cfg = cfg;
-    p.loop = ev_default_loop(EVFLAG_AUTO);
+    /* Not the default loop: that one reaps every child through SIGCHLD, and
+     * the post-data job waits for its pg_restore itself. */
+    p.loop = ev_loop_new(EVFLAG_AUTO);
+    if (!p.loop)
+        return tm_fail(-ENOMEM, "cannot create the event loop");
     p.repl = repl_new(cfg);
     rc = sink_new(cfg, &p.sink);
-    if (rc < 0)
+    if (rc < 0) {
+        repl_free(p.repl);
+        ev_loop_destroy(p.loop);
         return rc;
+    }
     p.rels = relcache_new();
     p.arena = arena_new(64 * 1024);
     p.backoff = BACKOFF_MIN_S;
@@ -1006,7 +1236,11 @@ int pipeline_run(Config *cfg)
     signal(SIGPIPE, SIG_IGN);
 
     Lsn start;
-    rc = pipeline_setup(&p, &start);
+    rc = offload_new(p.loop, "source", &p.src_jobs);
+    if (rc == 0)
+        rc = offload_new(p.loop, "target", &p.dst_jobs);
+    if (rc == 0)
+        rc = pipeline_setup(&p, &start);
     if (rc == 0)
         rc = p.sink->ops->start(p.sink, start);
     if (rc < 0)
@@ -1030,9 +1264,12 @@ int pipeline_run(Config *cfg)
     if (rc == 0)
         rc = pipeline_schema_pending(&p, &p.defer_stream);
     if (rc == 0 && !p.defer_stream) {
-        rc = start_stream(&p);
-        if (rc == 0)
+        /* The loop does not run yet: the first start may block. */
+        rc = stream_open(p.repl, start);
+        if (rc == 0) {
+            stream_started(&p, start);
             pipeline_service_ready(&p);
+        }
     } else if (rc == 0)
         log_info("schema copy: streaming starts once the tables are copied and indexed");
     if (rc == 0)
@@ -1043,15 +1280,19 @@ int pipeline_run(Config *cfg)
     ev_run(p.loop, 0);
     /* Copies first: their uncommitted parts roll back and stay pending. */
     pipeline_copy_stop(&p);
-    if (p.schema_job) {
-        ev_child_stop(p.loop, &p.schema_child);
-        schemacopy_abort(p.schema_job);
-        p.schema_job = NULL;
-    }
+    post_data_cancel(&p);
+    /* Then the workers: what they own comes back to this thread. */
+    offload_free(p.src_jobs);
+    offload_free(p.dst_jobs);
+    p.src_jobs = p.dst_jobs = NULL;
+    p.post_data = NULL;
+    p.stream_starting = p.sink_job = false;
     rc = p.rc;
     if (rc == 0)
         rc = shutdown_drain(&p);
 out:
+    offload_free(p.src_jobs);
+    offload_free(p.dst_jobs);
     pipeline_service_stop(&p);
     if (rc < 0)
         record_last_error(&p, rc);
@@ -1062,8 +1303,10 @@ out:
     relcache_free(p.rels); /* its sink state points into the sink */
     sink_free(p.sink);
     tableset_release(&p.tabs);
+    pipeline_idmap_free(&p);
     free(p.ptxn);
     arena_free(p.arena);
     free(p.encoding);
+    ev_loop_destroy(p.loop);
     return rc;
 }

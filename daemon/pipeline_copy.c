@@ -329,9 +329,9 @@ static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
     buf_release(&line);
 }
 
-static int load_done(Pipeline *p, const TableDef *t, TableState *ts)
+/* Whether t's copy is complete, from the sink's stored state (blocking). */
+static int load_done(Sink *sink, const TableDef *t, TableState *ts)
 {
-    Sink *sink = p->sink;
     CopyPart *parts = NULL;
     int n = 0, rc;
 
@@ -363,7 +363,6 @@ static int load_done(Pipeline *p, const TableDef *t, TableState *ts)
     ts->nparts = n;
     ts->planned = true;
     recompute(ts);
-    log_table_done(p, (int)(t - p->tabs.t)); /* "0 copied this run" */
     return 0;
 }
 
@@ -402,11 +401,35 @@ void pipeline_check_early_errors(Pipeline *p)
                              errors, done * 100, limit));
 }
 
-int pipeline_copy_start(Pipeline *p)
+void copystate_free(TableState *ts, size_t n)
 {
-    p->tstate = xcalloc(p->tabs.n + 1, sizeof(TableState));
-    for (size_t i = 0; i < p->tabs.n; i++)
-        p->tstate[i].key_col = key_column(&p->tabs.t[i]);
+    if (!ts)
+        return;
+    for (size_t i = 0; i < n; i++)
+        copyparts_free(ts[i].parts, ts[i].nparts);
+    free(ts);
+}
+
+int pipeline_copy_load(Sink *sink, const TableSet *tabs, TableState **out)
+{
+    TableState *ts = xcalloc(tabs->n + 1, sizeof(TableState));
+    int rc = 0;
+
+    for (size_t i = 0; i < tabs->n && rc == 0; i++) {
+        ts[i].key_col = key_column(&tabs->t[i]);
+        rc = load_done(sink, &tabs->t[i], &ts[i]);
+    }
+    if (rc < 0) {
+        copystate_free(ts, tabs->n);
+        return rc;
+    }
+    *out = ts;
+    return 0;
+}
+
+int pipeline_copy_begin(Pipeline *p, TableState *tstate)
+{
+    p->tstate = tstate;
     p->tsync = tablesync_new(p->cfg, p->sink, &p->tabs, copy_notify, p);
     p->copy_started = clock_mono_secs();
     ev_async_init(&p->copy_async, on_copy_async);
@@ -418,11 +441,12 @@ int pipeline_copy_start(Pipeline *p)
     /* Tables whose copy is complete are known here and now, so their stream
      * changes never wait for a busy worker; only the others are queued. */
     for (size_t i = 0; i < p->tabs.n; i++) {
-        TableState *ts = &p->tstate[i];
-        int rc = load_done(p, &p->tabs.t[i], ts);
+        if (p->tstate[i].synced) {
+            log_table_done(p, (int)i); /* "0 copied this run" */
+            continue;
+        }
+        int rc = tablesync_submit(p->tsync, (int)i);
 
-        if (rc == 0 && !ts->synced)
-            rc = tablesync_submit(p->tsync, (int)i);
         if (rc < 0)
             return rc;
     }
@@ -435,6 +459,14 @@ int pipeline_copy_start(Pipeline *p)
         pipeline_copies_complete(p);
     }
     return 0;
+}
+
+int pipeline_copy_start(Pipeline *p)
+{
+    TableState *ts;
+    int rc = pipeline_copy_load(p->sink, &p->tabs, &ts);
+
+    return rc < 0 ? rc : pipeline_copy_begin(p, ts);
 }
 
 void pipeline_copy_stop(Pipeline *p)
@@ -451,9 +483,6 @@ void pipeline_copy_free(Pipeline *p)
     pipeline_copy_stop(p);
     tablesync_free(p->tsync);
     p->tsync = NULL;
-    if (p->tstate)
-        for (size_t i = 0; i < p->tabs.n; i++)
-            copyparts_free(p->tstate[i].parts, p->tstate[i].nparts);
-    free(p->tstate);
+    copystate_free(p->tstate, p->tabs.n);
     p->tstate = NULL;
 }

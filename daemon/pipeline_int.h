@@ -13,6 +13,8 @@
 #include "core/arena.h"
 #include "core/relcache.h"
 #include "core/table.h"
+#include "core/transform/mapping.h"
+#include "daemon/offload.h"
 #include "sinks/sink.h"
 
 #include <ev.h>
@@ -58,9 +60,17 @@ typedef struct Pipeline {
     ev_timer status_timer, reconnect_timer, sink_timer, progress_timer;
     ev_signal sig_term, sig_int;
     ev_async copy_async;
-    ev_child schema_child;
-    struct SchemaJob *schema_job; /* post-data restore running */
-    bool defer_stream;            /* schema: copy waits for post-data */
+    struct PostDataJob *post_data; /* schema: copy's post-data restore running */
+    bool defer_stream;             /* schema: copy waits for post-data */
+
+    /* Blocking work runs off the loop (daemon/offload.h), one worker per peer. */
+    struct Offload *src_jobs, *dst_jobs;
+    bool stream_starting; /* a job owns repl: connecting, START_REPLICATION */
+    bool sink_job;        /* a job owns sink: reconnecting (sink_down) */
+    Lsn durable_at_loss;  /* durable() while the sink belongs to its reconnect job */
+    bool lookup_wait;     /* lookup_frame waits for an id_map answer */
+    WalFrame lookup_frame;
+    struct StreamIdMap *idmap; /* the stream's id_map lookups (pipeline_idmap.c) */
 
     bool streaming; /* replication connection is in CopyBoth */
     bool paused;    /* backpressure: not reading the replication socket */
@@ -89,7 +99,8 @@ typedef struct Pipeline {
     size_t ptxn_head, ptxn_count, ptxn_cap;
     unsigned long long received_bytes, errors_source, errors_target;
     long long slot_retained_bytes; /* -1: unknown */
-    PGconn *monitor;               /* source SQL session for heartbeats and slot checks */
+    PGconn *monitor; /* source SQL session: the source worker's (heartbeats, slot, reload) */
+    bool monitor_busy, reload_busy, reload_again, clear_error_pending;
     ev_timer monitor_timer, watchdog_timer;
     ev_signal sig_hup;
     struct HttpServer *http;
@@ -97,8 +108,20 @@ typedef struct Pipeline {
     double last_retained_warning;
 } Pipeline;
 
+/* A job of the source or target worker for one pipeline (daemon/offload.h). */
+typedef struct PipelineJob {
+    OffloadJob base;
+    Pipeline *p;
+} PipelineJob;
+
 /* pipeline.c */
+OffloadJob *pipeline_job_new(Pipeline *p, OffloadFn run, OffloadFn done);
+void pipeline_job_free(OffloadJob *j); /* a done() that only frees */
 void pipeline_fail(Pipeline *p, int rc);
+/* The sink's durable position; the last known one while the target is down. */
+Lsn pipeline_durable(const Pipeline *p);
+/* An id_map answer arrived: handle the frame that waited for it. */
+void pipeline_lookup_answered(Pipeline *p);
 void pipeline_release_hold(Pipeline *p);
 /* Every table's initial copy has committed. */
 void pipeline_copies_complete(Pipeline *p);
@@ -107,10 +130,17 @@ void pipeline_copies_complete(Pipeline *p);
 double pipeline_lag_seconds(const Pipeline *p);
 long long pipeline_lag_bytes(const Pipeline *p);
 
+/* pipeline_idmap.c: id_map lookups of the stream, answered by the target worker. */
+int pipeline_idmap_attach(Pipeline *p, MappingPlan *plan);
+void pipeline_idmap_new_frame(Pipeline *p); /* answers kept for a frame are dropped */
+void pipeline_idmap_free(Pipeline *p);
+
 /* pipeline_service.c: systemd notify, /metrics, health, heartbeats, reload. */
 int pipeline_service_start(Pipeline *p);
 void pipeline_service_stop(Pipeline *p);
 void pipeline_service_ready(Pipeline *p); /* the stream is up (again) */
+/* A SIGHUP that waited (for a reload or the schema restore) runs now. */
+void pipeline_service_reload_pending(Pipeline *p);
 
 /* pipeline_setup.c: everything before the loop; *start is where streaming begins. */
 int pipeline_setup(Pipeline *p, Lsn *start);
@@ -134,6 +164,16 @@ int pipeline_filter_table(Pipeline *p, int idx);
 /* Stops the pipeline when too many rows failed early in the initial load. */
 void pipeline_check_early_errors(Pipeline *p);
 
+/*
+ * The copy state of every table of tabs as the sink stored it (blocking, any
+ * thread: the sink reads it through a session of its own); *out is for
+ * pipeline_copy_begin, or copystate_free.
+ */
+int pipeline_copy_load(Sink *sink, const TableSet *tabs, TableState **out);
+void copystate_free(TableState *ts, size_t n);
+/* On the loop: takes tstate (of p->tabs) and starts workers for the tables not yet copied. */
+int pipeline_copy_begin(Pipeline *p, TableState *tstate);
+/* Both, for startup (before the loop runs). */
 int pipeline_copy_start(Pipeline *p);
 void pipeline_copy_stop(Pipeline *p);
 void pipeline_copy_free(Pipeline *p);

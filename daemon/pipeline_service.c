@@ -13,6 +13,7 @@
 #include "core/xmalloc.h"
 #include "daemon/http.h"
 #include "daemon/notify.h"
+#include "daemon/offload.h"
 #include "daemon/prom.h"
 #include "migration/verify.h"
 #include "core/clock.h"
@@ -30,7 +31,7 @@ static const char *phase(const Pipeline *p)
 {
     if (p->sink_down)
         return "target unavailable";
-    if (p->schema_job)
+    if (p->post_data)
         return "restoring indexes and constraints";
     if (!p->streaming)
         return p->defer_stream ? "copying" : "reconnecting to the source";
@@ -137,7 +138,7 @@ static void render_verify(Pipeline *p, Buf *b);
 static void render_metrics(void *arg, Buf *b)
 {
     Pipeline *p = arg;
-    Lsn wm = p->sink->ops->durable(p->sink);
+    Lsn wm = pipeline_durable(p);
 
     gauge(b, "tidemark_up", "1 while the daemon runs.", 1);
     gauge(b, "tidemark_streaming", "1 while changes stream from the source to the target.",
@@ -266,14 +267,14 @@ static int render_ready(void *arg, Buf *b)
 
 /* ---- systemd ---------------------------------------------------------------- */
 
-/* A previous run's failure no longer describes the pipeline once it runs again. */
-static void clear_last_error(Pipeline *p)
+/* A previous run's failure no longer describes the pipeline once it runs
+ * again (a target worker job: fire and forget). */
+static void clear_error_run(OffloadJob *j)
 {
+    Pipeline *p = ((PipelineJob *)j)->p;
     const char *params[1] = {p->cfg->pipeline};
     PGconn *dst = NULL;
 
-    if (strcmp(p->cfg->target.type, "postgres") != 0)
-        return;
     if (pgconn_open(&p->cfg->target.conn, PGCONN_NORMAL, "target", &dst) == 0 &&
         pgconn_query(dst,
                      "DELETE FROM tidemark.pipeline_state WHERE pipeline = $1 AND"
@@ -284,12 +285,19 @@ static void clear_last_error(Pipeline *p)
         PQfinish(dst);
 }
 
+static void clear_last_error(Pipeline *p)
+{
+    if (strcmp(p->cfg->target.type, "postgres") != 0)
+        return;
+    offload_submit(p->dst_jobs, pipeline_job_new(p, clear_error_run, pipeline_job_free));
+}
+
 void pipeline_service_ready(Pipeline *p)
 {
     char status[256];
 
     snprintf(status, sizeof(status), "%s; watermark " LSN_FMT, phase(p),
-             LSN_ARGS(p->sink->ops->durable(p->sink)));
+             LSN_ARGS(pipeline_durable(p)));
     if (!p->ready_sent) {
         notify_ready(status);
         clear_last_error(p);
@@ -306,11 +314,16 @@ static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
     if (p->ready_sent)
         notify_status("%s; lag %lld bytes, %.1f s; watermark " LSN_FMT, phase(p),
                       pipeline_lag_bytes(p), pipeline_lag_seconds(p),
-                      LSN_ARGS(p->sink->ops->durable(p->sink)));
+                      LSN_ARGS(pipeline_durable(p)));
 }
 
 /* ---- heartbeats and the slot guard ---------------------------------------- */
 
+/*
+ * p->monitor belongs to the source worker: only its jobs (monitor, reload)
+ * use it, one at a time, so a source that stops answering delays them and
+ * never the loop.
+ */
 static int monitor_conn(Pipeline *p)
 {
     if (p->monitor && PQstatus(p->monitor) == CONNECTION_OK)
@@ -321,22 +334,61 @@ static int monitor_conn(Pipeline *p)
     return pgconn_open(&p->cfg->source.conn, PGCONN_NORMAL, "source", &p->monitor);
 }
 
-static void check_slot(Pipeline *p)
+typedef struct MonitorJob {
+    PipelineJob base;
+    bool heartbeat, check;
+    long long retained; /* -1: unknown */
+} MonitorJob;
+
+static void monitor_run(OffloadJob *j)
 {
-    const char *params[1] = {p->cfg->source.slot};
+    MonitorJob *m = (MonitorJob *)j;
+    Pipeline *p = m->base.p;
     PGresult *res;
 
-    if (pgconn_query(p->monitor,
-                     "SELECT (pg_current_wal_lsn() - restart_lsn)::bigint FROM"
-                     " pg_replication_slots WHERE slot_name = $1",
-                     1, params, &res) < 0) {
-        p->slot_retained_bytes = -1;
+    m->retained = -1;
+    if (monitor_conn(p) < 0) {
+        log_debug("monitor: %s", tm_error());
         return;
     }
-    p->slot_retained_bytes = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)
-                                 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10)
-                                 : -1;
-    PQclear(res);
+    /* A logical message makes the walsender send something even when every
+     * published table is idle, so the confirmed position (and the WAL the
+     * slot holds) keeps moving. */
+    if (m->heartbeat) {
+        const char *params[1] = {p->cfg->pipeline};
+
+        if (pgconn_query(p->monitor, "SELECT pg_logical_emit_message(false, 'tidemark', $1)", 1,
+                         params, NULL) < 0)
+            log_debug("heartbeat: %s", tm_error());
+    }
+    if (m->check) {
+        const char *params[1] = {p->cfg->source.slot};
+
+        if (pgconn_query(p->monitor,
+                         "SELECT (pg_current_wal_lsn() - restart_lsn)::bigint FROM"
+                         " pg_replication_slots WHERE slot_name = $1",
+                         1, params, &res) < 0)
+            return;
+        if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+            m->retained = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+        PQclear(res);
+    }
+}
+
+static void monitor_done(OffloadJob *j)
+{
+    MonitorJob *m = (MonitorJob *)j;
+    Pipeline *p = m->base.p;
+    bool cancelled = j->cancelled, check = m->check;
+    long long retained = m->retained;
+
+    free(m);
+    if (cancelled)
+        return;
+    p->monitor_busy = false;
+    if (!check)
+        return;
+    p->slot_retained_bytes = retained;
     long long limit = p->cfg->service.warn_retained_wal_mb * 1024LL * 1024LL;
     double now = clock_mono_secs();
     if (p->slot_retained_bytes > limit && now - p->last_retained_warning > 600) {
@@ -355,26 +407,24 @@ static void on_monitor(struct ev_loop *loop, ev_timer *w, int revents)
     static double last_heartbeat, last_check;
     double now = clock_mono_secs();
     long hb = p->cfg->service.heartbeat_interval_s;
+    MonitorJob *m;
 
-    if (monitor_conn(p) < 0) {
-        log_debug("monitor: %s", tm_error());
-        return;
-    }
-    /* A logical message makes the walsender send something even when every
-     * published table is idle, so the confirmed position (and the WAL the
-     * slot holds) keeps moving. */
+    if (p->monitor_busy)
+        return; /* the last one still waits for the source */
+    m = xcalloc(1, sizeof(*m));
     if (hb > 0 && now - last_heartbeat >= (double)hb && p->streaming) {
-        const char *params[1] = {p->cfg->pipeline};
-
         last_heartbeat = now;
-        if (pgconn_query(p->monitor, "SELECT pg_logical_emit_message(false, 'tidemark', $1)", 1,
-                         params, NULL) < 0)
-            log_debug("heartbeat: %s", tm_error());
+        m->heartbeat = true;
     }
     if (now - last_check >= SLOT_CHECK_S) {
         last_check = now;
-        check_slot(p);
+        m->check = true;
     }
+    m->base.p = p;
+    m->base.base.run = monitor_run;
+    m->base.base.done = monitor_done;
+    p->monitor_busy = true;
+    offload_submit(p->src_jobs, &m->base.base);
 }
 
 /* ---- reload ----------------------------------------------------------------- */
@@ -397,40 +447,62 @@ static void remap(RelEntry *e, void *arg)
     e->foreign_warned = false;
 }
 
-static int reload_tables(Pipeline *p, const Config *n)
+/*
+ * A reload in two halves: the source worker resolves the new table set on
+ * the source, checks it on the target, corrects the publication and reads
+ * the tables' copy state (all blocking); the loop then swaps the result in.
+ * p->tabs changes only in that swap and only one reload runs at a time, so
+ * the worker may read it.
+ */
+typedef struct ReloadJob {
+    PipelineJob base;
+    Config *n;
+    LogLevel level;
+    bool same;          /* the table set did not change */
+    TableSet tabs;      /* the new one, when it did */
+    TableState *tstate; /* its copy state */
+} ReloadJob;
+
+static void reload_run(OffloadJob *j)
 {
-    TableSet tabs = {0};
+    ReloadJob *r = (ReloadJob *)j;
+    Pipeline *p = r->base.p;
     int rc = monitor_conn(p);
 
     if (rc == 0)
-        rc = catalog_resolve(p->monitor, n, &tabs);
+        rc = catalog_resolve(p->monitor, r->n, &r->tabs);
     if (rc == 0)
-        rc = catalog_check_identity(&tabs);
-    if (rc == 0 && same_tables(&tabs, &p->tabs)) {
-        tableset_release(&tabs);
-        return 0;
-    }
-    for (size_t i = 0; rc == 0 && i < tabs.n; i++)
-        rc = p->sink->ops->check_table(p->sink, &tabs.t[i], false);
+        rc = catalog_check_identity(&r->tabs);
     if (rc == 0)
-        rc = catalog_sync_publication(p->monitor, p->cfg->source.publication, &tabs);
-    if (rc < 0) {
-        tableset_release(&tabs);
-        return rc;
-    }
-    /* Keep counters of tables that stay. */
+        r->same = same_tables(&r->tabs, &p->tabs);
+    for (size_t i = 0; rc == 0 && !r->same && i < r->tabs.n; i++)
+        rc = p->sink->ops->check_table(p->sink, &r->tabs.t[i], false);
+    if (rc == 0 && !r->same)
+        rc = catalog_sync_publication(p->monitor, p->cfg->source.publication, &r->tabs);
+    if (rc == 0 && !r->same)
+        rc = pipeline_copy_load(p->sink, &r->tabs, &r->tstate);
+    offload_result(j, rc);
+}
+
+/* On the loop: the new table set replaces the old one; counters of tables that stay are kept. */
+static int reload_swap(Pipeline *p, ReloadJob *r)
+{
     TableState *old = p->tstate;
     TableSet oldtabs = p->tabs;
+    int rc;
+
     verify_loop_stop(p->verify); /* it reads the table set being replaced */
     p->verify = NULL;
     p->tstate = NULL;
     pipeline_copy_stop(p);
     tablesync_free(p->tsync);
     p->tsync = NULL;
-    p->tabs = tabs;
+    p->tabs = r->tabs;
+    memset(&r->tabs, 0, sizeof(r->tabs));
     p->copy_done_logged = false;
     relcache_foreach(p->rels, remap, p);
-    rc = pipeline_copy_start(p);
+    rc = pipeline_copy_begin(p, r->tstate);
+    r->tstate = NULL;
     for (size_t i = 0; i < oldtabs.n; i++) {
         int j = tableset_find(&p->tabs, oldtabs.t[i].schema, oldtabs.t[i].name);
 
@@ -440,9 +512,8 @@ static int reload_tables(Pipeline *p, const Config *n)
             p->tstate[j].filtered = old[i].filtered;
             p->tstate[j].dead_letters = old[i].dead_letters;
         }
-        copyparts_free(old[i].parts, old[i].nparts);
     }
-    free(old);
+    copystate_free(old, oldtabs.n);
     tableset_release(&oldtabs);
     log_info("reload: now replicating %zu table(s)", p->tabs.n);
     p->verify = verify_loop_start(p->cfg, &p->tabs);
@@ -451,34 +522,88 @@ static int reload_tables(Pipeline *p, const Config *n)
     return rc;
 }
 
-static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
+static void reload_start(Pipeline *p);
+
+static void reload_done(OffloadJob *j)
 {
-    Pipeline *p = w->data;
+    ReloadJob *r = (ReloadJob *)j;
+    Pipeline *p = r->base.p;
+    bool cancelled = j->cancelled;
+    int rc = offload_rethrow(j);
+
+    if (!cancelled) {
+        if (rc == 0 && !r->same)
+            rc = reload_swap(p, r);
+        if (rc < 0) {
+            log_error("reload rejected, the running configuration stays: %s", tm_error());
+        } else {
+            log_set_level(r->level);
+            if (strcmp(r->n->source.conn.conninfo, p->cfg->source.conn.conninfo) != 0 ||
+                strcmp(r->n->target.conn.conninfo ? r->n->target.conn.conninfo : "",
+                       p->cfg->target.conn.conninfo ? p->cfg->target.conn.conninfo : "") != 0)
+                log_notice("reload: connection settings changed; they take effect at restart");
+            log_info("configuration reloaded from %s", p->cfg->path);
+        }
+        p->reload_busy = false;
+        p->ready_sent = false;
+        pipeline_service_ready(p);
+    }
+    copystate_free(r->tstate, r->tabs.n);
+    tableset_release(&r->tabs);
+    config_free(r->n);
+    free(r);
+    if (!cancelled)
+        pipeline_service_reload_pending(p);
+}
+
+static void reload_start(Pipeline *p)
+{
     Config *n = NULL;
     LogLevel level;
     int rc;
 
     notify_reloading();
+    /* One at a time; and not while the post-data restore reads the table set. */
+    if (p->reload_busy || p->post_data) {
+        log_info("reload: queued behind the %s",
+                 p->reload_busy ? "running reload" : "schema restore");
+        p->reload_again = true;
+        return;
+    }
     rc = config_load(p->cfg->path, &n);
     if (rc == 0 && strcmp(n->pipeline, p->cfg->pipeline) != 0)
         rc = tm_fail(-EINVAL, "pipeline name changed from %s to %s", p->cfg->pipeline, n->pipeline);
     if (rc == 0)
         rc = log_level_parse(n->log.level, &level);
-    if (rc == 0)
-        rc = reload_tables(p, n);
     if (rc < 0) {
         log_error("reload rejected, the running configuration stays: %s", tm_error());
-    } else {
-        log_set_level(level);
-        if (strcmp(n->source.conn.conninfo, p->cfg->source.conn.conninfo) != 0 ||
-            strcmp(n->target.conn.conninfo ? n->target.conn.conninfo : "",
-                   p->cfg->target.conn.conninfo ? p->cfg->target.conn.conninfo : "") != 0)
-            log_notice("reload: connection settings changed; they take effect at restart");
-        log_info("configuration reloaded from %s", p->cfg->path);
+        config_free(n);
+        p->ready_sent = false;
+        pipeline_service_ready(p);
+        return;
     }
-    config_free(n);
-    p->ready_sent = false;
-    pipeline_service_ready(p);
+    ReloadJob *r = xcalloc(1, sizeof(*r));
+
+    r->base.p = p;
+    r->base.base.run = reload_run;
+    r->base.base.done = reload_done;
+    r->n = n;
+    r->level = level;
+    p->reload_busy = true;
+    offload_submit(p->src_jobs, &r->base.base);
+}
+
+void pipeline_service_reload_pending(Pipeline *p)
+{
+    if (p->reload_again && !p->reload_busy) {
+        p->reload_again = false;
+        reload_start(p);
+    }
+}
+
+static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    reload_start(w->data);
 }
 
 /* ---- lifecycle ----------------------------------------------------------------- */

@@ -6,6 +6,11 @@
  * administrator or a shutdown ended the session) is -ENOTCONN, a target
  * outage; any other server error (permission denied, the table missing) is
  * -EIO. Only the first two may send the row to the dead letters.
+ *
+ * The stream cannot wait for the target on the daemon's loop, so the lookup
+ * comes apart there (daemon/pipeline_idmap.c): the loop asks the cache, the
+ * target worker runs idmap_fetch(), and the loop files the answer with
+ * idmap_remember() before it transforms the change again.
  */
 #include "connectors/pg/idmap.h"
 #include "connectors/pg/pgconn.h"
@@ -21,7 +26,8 @@
 
 typedef struct IdMapEntry {
     struct IdMapEntry *next;
-    char *ns, *old, *new_id;
+    char *ns, *old, *new_id; /* answers: new_id holds the error message */
+    int rc;
 } IdMapEntry;
 
 struct IdMapLookup {
@@ -29,6 +35,7 @@ struct IdMapLookup {
     PGconn *conn;
     IdMapEntry *buckets[IDMAP_BUCKETS];
     size_t nentries;
+    IdMapEntry *answers; /* failed lookups of the change being transformed */
 };
 
 static uint32_t hash2(const char *a, const char *b)
@@ -43,16 +50,21 @@ static uint32_t hash2(const char *a, const char *b)
     return h;
 }
 
+static void entries_free(IdMapEntry *e)
+{
+    for (IdMapEntry *next; e; e = next) {
+        next = e->next;
+        free(e->ns);
+        free(e->old);
+        free(e->new_id);
+        free(e);
+    }
+}
+
 static void cache_clear(IdMapLookup *l)
 {
     for (size_t i = 0; i < IDMAP_BUCKETS; i++) {
-        for (IdMapEntry *e = l->buckets[i], *next; e; e = next) {
-            next = e->next;
-            free(e->ns);
-            free(e->old);
-            free(e->new_id);
-            free(e);
-        }
+        entries_free(l->buckets[i]);
         l->buckets[i] = NULL;
     }
     l->nentries = 0;
@@ -72,6 +84,7 @@ void idmap_lookup_free(IdMapLookup *l)
     if (!l)
         return;
     cache_clear(l);
+    entries_free(l->answers);
     if (l->conn)
         PQfinish(l->conn);
     free(l);
@@ -94,19 +107,43 @@ static int lookup_failed(IdMapLookup *l, const PGresult *res)
     return rc;
 }
 
-int idmap_lookup_fn(void *ctx, const char *ns, const char *old, const char **new_out)
+static IdMapEntry *find(const IdMapLookup *l, const char *ns, const char *old)
 {
-    IdMapLookup *l = ctx;
-    uint32_t b = hash2(ns, old) % IDMAP_BUCKETS;
+    for (IdMapEntry *e = l->buckets[hash2(ns, old) % IDMAP_BUCKETS]; e; e = e->next)
+        if (strcmp(e->old, old) == 0 && strcmp(e->ns, ns) == 0)
+            return e;
+    return NULL;
+}
+
+static IdMapEntry *entry_new(const char *ns, const char *old)
+{
+    IdMapEntry *e = xcalloc(1, sizeof(*e));
+
+    e->ns = xstrdup(ns);
+    e->old = xstrdup(old);
+    return e;
+}
+
+int idmap_cached(IdMapLookup *l, const char *ns, const char *old, const char **new_out)
+{
+    IdMapEntry *e = find(l, ns, old);
+
+    if (e) {
+        *new_out = e->new_id;
+        return 1;
+    }
+    for (e = l->answers; e; e = e->next)
+        if (strcmp(e->old, old) == 0 && strcmp(e->ns, ns) == 0)
+            return e->rc == -ENOENT ? -ENOENT : tm_fail(e->rc, "%s", e->new_id);
+    return 0;
+}
+
+int idmap_fetch(IdMapLookup *l, const char *ns, const char *old, char **new_out)
+{
     const char *params[2] = {ns, old};
-    PGresult *res = NULL;
+    PGresult *res;
     int rc;
 
-    for (IdMapEntry *e = l->buckets[b]; e; e = e->next)
-        if (strcmp(e->old, old) == 0 && strcmp(e->ns, ns) == 0) {
-            *new_out = e->new_id;
-            return 0;
-        }
     if (!l->conn) {
         rc = pgconn_open(l->ep, PGCONN_NORMAL, "target (id_map)", &l->conn);
         if (rc < 0)
@@ -115,26 +152,57 @@ int idmap_lookup_fn(void *ctx, const char *ns, const char *old, const char **new
     res = PQexecParams(l->conn,
                        "SELECT new_id FROM tidemark.id_map WHERE namespace = $1 AND old_id = $2", 2,
                        NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
         rc = lookup_failed(l, res);
-        PQclear(res);
-        return rc;
-    }
-    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
-        PQclear(res);
-        return -ENOENT;
+    else if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0))
+        rc = -ENOENT;
+    else
+        rc = 0, *new_out = xstrdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return rc;
+}
+
+void idmap_remember(IdMapLookup *l, const char *ns, const char *old, int rc, const char *new_id,
+                    const char *err)
+{
+    IdMapEntry *e = entry_new(ns, old);
+
+    if (rc < 0) {
+        /* Not cached: an id mapped later is seen; kept for this change only. */
+        e->rc = rc;
+        e->new_id = xstrdup(err ? err : "");
+        e->next = l->answers;
+        l->answers = e;
+        return;
     }
     if (l->nentries >= IDMAP_MAX_ENTRIES)
         cache_clear(l);
-    IdMapEntry *e = xcalloc(1, sizeof(*e));
+    uint32_t b = hash2(ns, old) % IDMAP_BUCKETS;
 
-    e->ns = xstrdup(ns);
-    e->old = xstrdup(old);
-    e->new_id = xstrdup(PQgetvalue(res, 0, 0));
-    PQclear(res);
+    e->new_id = xstrdup(new_id);
     e->next = l->buckets[b];
     l->buckets[b] = e;
     l->nentries++;
-    *new_out = e->new_id;
-    return 0;
+}
+
+void idmap_forget_answers(IdMapLookup *l)
+{
+    entries_free(l->answers);
+    l->answers = NULL;
+}
+
+int idmap_lookup_fn(void *ctx, const char *ns, const char *old, const char **new_out)
+{
+    IdMapLookup *l = ctx;
+    char *found = NULL;
+    int rc = idmap_cached(l, ns, old, new_out);
+
+    if (rc != 0)
+        return rc < 0 ? rc : 0;
+    rc = idmap_fetch(l, ns, old, &found);
+    if (rc < 0)
+        return rc;
+    idmap_remember(l, ns, old, 0, found, NULL);
+    free(found);
+    return idmap_cached(l, ns, old, new_out) == 1 ? 0 : -EIO;
 }

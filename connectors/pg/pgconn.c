@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "core/xmalloc.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Server notices ("relation already exists, skipping") are routine: debug level. */
@@ -19,13 +20,44 @@ static void notice_to_log(void *arg, const char *message)
     log_debug("%s: %s", (const char *)arg, msg);
 }
 
+/*
+ * Defaults for every connection tidemark opens, placed before the user's
+ * conninfo so a value it (or PGCONNECT_TIMEOUT) sets wins: a host that drops
+ * packets fails the connect after connect_timeout instead of hanging, and
+ * TCP keepalives plus tcp_user_timeout end an established connection whose
+ * peer vanished (an idle one after about keepalives_idle + interval * count
+ * seconds, one with unacknowledged data after tcp_user_timeout ms). libpq
+ * ignores the TCP settings on Unix-domain sockets.
+ */
+static int connect_defaults(const char **keys, const char **vals)
+{
+    static const char *const dk[] = {"keepalives", "keepalives_idle", "keepalives_interval",
+                                     "keepalives_count", "tcp_user_timeout"};
+    static const char *const dv[] = {"1", "10", "5", "3", "30000"};
+    int n = 0;
+
+    if (!getenv("PGCONNECT_TIMEOUT")) {
+        keys[n] = "connect_timeout";
+        vals[n++] = PGCONN_CONNECT_TIMEOUT_S;
+    }
+    for (size_t i = 0; i < sizeof(dk) / sizeof(dk[0]); i++) {
+        keys[n] = dk[i];
+        vals[n++] = dv[i];
+    }
+    return n;
+}
+
 int pgconn_open(const ConfigEndpoint *ep, PgConnKind kind, const char *what, PGconn **out)
 {
-    const char *keys[8];
-    const char *vals[8];
-    int n = config_connect_params(ep, keys, vals, 5);
+    const char *keys[16];
+    const char *vals[16];
+    int n = connect_defaults(keys, vals);
+    int m = config_connect_params(ep, keys + n, vals + n, 5);
     PGconn *conn;
 
+    if (m < 0)
+        return m;
+    n += m;
     keys[n] = "application_name";
     vals[n++] = "tidemark";
     if (kind == PGCONN_REPLICATION) {

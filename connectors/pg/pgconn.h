@@ -17,7 +17,17 @@ typedef enum PgConnKind {
     PGCONN_REPLICATION, /* replication=database: walsender with SQL access */
 } PgConnKind;
 
-/* what names the peer in messages ("source", "target"). */
+/*
+ * Seconds a connection attempt may take unless the conninfo's connect_timeout
+ * or PGCONNECT_TIMEOUT says otherwise (docs/OPERATIONS.md).
+ */
+#define PGCONN_CONNECT_TIMEOUT_S "10"
+
+/*
+ * what names the peer in messages ("source", "target"). Adds the defaults
+ * above and TCP keepalives; blocks up to the connect timeout: never call it
+ * on the daemon's loop (daemon/offload.h).
+ */
 int pgconn_open(const ConfigEndpoint *ep, PgConnKind kind, const char *what, PGconn **out);
 
 /* Runs sql (no parameters); accepts COMMAND_OK or TUPLES_OK. */

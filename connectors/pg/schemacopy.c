@@ -104,28 +104,26 @@ static char *quote_pattern(const char *name)
 
 static int run_tool(const ConfigEndpoint *ep, char *const argv[], pid_t *pid)
 {
-    char **env = environ;
-    char **envp = NULL;
+    char *timeout = NULL, *passfile = NULL;
+    char **envp;
+    size_t n = 0, k;
     int err;
 
-    if (ep->password_file) {
-        size_t n = 0;
-
-        while (env[n])
-            n++;
-        envp = xcalloc(n + 2, sizeof(char *));
-        for (size_t i = 0; i < n; i++)
-            envp[i] = env[i];
-        envp[n] = xasprintf("PGPASSFILE=%s", ep->password_file);
-        env = envp;
-    }
-    err = posix_spawnp(pid, argv[0], NULL, NULL, argv, env);
-    if (envp) {
-        for (size_t i = 0; envp[i]; i++)
-            if (strncmp(envp[i], "PGPASSFILE=", 11) == 0 && envp[i + 1] == NULL)
-                free(envp[i]);
-        free(envp);
-    }
+    while (environ[n])
+        n++;
+    envp = xcalloc(n + 3, sizeof(char *));
+    for (k = 0; k < n; k++)
+        envp[k] = environ[k];
+    /* Like tidemark's own connections (pgconn.h): a host that drops packets
+     * ends the tool's connection attempt instead of hanging it. */
+    if (!getenv("PGCONNECT_TIMEOUT"))
+        envp[k++] = timeout = xasprintf("PGCONNECT_TIMEOUT=%s", PGCONN_CONNECT_TIMEOUT_S);
+    if (ep->password_file)
+        envp[k++] = passfile = xasprintf("PGPASSFILE=%s", ep->password_file);
+    err = posix_spawnp(pid, argv[0], NULL, NULL, argv, envp);
+    free(timeout);
+    free(passfile);
+    free(envp);
     if (err)
         return tm_fail(-err, "cannot run %s: %s", argv[0], strerror(err));
     return 0;
