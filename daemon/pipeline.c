@@ -525,6 +525,7 @@ static int handle_frame(Pipeline *p, const WalFrame *f)
         p->server_wal_end = f->xlog.end;
     p->received_bytes += f->xlog.len;
     rc = pgoutput_decode(f->xlog.data, f->xlog.len, p->arena, &c);
+    p->txn.change_lsn = f->xlog.start; /* what sinks report as the change's own position */
     if (rc == 0)
         rc = handle_change(p, &c);
     arena_reset(p->arena);
