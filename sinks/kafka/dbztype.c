@@ -297,11 +297,15 @@ static void classify_scalar(DbzCol *c, uint32_t oid, int32_t typmod, char typtyp
         c->enum_labels = labels ? xstrdup(labels) : xstrdup("");
         return;
     }
+    if (oid == 0) {
+        c->op = OP_STRING; /* a mapping's computed column: its text */
+        return;
+    }
     if (oid >= 16384 && classify_named(c, typname, o))
         return;
     if (oid < 16384)
         classify_builtin(c, oid, typmod, o);
-    if (c->op == OP_SKIP && o->include_unknown && oid != 0)
+    if (c->op == OP_SKIP && o->include_unknown)
         c->op = OP_UNKNOWN; /* no converter: the bytes of its text */
 }
 
