@@ -26,7 +26,6 @@
 #include "sinks/sink.h"
 
 #include <ev.h>
-#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -536,42 +535,45 @@ static int handle_frame(Pipeline *p, const WalFrame *f)
 
 static void source_lost(Pipeline *p, int err);
 
-static bool socket_readable(int fd)
-{
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-
-    return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
-}
-
-/* Reads and applies every complete frame; more while the socket has data. */
-static void pump_source(Pipeline *p)
+/*
+ * Reads and applies every complete frame; more while the socket has data.
+ * Returns true when it stopped because the socket had nothing more.
+ */
+static bool pump_source(Pipeline *p)
 {
     WalFrame f;
+    bool refilled = false; /* the last read attempt found the buffer empty */
+    bool drained = false;
     int rc;
 
     while (p->streaming && !p->paused && !p->held) {
         rc = repl_read(p->repl, &f);
         if (rc < 0) {
             source_lost(p, rc);
-            return;
+            return false;
         }
         if (rc == 0) {
-            /* Buffer empty: keep filling the batch while the socket has more. */
+            /* Buffer empty: keep filling the batch while the socket has more. One
+             * non-blocking read says so (nothing read: EAGAIN) at the cost a poll()
+             * would have, and saves the poll() when there is more. */
             if ((long)p->sink->ops->batch_changes(p->sink) < p->cfg->apply.batch_max_changes &&
-                socket_readable(repl_socket(p->repl))) {
+                !refilled) {
                 rc = repl_consume(p->repl);
                 if (rc < 0) {
                     source_lost(p, rc);
-                    return;
+                    return false;
                 }
+                refilled = true;
                 continue;
             }
+            drained = refilled;
             break;
         }
+        refilled = false;
         rc = handle_frame(p, &f);
         if (rc < 0) {
             pipeline_fail(p, rc);
-            return;
+            return false;
         }
         if (rc == FILTER_HOLD) {
             /* Stop reading: the source keeps the WAL until the copy commits. */
@@ -586,7 +588,7 @@ static void pump_source(Pipeline *p)
                 rc = p->sink->ops->abort_batch(p->sink);
                 if (rc < 0) {
                     pipeline_fail(p, rc);
-                    return;
+                    return false;
                 }
             } else {
                 /* No target transaction to keep open: keep the frame (its
@@ -610,12 +612,13 @@ static void pump_source(Pipeline *p)
         rc = p->sink->ops->close_batch(p->sink);
         if (rc < 0) {
             pipeline_fail(p, rc);
-            return;
+            return false;
         }
         if (sink_gated(p))
             pause_source(p);
     }
     update_sink_watchers(p);
+    return drained;
 }
 
 static int start_stream(Pipeline *p);
@@ -716,16 +719,52 @@ void pipeline_release_hold(Pipeline *p)
     }
 }
 
-static void on_repl_readable(struct ev_loop *loop, ev_io *w, int revents)
+/*
+ * Caught up with the walsender (the socket is empty after a batch): rather
+ * than waking for every message it sends next, stop listening for a moment
+ * and take what arrived meanwhile in one go. Each wake-up (a context switch,
+ * costly on virtual machines) then carries a batch instead of a message or
+ * two; the price is at most COALESCE_S more latency. When the source is
+ * faster than we are, the socket never drains and this never triggers.
+ */
+#define COALESCE_S 0.001
+
+static void coalesce_reads(Pipeline *p)
 {
-    Pipeline *p = w->data;
+    if (!p->streaming || p->paused || p->held || !ev_is_active(&p->repl_r))
+        return;
+    ev_io_stop(p->loop, &p->repl_r);
+    ev_timer_set(&p->coalesce_timer, COALESCE_S, 0);
+    ev_timer_start(p->loop, &p->coalesce_timer);
+}
+
+static void read_and_pump(Pipeline *p)
+{
     int rc = repl_consume(p->repl);
+    Lsn before = p->received;
 
     if (rc < 0) {
         source_lost(p, rc);
         return;
     }
-    pump_source(p);
+    if (pump_source(p) && p->received != before)
+        coalesce_reads(p);
+}
+
+static void on_repl_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    read_and_pump(w->data);
+}
+
+static void on_coalesce(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    Pipeline *p = w->data;
+
+    /* Someone else (a resume, a reconnect) may have started listening meanwhile. */
+    if (!p->streaming || p->paused || p->held || ev_is_active(&p->repl_r))
+        return;
+    ev_io_start(loop, &p->repl_r);
+    read_and_pump(p);
 }
 
 static void on_repl_writable(struct ev_loop *loop, ev_io *w, int revents)
@@ -832,6 +871,7 @@ static void source_lost(Pipeline *p, int err)
     log_warn("lost the source replication stream: %s", tm_error());
     p->errors_source++;
     ev_io_stop(p->loop, &p->repl_r);
+    ev_timer_stop(p->loop, &p->coalesce_timer);
     ev_io_stop(p->loop, &p->repl_w);
     p->streaming = false;
     p->in_txn = false;
@@ -897,6 +937,7 @@ static void sink_lost(Pipeline *p)
     p->sink_down = true;
     p->errors_target++;
     ev_io_stop(p->loop, &p->repl_r);
+    ev_timer_stop(p->loop, &p->coalesce_timer);
     ev_io_stop(p->loop, &p->repl_w);
     ev_io_stop(p->loop, &p->sink_r);
     ev_io_stop(p->loop, &p->sink_w);
@@ -1013,7 +1054,8 @@ int pipeline_run(Config *cfg)
                   cfg->apply.status_interval_ms / 1000.0);
     ev_timer_init(&p.reconnect_timer, on_reconnect, 0, 0);
     ev_timer_init(&p.sink_timer, on_sink_reconnect, 0, 0);
-    p.sink_timer.data = &p;
+    ev_timer_init(&p.coalesce_timer, on_coalesce, 0, 0);
+    p.sink_timer.data = p.coalesce_timer.data = &p;
     p.repl_r.data = p.repl_w.data = p.sink_r.data = p.sink_w.data = &p;
     p.status_timer.data = p.reconnect_timer.data = &p;
     ev_io_start(p.loop, &p.sink_r);
