@@ -255,6 +255,11 @@ static void test_strings(void **state)
     expect(T(3904, -1), "[1000,6000)", "\"[1000,6000)\"");
     expect(T(3906, -1), "[5.3,6.3)", "\"[5.3,6.3)\"");
     expect(T(3614, -1), "'a' 'b'", "\"'a' 'b'\""); /* tsvector */
+    expect(T(19, -1), "pg_class", "\"pg_class\""); /* name */
+    expect(T(18, -1), "a", "\"a\"");               /* "char" */
+    expect(T(3926, -1), "[1000000,6000000)", "\"[1000000,6000000)\"");
+    expect(T(3910, -1), "[\"2017-06-05 11:29:12.549426+00\",)",
+           "\"[\\\"2017-06-05 11:29:12.549426+00\\\",)\"");
     expect(T(25, -1), "quote \" backslash \\ tab \t nl \n \x01",
            "\"quote \\\" backslash \\\\ tab \\t nl \\n \\u0001\"");
     /* an enum, and extension types by name */
@@ -495,6 +500,21 @@ static void test_arrays(void **state)
            "[1585699262000000,1585702923000000]");
     expect(T(1185, -1), "{\"2020-04-01 11:51:02+00\",\"2020-04-01 12:51:03+00\"}",
            "[\"2020-04-01T11:51:02.000000Z\",\"2020-04-01T12:51:03.000000Z\"]");
+    /* citext[] and ltree[] (extension types, by name) */
+    expect((DbzTypeInfo){.oid = 16503,
+                         .typmod = -1,
+                         .typtype = 'b',
+                         .elem_oid = 16501,
+                         .elem_typtype = 'b',
+                         .elem_typname = "citext"},
+           "{four,five}", "[\"four\",\"five\"]");
+    expect((DbzTypeInfo){.oid = 16504,
+                         .typmod = -1,
+                         .typtype = 'b',
+                         .elem_oid = 16502,
+                         .elem_typtype = 'b',
+                         .elem_typname = "ltree"},
+           "{Ship.Frigate,Ship.Destroyer}", "[\"Ship.Frigate\",\"Ship.Destroyer\"]");
     /* an enum[] */
     expect((DbzTypeInfo){.oid = 16501,
                          .typmod = -1,
