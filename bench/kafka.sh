@@ -245,6 +245,7 @@ BACKLOG_TXNS=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).
 log "backlog: $BACKLOG_TXNS transactions, ends at $BACKLOG_END"
 
 # ---------------------------------------------------------------- 4. tidemark drains it
+MOCK_CPU0=$(cpu_s "$MOCK_PID")
 log "drain: tidemark"
 t0=$(now)
 start_tidemark
@@ -259,6 +260,11 @@ if [ -n "${PERF_OUT:-}" ]; then
 fi
 TM_S=$(calc '%.3f' "$(now) - $t0")
 TM_RSS_KB=$(awk '/VmHWM/ { print $2 }' "/proc/$TM_PID/status")
+# Where the CPU went: the daemon's loop thread, librdkafka's threads, the mock broker; and how
+# often the loop thread slept (each sleep is a wake-up: a context switch).
+TM_MAIN_CPU_S=$(awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$TM_PID/task/$TM_PID/stat")
+TM_MAIN_WAKES=$(awk '/^voluntary_ctxt_switches/ { print $2 }' "/proc/$TM_PID/task/$TM_PID/status")
+MOCK_CPU_S=$(calc '%.2f' "$(cpu_s "$MOCK_PID") - $MOCK_CPU0")
 TM_CPU_S=$(cpu_s "$TM_PID")
 WS_PID=$(pgc_psql src bench -c "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '$SLOT'")
 WS_CPU_S=$(cpu_s "$WS_PID")
@@ -307,10 +313,12 @@ echo "machine      $(nproc) CPUs, 1-min load average $(cut -d' ' -f1 /proc/loada
 echo "tidemark     $TIDEMARK_ID"
 printf '%-12s %8.2f s  %8s events/s   (start to slot confirmed >= backlog end; CPU %s s, peak RSS %s MB;\n%38s source walsender CPU %s s)\n' \
     tidemark "$TM_S" "$TM_RATE" "$TM_CPU_S" "$(calc '%.1f' "$TM_RSS_KB / 1024")" "" "$WS_CPU_S"
+printf '%38s loop thread CPU %s s, %s wake-ups; librdkafka threads %s s; mock broker CPU %s s\n' \
+    "" "$TM_MAIN_CPU_S" "$TM_MAIN_WAKES" "$(calc '%.2f' "$TM_CPU_S - $TM_MAIN_CPU_S")" "$MOCK_CPU_S"
 printf '%-12s %8.2f s  %8s events/s   (same count and sizes, idempotent, acks=all)\n' \
     "kcat -P" "$KCAT_S" "$KCAT_RATE"
 printf '%-12s %8.2f s  %8s events/s   (pgoutput to /dev/null: the walsender alone)\n' \
     pg_recvlogical "$RAW_S" "$RAW_RATE"
 echo "ratio        tidemark/kcat = $RATIO, tidemark/pg_recvlogical = $RAW_RATIO"
 echo "copy         initial load: $COPY_EVENTS events in $COPY_S s = $COPY_RATE events/s (informational)"
-echo "RESULT scale=$SCALE txns=$BACKLOG_TXNS events=$TM_EVENTS key_b=$KEY_B value_b=$VALUE_B tidemark_s=$TM_S tidemark_eps=$TM_RATE kcat_s=$KCAT_S kcat_eps=$KCAT_RATE ratio=$RATIO recvlogical_s=$RAW_S recvlogical_eps=$RAW_RATE ratio_recvlogical=$RAW_RATIO copy_events=$COPY_EVENTS copy_s=$COPY_S tidemark_cpu_s=$TM_CPU_S walsender_cpu_s=$WS_CPU_S tidemark_rss_kb=$TM_RSS_KB log_errors=$PROBLEMS"
+echo "RESULT scale=$SCALE txns=$BACKLOG_TXNS events=$TM_EVENTS key_b=$KEY_B value_b=$VALUE_B tidemark_s=$TM_S tidemark_eps=$TM_RATE kcat_s=$KCAT_S kcat_eps=$KCAT_RATE ratio=$RATIO recvlogical_s=$RAW_S recvlogical_eps=$RAW_RATE ratio_recvlogical=$RAW_RATIO copy_events=$COPY_EVENTS copy_s=$COPY_S tidemark_cpu_s=$TM_CPU_S walsender_cpu_s=$WS_CPU_S tidemark_rss_kb=$TM_RSS_KB main_cpu_s=$TM_MAIN_CPU_S main_wakeups=$TM_MAIN_WAKES mock_cpu_s=$MOCK_CPU_S log_errors=$PROBLEMS"

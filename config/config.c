@@ -97,6 +97,12 @@ static int check_verify_spots(const Loader *ld, const Node *node, const char *pa
 static int check_mapping(const Loader *ld, const Node *node, const char *path);
 
 static const char *const target_types[] = {"postgres", "kafka", NULL};
+static const char *const decimal_modes[] = {"precise", "double", "string", NULL};
+static const char *const time_modes[] = {"adaptive", "adaptive_time_microseconds", "connect", NULL};
+static const char *const binary_modes[] = {"bytes", "base64", "base64-url-safe", "hex", NULL};
+static const char *const interval_modes[] = {"numeric", "string", NULL};
+static const char *const hstore_modes[] = {"json", "map", NULL};
+static const char *const undeliverable_modes[] = {"stop", "dead_letter", NULL};
 static const char *const log_levels[] = {"error", "warning", "notice", "info", "debug", NULL};
 static const char *const log_formats[] = {"auto", "text", "json", "journal", NULL};
 
@@ -128,6 +134,31 @@ static const KeyDesc target_keys[] = {
     {.name = "tombstones", .type = KT_BOOL, .def = "true"},
     {.name = "state_dir", .type = KT_STRING, .def = "\"/var/lib/tidemark/{pipeline}\""},
     {.name = "properties", .type = KT_STRMAP, .def = "{}"},
+    /* Debezium's converter settings, by Debezium's names (docs/KAFKA.md) */
+    {.name = "decimal.handling.mode",
+     .type = KT_STRING,
+     .def = "\"precise\"",
+     .one_of = decimal_modes},
+    {.name = "time.precision.mode", .type = KT_STRING, .def = "\"adaptive\"", .one_of = time_modes},
+    {.name = "binary.handling.mode", .type = KT_STRING, .def = "\"bytes\"", .one_of = binary_modes},
+    {.name = "interval.handling.mode",
+     .type = KT_STRING,
+     .def = "\"numeric\"",
+     .one_of = interval_modes},
+    {.name = "hstore.handling.mode", .type = KT_STRING, .def = "\"json\"", .one_of = hstore_modes},
+    {.name = "money.fraction.digits", .type = KT_INT, .def = "2", .min = 0, .max = 18},
+    {.name = "include.unknown.datatypes", .type = KT_BOOL, .def = "false"},
+    /* c, u, d, t (comma-separated) or none: operations not sent; Debezium skips truncates */
+    {.name = "skipped.operations",
+     .type = KT_STRING,
+     .def = "\"t\"",
+     .pattern = "^(none|[cudt](,[cudt])*)$",
+     .pattern_hint = "use none, or some of c, u, d, t separated by commas (\"t\", \"c,d\")"},
+    /* JsonConverter schemas.enable: each key and value as {"schema": ..., "payload": ...} */
+    {.name = "schemas.enable", .type = KT_BOOL, .def = "false"},
+    /* a message Kafka rejects for good: stop the pipeline, or write it to
+     * state_dir/dead_letters.jsonl and go on */
+    {.name = "undeliverable", .type = KT_STRING, .def = "\"stop\"", .one_of = undeliverable_modes},
     {.name = NULL},
 };
 
@@ -1418,6 +1449,19 @@ static void fill_kafka(Config *cfg, const json_t *tgt)
     cfg->target.kafka.topic = opt_str(tgt, "topic");
     cfg->target.kafka.tombstones = json_is_true(json_object_get(tgt, "tombstones"));
     cfg->target.kafka.state_dir = opt_str(tgt, "state_dir");
+    cfg->target.kafka.decimal_mode = opt_str(tgt, "decimal.handling.mode");
+    cfg->target.kafka.time_mode = opt_str(tgt, "time.precision.mode");
+    cfg->target.kafka.binary_mode = opt_str(tgt, "binary.handling.mode");
+    cfg->target.kafka.interval_mode = opt_str(tgt, "interval.handling.mode");
+    cfg->target.kafka.hstore_mode = opt_str(tgt, "hstore.handling.mode");
+    cfg->target.kafka.money_digits =
+        (int)json_integer_value(json_object_get(tgt, "money.fraction.digits"));
+    cfg->target.kafka.include_unknown =
+        json_is_true(json_object_get(tgt, "include.unknown.datatypes"));
+    cfg->target.kafka.skipped_ops = opt_str(tgt, "skipped.operations");
+    cfg->target.kafka.schemas = json_is_true(json_object_get(tgt, "schemas.enable"));
+    cfg->target.kafka.dead_letter =
+        strcmp(json_string_value(json_object_get(tgt, "undeliverable")), "dead_letter") == 0;
     cfg->target.kafka.nproperties = json_object_size(props);
     cfg->target.kafka.prop_keys = xcalloc(cfg->target.kafka.nproperties + 1, sizeof(char *));
     cfg->target.kafka.prop_values = xcalloc(cfg->target.kafka.nproperties + 1, sizeof(char *));
@@ -1551,6 +1595,12 @@ void config_free(Config *cfg)
     free(cfg->target.kafka.topic_prefix);
     free(cfg->target.kafka.topic);
     free(cfg->target.kafka.state_dir);
+    free(cfg->target.kafka.decimal_mode);
+    free(cfg->target.kafka.time_mode);
+    free(cfg->target.kafka.binary_mode);
+    free(cfg->target.kafka.interval_mode);
+    free(cfg->target.kafka.hstore_mode);
+    free(cfg->target.kafka.skipped_ops);
     for (size_t i = 0; i < cfg->target.kafka.nproperties; i++) {
         free(cfg->target.kafka.prop_keys[i]);
         free(cfg->target.kafka.prop_values[i]);

@@ -42,6 +42,17 @@ typedef struct Config {
             char *topic;        /* template; NULL: "{prefix}.{schema}.{table}" */
             bool tombstones;    /* a null-value message after each delete */
             char *state_dir;    /* the sink's state file lives here */
+            /* Debezium converter settings (docs/KAFKA.md), as configured */
+            char *decimal_mode;  /* precise | double | string */
+            char *time_mode;     /* adaptive | adaptive_time_microseconds | connect */
+            char *binary_mode;   /* bytes | base64 | base64-url-safe | hex */
+            char *interval_mode; /* numeric | string */
+            char *hstore_mode;   /* json | map */
+            int money_digits;    /* money.fraction.digits */
+            bool include_unknown;
+            char *skipped_ops;  /* "t", "c,u", "none", ... */
+            bool schemas;       /* schemas.enable */
+            bool dead_letter;   /* undeliverable: dead_letter */
             size_t nproperties; /* extra librdkafka settings */
             char **prop_keys;
             char **prop_values;

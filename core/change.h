@@ -131,6 +131,7 @@ typedef struct TxnInfo {
     Lsn final_lsn;
     Lsn end_lsn; /* known only at commit */
     PgTime commit_time;
+    Lsn change_lsn; /* the WAL position of the change being applied (its XLogData start) */
 } TxnInfo;
 
 #endif

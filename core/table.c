@@ -13,8 +13,12 @@ void tabledef_release(TableDef *t)
     free(t->schema);
     free(t->name);
     free(t->display);
-    for (size_t c = 0; c < t->ncols; c++)
+    for (size_t c = 0; c < t->ncols; c++) {
         free(t->cols[c].name);
+        free(t->cols[c].base_typname);
+        free(t->cols[c].elem_typname);
+        free(t->cols[c].enum_labels);
+    }
     free(t->cols);
     memset(t, 0, sizeof(*t));
 }

@@ -17,6 +17,21 @@ typedef struct TableColumn {
     char *name;
     uint32_t type_oid;
     bool is_key; /* primary key, or replica identity index column */
+    /*
+     * What sinks that render values by type (Kafka) need beyond the OID.
+     * Filled by the catalog; zero in TableDefs built elsewhere (mappings).
+     */
+    int32_t typmod;
+    bool not_null;
+    bool is_pk;          /* primary key, or the first unique index's (by name) without one */
+    uint32_t base_oid;   /* the type, or a domain's base type (0: unknown) */
+    int32_t base_typmod; /* typmod of the column or of the domain chain */
+    char base_typtype;   /* pg_type.typtype of the base: 'b', 'e' enum, 'r' range, ... */
+    char *base_typname;  /* extension types (hstore, citext, ...) have no fixed OID */
+    uint32_t elem_oid;   /* base is an array: its element type (0: not an array) */
+    char elem_typtype;   /* of the element */
+    char *elem_typname;
+    char *enum_labels; /* an enum (or array of one): its labels, "a,b,c" */
 } TableColumn;
 
 typedef struct TableDef {

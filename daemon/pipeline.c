@@ -28,7 +28,7 @@
 #include "sinks/sink.h"
 
 #include <ev.h>
-#include <poll.h>
+
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -525,6 +525,7 @@ static int handle_xlog(Pipeline *p, const WalFrame *f)
     Change c;
     int rc = pgoutput_decode(f->xlog.data, f->xlog.len, p->arena, &c);
 
+    p->txn.change_lsn = f->xlog.start; /* what sinks report as the change's own position */
     if (rc == 0)
         rc = handle_change(p, &c);
     arena_reset(p->arena);
@@ -565,13 +566,6 @@ static int handle_frame(Pipeline *p, const WalFrame *f)
 }
 
 static void source_lost(Pipeline *p, int err);
-
-static bool socket_readable(int fd)
-{
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-
-    return poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN);
-}
 
 /* Whether the stream may read the next frame now. */
 static bool may_read(const Pipeline *p)
@@ -635,33 +629,40 @@ static int after_frame(Pipeline *p, const WalFrame *f, int rc)
 }
 
 /* Reads and applies every complete frame; more while the socket has data. */
-static void pump_source(Pipeline *p)
+static bool pump_source(Pipeline *p)
 {
     WalFrame f;
+    bool refilled = false; /* the last read attempt found the buffer empty */
+    bool drained = false;
     int rc;
 
     while (may_read(p)) {
         rc = repl_read(p->repl, &f);
         if (rc < 0) {
             source_lost(p, rc);
-            return;
+            return false;
         }
         if (rc == 0) {
-            /* Buffer empty: keep filling the batch while the socket has more. */
+            /* Buffer empty: keep filling the batch while the socket has more. One
+             * non-blocking read says so (nothing read: EAGAIN) at the cost a poll()
+             * would have, and saves the poll() when there is more. */
             if ((long)p->sink->ops->batch_changes(p->sink) < p->cfg->apply.batch_max_changes &&
-                socket_readable(repl_socket(p->repl))) {
+                !refilled) {
                 rc = repl_consume(p->repl);
                 if (rc < 0) {
                     source_lost(p, rc);
-                    return;
+                    return false;
                 }
+                refilled = true;
                 continue;
             }
+            drained = refilled;
             break;
         }
+        refilled = false;
         rc = after_frame(p, &f, handle_frame(p, &f));
         if (rc < 0)
-            return;
+            return false;
         if (rc == 0)
             break;
     }
@@ -669,12 +670,13 @@ static void pump_source(Pipeline *p)
         rc = p->sink->ops->close_batch(p->sink);
         if (rc < 0) {
             pipeline_fail(p, rc);
-            return;
+            return false;
         }
         if (sink_gated(p))
             pause_source(p);
     }
     update_sink_watchers(p);
+    return drained;
 }
 
 void pipeline_lookup_answered(Pipeline *p)
@@ -754,7 +756,7 @@ static void start_done(OffloadJob *j)
     }
     if (rc < 0) {
         if (p->sink_down)
-            return; /* the target's reconnect restarts the stream */
+            return;         /* the target's reconnect restarts the stream */
         p->errors_source++; /* each failed attempt counts: a long outage keeps the alert firing */
         p->backoff = p->backoff * 2 > BACKOFF_MAX_S ? BACKOFF_MAX_S : p->backoff * 2;
         log_warn("source still unavailable (%s); retrying in %.1f s", tm_error(), p->backoff);
@@ -924,16 +926,52 @@ void pipeline_release_hold(Pipeline *p)
     }
 }
 
-static void on_repl_readable(struct ev_loop *loop, ev_io *w, int revents)
+/*
+ * Caught up with the walsender (the socket is empty after a batch): rather
+ * than waking for every message it sends next, stop listening for a moment
+ * and take what arrived meanwhile in one go. Each wake-up (a context switch,
+ * costly on virtual machines) then carries a batch instead of a message or
+ * two; the price is at most COALESCE_S more latency. When the source is
+ * faster than we are, the socket never drains and this never triggers.
+ */
+#define COALESCE_S 0.001
+
+static void coalesce_reads(Pipeline *p)
 {
-    Pipeline *p = w->data;
+    if (!may_read(p) || !ev_is_active(&p->repl_r))
+        return;
+    ev_io_stop(p->loop, &p->repl_r);
+    ev_timer_set(&p->coalesce_timer, COALESCE_S, 0);
+    ev_timer_start(p->loop, &p->coalesce_timer);
+}
+
+static void read_and_pump(Pipeline *p)
+{
     int rc = repl_consume(p->repl);
+    Lsn before = p->received;
 
     if (rc < 0) {
         source_lost(p, rc);
         return;
     }
-    pump_source(p);
+    if (pump_source(p) && p->received != before)
+        coalesce_reads(p);
+}
+
+static void on_repl_readable(struct ev_loop *loop, ev_io *w, int revents)
+{
+    read_and_pump(w->data);
+}
+
+static void on_coalesce(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    Pipeline *p = w->data;
+
+    /* Someone else (a resume, a reconnect) may have started listening meanwhile. */
+    if (!may_read(p) || ev_is_active(&p->repl_r))
+        return;
+    ev_io_start(loop, &p->repl_r);
+    read_and_pump(p);
 }
 
 static void on_repl_writable(struct ev_loop *loop, ev_io *w, int revents)
@@ -1012,6 +1050,7 @@ static void source_lost(Pipeline *p, int err)
     log_warn("lost the source replication stream: %s", tm_error());
     p->errors_source++;
     ev_io_stop(p->loop, &p->repl_r);
+    ev_timer_stop(p->loop, &p->coalesce_timer);
     ev_io_stop(p->loop, &p->repl_w);
     p->streaming = false;
     p->in_txn = false;
@@ -1116,6 +1155,7 @@ static void sink_lost(Pipeline *p)
     p->sink_down = true;
     p->errors_target++;
     ev_io_stop(p->loop, &p->repl_r);
+    ev_timer_stop(p->loop, &p->coalesce_timer);
     ev_io_stop(p->loop, &p->repl_w);
     ev_io_stop(p->loop, &p->sink_r);
     ev_io_stop(p->loop, &p->sink_w);
@@ -1254,7 +1294,8 @@ int pipeline_run(Config *cfg)
                   cfg->apply.status_interval_ms / 1000.0);
     ev_timer_init(&p.reconnect_timer, on_reconnect, 0, 0);
     ev_timer_init(&p.sink_timer, on_sink_reconnect, 0, 0);
-    p.sink_timer.data = &p;
+    ev_timer_init(&p.coalesce_timer, on_coalesce, 0, 0);
+    p.sink_timer.data = p.coalesce_timer.data = &p;
     p.repl_r.data = p.repl_w.data = p.sink_r.data = p.sink_w.data = &p;
     p.status_timer.data = p.reconnect_timer.data = &p;
     ev_io_start(p.loop, &p.sink_r);

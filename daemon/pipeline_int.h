@@ -58,6 +58,7 @@ typedef struct Pipeline {
 
     ev_io repl_r, repl_w, sink_r, sink_w;
     ev_timer status_timer, reconnect_timer, sink_timer, progress_timer;
+    ev_timer coalesce_timer; /* caught up with the source: listen again shortly */
     ev_signal sig_term, sig_int;
     ev_async copy_async;
     struct PostDataJob *post_data; /* schema: copy's post-data restore running */

@@ -46,11 +46,6 @@ static int check_tables(Pipeline *p, bool require_empty)
     for (size_t i = 0; i < p->tabs.n; i++) {
         const TableDef *t = &p->tabs.t[i];
 
-        /* Mappings are wired into the PostgreSQL sink's apply and copy paths only. */
-        if (mapping_find(p->cfg->tree, t->schema, t->name) &&
-            strcmp(p->cfg->target.type, "postgres") != 0)
-            return tm_fail(-ENOTSUP, "%s has a mapping: mappings need a postgres target",
-                           t->display);
         int rc = p->sink->ops->check_table(p->sink, t, require_empty);
 
         if (rc < 0)

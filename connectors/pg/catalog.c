@@ -20,6 +20,47 @@ static const char *const TABLE_SQL =
     " EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)"
     " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace ";
 
+/*
+ * One row per replicated column: name, type, replica-identity key flag, then
+ * what a sink rendering by type needs (core/table.h): typmod, NOT NULL, the
+ * message key (primary key, or the first unique index by name without one,
+ * as Debezium picks it), the type after resolving domains (with the typmod
+ * of the chain), arrays' element type, enum labels.
+ */
+static const char *const COLUMNS_SQL =
+    "SELECT a.attname, a.atttypid, EXISTS (SELECT 1 FROM pg_index i"
+    " WHERE i.indrelid = a.attrelid AND a.attnum = ANY (i.indkey::int2[])"
+    " AND (i.indisreplident OR (i.indisprimary AND c.relreplident = 'd'))),"
+    " a.atttypmod, a.attnotnull,"
+    " coalesce(a.attnum = ANY (coalesce((SELECT i.indkey::int2[] FROM pg_index i"
+    "   WHERE i.indrelid = a.attrelid AND i.indisprimary),"
+    "  (SELECT i.indkey::int2[] FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid"
+    "   WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indexprs IS NULL"
+    "   ORDER BY ic.relname LIMIT 1))), false),"
+    " b.boid, b.btypmod, b.btyptype, b.bname, b.belem, b.etyptype, b.ename,"
+    " (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e"
+    "   WHERE e.enumtypid = CASE WHEN b.btyptype = 'e' THEN b.boid ELSE b.belem END)"
+    " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+    " CROSS JOIN LATERAL ("
+    "  WITH RECURSIVE d(oid, typmod, depth) AS ("
+    "   SELECT a.atttypid, a.atttypmod, 0"
+    "   UNION ALL"
+    "   SELECT t.typbasetype, CASE WHEN d.typmod = -1 THEN t.typtypmod ELSE d.typmod END,"
+    "    d.depth + 1 FROM d JOIN pg_type t ON t.oid = d.oid WHERE t.typtype = 'd')"
+    "  SELECT d.oid AS boid, d.typmod AS btypmod, t.typtype AS btyptype, t.typname AS bname,"
+    "   CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE 0 END AS belem,"
+    "   e.typtype AS etyptype, e.typname AS ename"
+    "  FROM d JOIN pg_type t ON t.oid = d.oid"
+    "  LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'"
+    "  ORDER BY d.depth DESC LIMIT 1) b"
+    " WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped"
+    " AND a.attgenerated = '' ORDER BY a.attnum";
+
+static char *opt_text(PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
+}
+
 static int load_columns(PGconn *src, TableDef *t)
 {
     char oidbuf[16];
@@ -28,23 +69,29 @@ static int load_columns(PGconn *src, TableDef *t)
     int rc;
 
     snprintf(oidbuf, sizeof(oidbuf), "%u", t->oid);
-    /* Key columns: the replica identity index, or the primary key under identity default. */
-    rc = pgconn_query(src,
-                      "SELECT a.attname, a.atttypid, EXISTS (SELECT 1 FROM pg_index i"
-                      " WHERE i.indrelid = a.attrelid AND a.attnum = ANY (i.indkey::int2[])"
-                      " AND (i.indisreplident OR (i.indisprimary AND c.relreplident = 'd')))"
-                      " FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
-                      " WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped"
-                      " AND a.attgenerated = '' ORDER BY a.attnum",
-                      1, params, &res);
+    rc = pgconn_query(src, COLUMNS_SQL, 1, params, &res);
     if (rc < 0)
         return tm_fail_ctx(rc, "reading columns of %s", t->display);
     t->ncols = (size_t)PQntuples(res);
     t->cols = xcalloc(t->ncols ? t->ncols : 1, sizeof(TableColumn));
     for (size_t i = 0; i < t->ncols; i++) {
-        t->cols[i].name = xstrdup(PQgetvalue(res, (int)i, 0));
-        t->cols[i].type_oid = (uint32_t)strtoul(PQgetvalue(res, (int)i, 1), NULL, 10);
-        t->cols[i].is_key = PQgetvalue(res, (int)i, 2)[0] == 't';
+        TableColumn *c = &t->cols[i];
+        int r = (int)i;
+
+        c->name = xstrdup(PQgetvalue(res, r, 0));
+        c->type_oid = (uint32_t)strtoul(PQgetvalue(res, r, 1), NULL, 10);
+        c->is_key = PQgetvalue(res, r, 2)[0] == 't';
+        c->typmod = (int32_t)strtol(PQgetvalue(res, r, 3), NULL, 10);
+        c->not_null = PQgetvalue(res, r, 4)[0] == 't';
+        c->is_pk = PQgetvalue(res, r, 5)[0] == 't';
+        c->base_oid = (uint32_t)strtoul(PQgetvalue(res, r, 6), NULL, 10);
+        c->base_typmod = (int32_t)strtol(PQgetvalue(res, r, 7), NULL, 10);
+        c->base_typtype = PQgetvalue(res, r, 8)[0];
+        c->base_typname = opt_text(res, r, 9);
+        c->elem_oid = (uint32_t)strtoul(PQgetvalue(res, r, 10), NULL, 10);
+        c->elem_typtype = PQgetisnull(res, r, 11) ? 0 : PQgetvalue(res, r, 11)[0];
+        c->elem_typname = opt_text(res, r, 12);
+        c->enum_labels = opt_text(res, r, 13);
     }
     PQclear(res);
     return 0;

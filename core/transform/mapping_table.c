@@ -35,7 +35,8 @@ int mapping_compile_for_table(const json_t *tree, const TableDef *t, MappingPlan
     for (size_t i = 0; i < t->ncols; i++) {
         rel.cols[i].name = t->cols[i].name;
         rel.cols[i].type_oid = t->cols[i].type_oid;
-        rel.cols[i].typmod = -1;
+        /* The catalog's typmod (TableDefs built without one have base_oid 0). */
+        rel.cols[i].typmod = t->cols[i].base_oid ? t->cols[i].typmod : -1;
         /* With FULL identity the stream's Relation message flags every column. */
         rel.cols[i].is_key = t->replident == 'f' || t->cols[i].is_key;
     }
@@ -81,6 +82,7 @@ void mapping_target_tabledef(const MappingPlan *plan, TableDef *out)
     for (size_t i = 0; i < r->ncols; i++) {
         out->cols[i].name = xstrdup(r->cols[i].name);
         out->cols[i].type_oid = r->cols[i].type_oid;
+        out->cols[i].typmod = r->cols[i].typmod;
         out->cols[i].is_key = r->cols[i].is_key;
     }
 }

@@ -1,10 +1,15 @@
 /*
  * Debezium keys and envelopes (see debezium.h). Everything that is the same
  * for every event of a table or pipeline (column names as JSON, the source
- * block's constant fields) is rendered once, so an event costs one pass over
- * its values.
+ * block's constant fields, the Connect schemas under schemas.enable) is
+ * rendered once, so an event costs one pass over its values. Field order
+ * follows Debezium's schemas: the envelope's before, after, source, op,
+ * ts_ms, ts_us, ts_ns, transaction; the source block's version, connector,
+ * name, ts_ms, snapshot, db, sequence, ts_us, ts_ns, schema, table, txId,
+ * lsn, xmin.
  */
 #include "sinks/kafka/debezium.h"
+#include "sinks/kafka/dbz_int.h"
 #include "core/error.h"
 #include "core/xmalloc.h"
 
@@ -19,69 +24,120 @@ static char *json_str_dup(const char *s, const char *suffix)
     return b.data;
 }
 
-DbzTable *debezium_table_new(const char *schema, const char *table, uint16_t ncols,
-                             const char *const *names, const uint32_t *types, const bool *is_key,
-                             bool full)
+/* The source block's schema: Debezium's PostgreSQL Source struct. */
+static const char SOURCE_SCHEMA[] =
+    "{\"type\":\"struct\",\"fields\":["
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"version\"},"
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"connector\"},"
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"name\"},"
+    "{\"type\":\"int64\",\"optional\":false,\"field\":\"ts_ms\"},"
+    "{\"type\":\"string\",\"optional\":true,\"name\":\"io.debezium.data.Enum\",\"version\":1,"
+    "\"parameters\":{\"allowed\":\"true,first,first_in_data_collection,last_in_data_collection,"
+    "last,false,incremental\"},\"default\":\"false\",\"field\":\"snapshot\"},"
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"db\"},"
+    "{\"type\":\"string\",\"optional\":true,\"field\":\"sequence\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_us\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_ns\"},"
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"schema\"},"
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"table\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"txId\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"lsn\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"xmin\"}],"
+    "\"optional\":false,\"name\":\"io.debezium.connector.postgresql.Source\",\"field\":\"source\"}";
+
+static const char ENVELOPE_TAIL_SCHEMA[] =
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"op\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_ms\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_us\"},"
+    "{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_ns\"},"
+    "{\"type\":\"struct\",\"fields\":["
+    "{\"type\":\"string\",\"optional\":false,\"field\":\"id\"},"
+    "{\"type\":\"int64\",\"optional\":false,\"field\":\"total_order\"},"
+    "{\"type\":\"int64\",\"optional\":false,\"field\":\"data_collection_order\"}],"
+    "\"optional\":true,\"name\":\"event.block\",\"version\":1,\"field\":\"transaction\"}";
+
+/* {"type":"struct","fields":[...],"optional":...,"name":"<base>.<suffix>"[,"field":...]} */
+static void struct_schema(Buf *out, const DbzTable *t, const bool *not_null, bool keys_only,
+                          bool optional, const char *base, const char *suffix, const char *field)
+{
+    bool first = true;
+
+    buf_puts(out, "{\"type\":\"struct\",\"fields\":[");
+    for (uint16_t i = 0; i < t->ncols; i++) {
+        if (debezium_col_skipped(t->cols[i]) || (keys_only && !t->is_key[i]))
+            continue;
+        if (!first)
+            buf_putc(out, ',');
+        first = false;
+        debezium_col_schema(out, t->cols[i], t->names[i], !not_null[i]);
+    }
+    buf_printf(out, "],\"optional\":%s,\"name\":", optional ? "true" : "false");
+    Buf name = BUF_INIT;
+
+    buf_printf(&name, "%s.%s", base, suffix);
+    debezium_json_string(out, name.data, name.len);
+    buf_release(&name);
+    if (field)
+        buf_printf(out, ",\"field\":\"%s\"", field);
+    buf_putc(out, '}');
+}
+
+static void build_schemas(DbzTable *t, const bool *not_null, const char *prefix, const char *schema,
+                          const char *table)
+{
+    Buf base = BUF_INIT, b = BUF_INIT;
+
+    buf_printf(&base, "%s.%s.%s", prefix, schema, table);
+    buf_puts(&b, "{\"schema\":");
+    struct_schema(&b, t, not_null, true, false, base.data, "Key", NULL);
+    buf_puts(&b, ",\"payload\":");
+    t->key_head = b.data;
+    b = (Buf)BUF_INIT;
+    buf_puts(&b, "{\"schema\":{\"type\":\"struct\",\"fields\":[");
+    struct_schema(&b, t, not_null, false, true, base.data, "Value", "before");
+    buf_putc(&b, ',');
+    struct_schema(&b, t, not_null, false, true, base.data, "Value", "after");
+    buf_putc(&b, ',');
+    buf_puts(&b, SOURCE_SCHEMA);
+    buf_putc(&b, ',');
+    buf_puts(&b, ENVELOPE_TAIL_SCHEMA);
+    buf_puts(&b, "],\"optional\":false,\"name\":");
+    buf_puts(&base, ".Envelope");
+    debezium_json_string(&b, base.data, base.len);
+    buf_puts(&b, ",\"version\":2},\"payload\":");
+    t->value_head = b.data;
+    buf_release(&base);
+}
+
+DbzTable *debezium_table_new(const char *name_prefix, const char *schema, const char *table,
+                             uint16_t ncols, const DbzColumnSpec *cols, const DbzOptions *opts)
 {
     DbzTable *t = xcalloc(1, sizeof(*t));
+    bool *not_null = xcalloc(ncols + 1u, sizeof(*not_null));
     Buf b = BUF_INIT;
 
     t->ncols = ncols;
-    t->types = xcalloc(ncols + 1u, sizeof(*t->types));
+    t->cols = xcalloc(ncols + 1u, sizeof(*t->cols));
     t->is_key = xcalloc(ncols + 1u, sizeof(*t->is_key));
+    t->names = xcalloc(ncols + 1u, sizeof(*t->names));
     t->jnames = xcalloc(ncols + 1u, sizeof(*t->jnames));
     for (uint16_t i = 0; i < ncols; i++) {
-        t->types[i] = types[i];
-        t->is_key[i] = full || (is_key && is_key[i]);
-        t->nkeys += t->is_key[i];
-        t->jnames[i] = json_str_dup(names[i], ":");
+        t->cols[i] = debezium_col_new(&cols[i].type, opts);
+        t->names[i] = xstrdup(cols[i].name);
+        t->jnames[i] = json_str_dup(cols[i].name, ":");
+        t->is_key[i] = cols[i].key;
+        not_null[i] = cols[i].not_null || cols[i].key;
+        t->nkeys += cols[i].key && !debezium_col_skipped(t->cols[i]);
     }
     buf_puts(&b, "\"schema\":");
     debezium_json_string(&b, schema, strlen(schema));
     buf_puts(&b, ",\"table\":");
     debezium_json_string(&b, table, strlen(table));
     t->jtable = b.data;
-    return t;
-}
-
-DbzTable *debezium_table_from_rel(const RelInfo *rel)
-{
-    const char **names = xcalloc(rel->ncols + 1u, sizeof(*names));
-    uint32_t *types = xcalloc(rel->ncols + 1u, sizeof(*types));
-    bool *keys = xcalloc(rel->ncols + 1u, sizeof(*keys));
-    DbzTable *t;
-
-    for (uint16_t i = 0; i < rel->ncols; i++) {
-        names[i] = rel->cols[i].name;
-        types[i] = rel->cols[i].type_oid;
-        keys[i] = rel->cols[i].is_key;
-    }
-    t = debezium_table_new(rel->schema, rel->name, rel->ncols, names, types, keys,
-                           rel->replident == 'f');
-    free(names);
-    free(types);
-    free(keys);
-    return t;
-}
-
-DbzTable *debezium_table_from_def(const TableDef *def)
-{
-    uint16_t n = (uint16_t)def->ncols;
-    const char **names = xcalloc(n + 1u, sizeof(*names));
-    uint32_t *types = xcalloc(n + 1u, sizeof(*types));
-    bool *keys = xcalloc(n + 1u, sizeof(*keys));
-    DbzTable *t;
-
-    for (uint16_t i = 0; i < n; i++) {
-        names[i] = def->cols[i].name;
-        types[i] = def->cols[i].type_oid;
-        keys[i] = def->cols[i].is_key;
-    }
-    /* The catalog flags no columns under identity FULL; pgoutput flags all. */
-    t = debezium_table_new(def->schema, def->name, n, names, types, keys, def->replident == 'f');
-    free(names);
-    free(types);
-    free(keys);
+    t->display = xasprintf("%s.%s", schema, table);
+    if (opts->schemas)
+        build_schemas(t, not_null, name_prefix ? name_prefix : "", schema, table);
+    free(not_null);
     return t;
 }
 
@@ -89,12 +145,19 @@ void debezium_table_free(DbzTable *t)
 {
     if (!t)
         return;
-    for (uint16_t i = 0; i < t->ncols; i++)
+    for (uint16_t i = 0; i < t->ncols; i++) {
+        debezium_col_free(t->cols[i]);
+        free(t->names[i]);
         free(t->jnames[i]);
+    }
+    free(t->cols);
+    free(t->names);
     free(t->jnames);
-    free(t->types);
     free(t->is_key);
     free(t->jtable);
+    free(t->display);
+    free(t->key_head);
+    free(t->value_head);
     free(t);
 }
 
@@ -120,20 +183,25 @@ void debezium_source_release(DbzSource *src)
 
 static int put_column(Buf *out, const DbzTable *t, uint16_t i, const ColValue *v)
 {
+    int rc;
+
     buf_puts(out, t->jnames[i]);
     switch (v->state) {
     case COL_NULL:
         buf_append(out, "null", 4);
         return 0;
     case COL_UNCHANGED:
-        buf_puts(out, "\"" DEBEZIUM_UNAVAILABLE "\"");
+        debezium_unavailable(out, t->cols[i]);
         return 0;
     case COL_TEXT:
-        return debezium_value(out, t->types[i], v->data, v->len);
+        rc = debezium_value(out, t->cols[i], v->data, v->len);
+        if (rc < 0)
+            return tm_fail_ctx(rc, "column %s", t->names[i]);
+        return 0;
     case COL_BINARY:
         break;
     }
-    return tm_fail(-EPROTO, "column %s: binary values are not supported", t->jnames[i]);
+    return tm_fail(-EPROTO, "column %s: binary values are not supported", t->names[i]);
 }
 
 static int check_width(const DbzTable *t, const Tuple *row)
@@ -147,31 +215,11 @@ static int check_width(const DbzTable *t, const Tuple *row)
 int debezium_row(Buf *out, const DbzTable *t, const Tuple *row)
 {
     int rc = check_width(t, row);
-
-    buf_putc(out, '{');
-    for (uint16_t i = 0; i < t->ncols && rc == 0; i++) {
-        if (i)
-            buf_putc(out, ',');
-        rc = put_column(out, t, i, &row->cols[i]);
-    }
-    buf_putc(out, '}');
-    if (rc < 0)
-        return tm_fail_ctx(rc, "rendering %s", t->jtable);
-    return 0;
-}
-
-int debezium_key(Buf *out, const DbzTable *t, const Tuple *row)
-{
     bool first = true;
-    int rc = check_width(t, row);
 
-    if (rc < 0)
-        return rc;
-    if (t->nkeys == 0)
-        return 1;
     buf_putc(out, '{');
     for (uint16_t i = 0; i < t->ncols && rc == 0; i++) {
-        if (!t->is_key[i])
+        if (debezium_col_skipped(t->cols[i]))
             continue;
         if (!first)
             buf_putc(out, ',');
@@ -180,8 +228,47 @@ int debezium_key(Buf *out, const DbzTable *t, const Tuple *row)
     }
     buf_putc(out, '}');
     if (rc < 0)
-        return tm_fail_ctx(rc, "rendering the key of %s", t->jtable);
+        return tm_fail_ctx(rc, "rendering %s", t->display);
     return 0;
+}
+
+static int render_key(Buf *out, const DbzTable *t, const Tuple *row, bool with_schema)
+{
+    bool first = true;
+    int rc = check_width(t, row);
+
+    if (rc < 0)
+        return rc;
+    if (t->nkeys == 0)
+        return 1;
+    with_schema = with_schema && t->key_head;
+    if (with_schema)
+        buf_puts(out, t->key_head);
+    buf_putc(out, '{');
+    for (uint16_t i = 0; i < t->ncols && rc == 0; i++) {
+        if (!t->is_key[i] || debezium_col_skipped(t->cols[i]))
+            continue;
+        if (!first)
+            buf_putc(out, ',');
+        first = false;
+        rc = put_column(out, t, i, &row->cols[i]);
+    }
+    buf_putc(out, '}');
+    if (with_schema)
+        buf_putc(out, '}');
+    if (rc < 0)
+        return tm_fail_ctx(rc, "rendering the key of %s", t->display);
+    return 0;
+}
+
+int debezium_key(Buf *out, const DbzTable *t, const Tuple *row)
+{
+    return render_key(out, t, row, true);
+}
+
+int debezium_key_payload(Buf *out, const DbzTable *t, const Tuple *row)
+{
+    return render_key(out, t, row, false);
 }
 
 bool debezium_key_changed(const DbzTable *t, const Tuple *old, const Tuple *new_row)
@@ -210,32 +297,17 @@ static int put_tuple(Buf *out, const DbzTable *t, const Tuple *row)
     return debezium_row(out, t, row);
 }
 
-static void put_u64(Buf *out, uint64_t v)
+static int64_t floor_div(int64_t a, int64_t b)
 {
-    char tmp[24];
-    char *p = tmp + sizeof(tmp);
-
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    buf_append(out, p, (size_t)(tmp + sizeof(tmp) - p));
-}
-
-static void put_i64(Buf *out, int64_t v)
-{
-    if (v < 0) {
-        buf_putc(out, '-');
-        put_u64(out, (uint64_t)0 - (uint64_t)v);
-    } else {
-        put_u64(out, (uint64_t)v);
-    }
+    return a / b - (a % b != 0 && (a < 0) != (b < 0));
 }
 
 int debezium_envelope(Buf *out, const DbzTable *t, const DbzSource *src, const DbzEvent *ev)
 {
     int rc;
 
+    if (t->value_head)
+        buf_puts(out, t->value_head);
     buf_puts(out, "{\"before\":");
     rc = put_tuple(out, t, ev->before);
     if (rc < 0)
@@ -247,24 +319,45 @@ int debezium_envelope(Buf *out, const DbzTable *t, const DbzSource *src, const D
     buf_puts(out, ",\"source\":");
     buf_puts(out, src->head);
     buf_puts(out, "\"ts_ms\":");
-    put_i64(out, ev->source_ts_ms);
-    buf_puts(out,
-             ev->snapshot ? ",\"snapshot\":\"true\",\"db\":" : ",\"snapshot\":\"false\",\"db\":");
+    dbz_put_i64(out, floor_div(ev->source_ts_us, 1000));
+    buf_puts(out, ",\"snapshot\":\"");
+    buf_puts(out, ev->snapshot ? ev->snapshot : "false");
+    buf_puts(out, "\",\"db\":");
     buf_puts(out, src->db);
+    /* sequence: a JSON array of two LSNs as strings, itself in a string */
+    buf_puts(out, "\"sequence\":\"[");
+    if (ev->last_commit) {
+        buf_puts(out, "\\\"");
+        dbz_put_i64(out, (int64_t)ev->last_commit);
+        buf_puts(out, "\\\"");
+    } else {
+        buf_puts(out, "null");
+    }
+    buf_puts(out, ",\\\"");
+    dbz_put_i64(out, (int64_t)ev->lsn);
+    buf_puts(out, "\\\"]\",\"ts_us\":");
+    dbz_put_i64(out, ev->source_ts_us);
+    buf_puts(out, ",\"ts_ns\":");
+    dbz_put_i64(out, ev->source_ts_us * 1000);
+    buf_putc(out, ',');
     buf_puts(out, t->jtable);
     buf_puts(out, ",\"txId\":");
     if (ev->has_xid)
-        put_u64(out, ev->xid);
+        dbz_put_i64(out, ev->xid);
     else
         buf_append(out, "null", 4);
     buf_puts(out, ",\"lsn\":");
-    put_u64(out, ev->lsn);
-    buf_puts(out, ",\"xmin\":null},");
-    buf_puts(out, "\"op\":\"");
+    dbz_put_i64(out, (int64_t)ev->lsn);
+    buf_puts(out, ",\"xmin\":null},\"op\":\"");
     buf_putc(out, ev->op);
-    buf_putc(out, '"');
-    buf_puts(out, ",\"ts_ms\":");
-    put_i64(out, ev->ts_ms);
+    buf_puts(out, "\",\"ts_ms\":");
+    dbz_put_i64(out, floor_div(ev->ts_ns, 1000000));
+    buf_puts(out, ",\"ts_us\":");
+    dbz_put_i64(out, floor_div(ev->ts_ns, 1000));
+    buf_puts(out, ",\"ts_ns\":");
+    dbz_put_i64(out, ev->ts_ns);
     buf_puts(out, ",\"transaction\":null}");
+    if (t->value_head)
+        buf_putc(out, '}');
     return 0;
 }

@@ -15,19 +15,12 @@
 #include "sinks/kafka/kafkasink_int.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/transform/mapping.h"
 #include "core/xmalloc.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static TxnSlot *slot_at(KafkaSink *s, uint64_t seq)
 {
@@ -176,7 +169,7 @@ static int krel_get(KafkaSink *s, RelEntry *rel, KRel **out)
             free(r);
             return rc;
         }
-        r->dbz = debezium_table_from_rel(&rel->info);
+        r->dbz = kafkasink_dbz_rel(s, &rel->info);
         rel->sink_state = r;
         rel->sink_state_free = krel_free;
     }
@@ -200,8 +193,14 @@ static void count_msg(KafkaSink *s, uint64_t seq, int delta, size_t bytes)
     pthread_mutex_unlock(&s->mu);
 }
 
+/* A message's extra header (Debezium's key-change headers); name NULL: none. */
+typedef struct KHeader {
+    const char *name;
+    const Buf *value;
+} KHeader;
+
 /* Produces s->key (NULL: no key) and s->val (NULL: tombstone) for the open transaction. */
-static int send_msg(KafkaSink *s, KRel *r, bool with_key, bool with_value)
+static int send_msg(KafkaSink *s, KRel *r, bool with_key, bool with_value, KHeader h)
 {
     uint64_t seq = s->tail_seq - 1; /* only this thread moves tail */
     size_t bytes = (with_key ? s->key.len : 0) + (with_value ? s->val.len : 0);
@@ -210,7 +209,7 @@ static int send_msg(KafkaSink *s, KRel *r, bool with_key, bool with_value)
     /* Counted first: the report may be served on another thread before produce returns. */
     count_msg(s, seq, 1, bytes);
     rc = kafkasink_produce(s, r->rkt, with_key ? &s->key : NULL, with_value ? &s->val : NULL,
-                           s->txn_lsn, s->txn_xid, kafka_opaque(OPQ_STREAM, seq));
+                           s->txn_lsn, s->txn_xid, h.name, h.value, kafka_opaque(OPQ_STREAM, seq));
     if (rc < 0)
         count_msg(s, seq, -1, bytes);
     return rc;
@@ -218,7 +217,7 @@ static int send_msg(KafkaSink *s, KRel *r, bool with_key, bool with_value)
 
 /* One event: key from keyrow (NULL: null key), envelope, then an optional tombstone. */
 static int emit(KafkaSink *s, KRel *r, const TxnInfo *txn, char op, const Tuple *before,
-                const Tuple *after, const Tuple *keyrow, bool tombstone)
+                const Tuple *after, const Tuple *keyrow, bool tombstone, KHeader h)
 {
     DbzEvent ev = {
         .op = op,
@@ -226,9 +225,10 @@ static int emit(KafkaSink *s, KRel *r, const TxnInfo *txn, char op, const Tuple 
         .after = after,
         .has_xid = true,
         .xid = txn->xid,
-        .lsn = txn->final_lsn,
-        .source_ts_ms = debezium_ms(txn->commit_time),
-        .ts_ms = s->txn_ts_ms,
+        .lsn = txn->change_lsn ? txn->change_lsn : txn->final_lsn,
+        .last_commit = s->last_commit,
+        .source_ts_us = debezium_us(txn->commit_time),
+        .ts_ns = s->txn_ts_ns,
     };
     int k = 1, rc;
 
@@ -241,16 +241,19 @@ static int emit(KafkaSink *s, KRel *r, const TxnInfo *txn, char op, const Tuple 
     }
     rc = debezium_envelope(&s->val, r->dbz, &s->src, &ev);
     if (rc == 0)
-        rc = send_msg(s, r, k == 0, true);
+        rc = send_msg(s, r, k == 0, true, h);
     /* Log compaction drops every earlier message of a key followed by a tombstone. */
     if (rc == 0 && tombstone && k == 0)
-        rc = send_msg(s, r, true, false);
+        rc = send_msg(s, r, true, false, h);
     return rc;
 }
+
+static const KHeader NO_HEADER = {NULL, NULL};
 
 int kafkaapply_txn_begin(Sink *base, const TxnInfo *txn)
 {
     KafkaSink *s = kafkasink_of(base);
+    struct timespec ts;
 
     if (atomic_load(&s->failed))
         return kafkasink_failure(s);
@@ -263,29 +266,42 @@ int kafkaapply_txn_begin(Sink *base, const TxnInfo *txn)
     t->xid = txn->xid;
     pthread_mutex_unlock(&s->mu);
     s->txn_open = true;
-    s->txn_ts_ms = wall_ms();
+    clock_gettime(CLOCK_REALTIME, &ts);
+    s->txn_ts_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
     lsn_format(txn->final_lsn, s->txn_lsn, sizeof(s->txn_lsn));
     snprintf(s->txn_xid, sizeof(s->txn_xid), "%u", txn->xid);
     return 0;
 }
 
+/*
+ * An update: one "u" event keyed by the new row, its before image the old
+ * row pgoutput sent (identity FULL: all of it; an identity key change: the
+ * key columns), else null. When the message key changes, Debezium's pair
+ * instead: a delete (+ tombstone) of the old key carrying the new key in
+ * header __debezium.newkey, then a create of the new key carrying
+ * __debezium.oldkey.
+ */
 static int apply_update(KafkaSink *s, KRel *r, const Change *chg, const TxnInfo *txn)
 {
     const Tuple *nt = &chg->update.newtup, *ot = &chg->update.oldtup;
     bool tomb = s->cfg->target.kafka.tombstones;
     int rc;
 
-    /* The key moved: Debezium's delete (+ tombstone) of the old key, create of the new. */
     if (chg->update.old_kind && debezium_key_changed(r->dbz, ot, nt)) {
-        rc = emit(s, r, txn, 'd', ot, NULL, ot, tomb);
+        buf_clear(&s->key2);
+        rc = debezium_key_payload(&s->key2, r->dbz, nt);
         if (rc == 0)
-            rc = emit(s, r, txn, 'c', NULL, nt, nt, false);
-        return rc;
+            rc = emit(s, r, txn, 'd', ot, NULL, ot, tomb, (KHeader){"__debezium.newkey", &s->key2});
+        if (rc == 0) {
+            buf_clear(&s->key2);
+            rc = debezium_key_payload(&s->key2, r->dbz, ot);
+        }
+        if (rc == 0)
+            rc =
+                emit(s, r, txn, 'c', NULL, nt, nt, false, (KHeader){"__debezium.oldkey", &s->key2});
+        return rc < 0 ? rc : 0;
     }
-    /* A full old row (identity FULL) is the before image, and its key has no 'u'. */
-    if (chg->update.old_kind == 'O')
-        return emit(s, r, txn, 'u', ot, nt, ot, false);
-    return emit(s, r, txn, 'u', NULL, nt, nt, false);
+    return emit(s, r, txn, 'u', chg->update.old_kind ? ot : NULL, nt, nt, false, NO_HEADER);
 }
 
 int kafkaapply_apply(Sink *base, RelEntry *rel, const Change *chg, const TxnInfo *txn)
@@ -304,20 +320,30 @@ int kafkaapply_apply(Sink *base, RelEntry *rel, const Change *chg, const TxnInfo
     s->batch_changes++;
     switch (chg->kind) {
     case CHG_INSERT:
-        rc = emit(s, r, txn, 'c', NULL, &chg->insert.newtup, &chg->insert.newtup, false);
+        if (s->skip & SKIP_CREATE)
+            return 0;
+        rc = emit(s, r, txn, 'c', NULL, &chg->insert.newtup, &chg->insert.newtup, false, NO_HEADER);
         break;
     case CHG_UPDATE:
+        if (s->skip & SKIP_UPDATE)
+            return 0;
         rc = apply_update(s, r, chg, txn);
         break;
     case CHG_DELETE:
+        if (s->skip & SKIP_DELETE)
+            return 0;
         rc = emit(s, r, txn, 'd', &chg->del.oldtup, NULL, &chg->del.oldtup,
-                  s->cfg->target.kafka.tombstones);
+                  s->cfg->target.kafka.tombstones, NO_HEADER);
         break;
     default:
         return tm_fail(-EINVAL, "kafka: change kind '%c' is not a row change", chg->kind);
     }
-    if (rc < 0)
-        return tm_fail_ctx(rc, "%s", rel->display);
+    if (rc < 0) {
+        char lsn[24];
+
+        lsn_format(txn->change_lsn ? txn->change_lsn : txn->final_lsn, lsn, sizeof(lsn));
+        return tm_fail_ctx(rc, "%s (source LSN %s, transaction %u)", rel->display, lsn, txn->xid);
+    }
     return 0;
 }
 
@@ -328,18 +354,46 @@ int kafkaapply_truncate(Sink *base, RelEntry **rels, uint32_t nrels, uint8_t fla
 
     if (!s->txn_open)
         return tm_fail(-EPROTO, "kafka: a truncate outside a transaction");
+    if (s->skip & SKIP_TRUNCATE)
+        return 0; /* skipped.operations: Debezium's default leaves truncates out */
     for (uint32_t i = 0; i < nrels; i++) {
         KRel *r;
         /* Debezium's truncate event: no key, no row images. */
         int rc = krel_get(s, rels[i], &r);
 
         if (rc == 0)
-            rc = emit(s, r, txn, 't', NULL, NULL, NULL, false);
+            rc = emit(s, r, txn, 't', NULL, NULL, NULL, false, NO_HEADER);
         if (rc < 0)
             return tm_fail_ctx(rc, "%s", rels[i]->display);
         s->batch_changes++;
     }
     return 0;
+}
+
+/*
+ * A row the table's mapping could not transform (on_error: dead_letter):
+ * its full source row goes to the dead-letter file, and the stream goes on.
+ */
+int kafkaapply_dead_letter(Sink *base, const RelEntry *src_rel, const Change *chg,
+                           const TxnInfo *txn, const char *error)
+{
+    KafkaSink *s = kafkasink_of(base);
+    const Tuple *row = chg->kind == CHG_INSERT   ? &chg->insert.newtup
+                       : chg->kind == CHG_UPDATE ? &chg->update.newtup
+                                                 : &chg->del.oldtup;
+    Buf f = BUF_INIT;
+    int rc;
+
+    buf_printf(&f, "\"op\":\"%c\",\"row\":",
+               chg->kind == CHG_INSERT   ? 'c'
+               : chg->kind == CHG_UPDATE ? 'u'
+                                         : 'd');
+    mapping_row_json(&src_rel->info, row, &f);
+    rc = kafkasink_dead_letter(s, "mapping", src_rel->display,
+                               txn->change_lsn ? txn->change_lsn : txn->final_lsn, txn->xid, error,
+                               buf_cstr(&f));
+    buf_release(&f);
+    return rc;
 }
 
 int kafkaapply_txn_commit(Sink *base, const TxnInfo *txn)
@@ -356,6 +410,7 @@ int kafkaapply_txn_commit(Sink *base, const TxnInfo *txn)
     advance(s);
     pthread_mutex_unlock(&s->mu);
     s->txn_open = false;
+    s->last_commit = txn->end_lsn;
     return 0;
 }
 

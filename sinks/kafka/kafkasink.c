@@ -128,17 +128,29 @@ int kafkasink_failure(KafkaSink *s)
 }
 
 int kafkasink_produce(KafkaSink *s, rd_kafka_topic_t *rkt, const Buf *key, const Buf *val,
-                      const char *lsn_text, const char *txid_text, void *opaque)
+                      const char *lsn_text, const char *txid_text, const char *hname,
+                      const Buf *hval, void *opaque)
 {
     for (;;) {
-        rd_kafka_resp_err_t err =
-            rd_kafka_producev(s->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_KEY(key ? key->data : NULL, key ? key->len : 0),
-                              RD_KAFKA_V_VALUE(val ? val->data : NULL, val ? val->len : 0),
-                              RD_KAFKA_V_HEADER("lsn", lsn_text, (ssize_t)strlen(lsn_text)),
-                              RD_KAFKA_V_HEADER("txid", txid_text, (ssize_t)strlen(txid_text)),
-                              RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t err;
 
+        if (hname)
+            err = rd_kafka_producev(
+                s->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_KEY(key ? key->data : NULL, key ? key->len : 0),
+                RD_KAFKA_V_VALUE(val ? val->data : NULL, val ? val->len : 0),
+                RD_KAFKA_V_HEADER("lsn", lsn_text, (ssize_t)strlen(lsn_text)),
+                RD_KAFKA_V_HEADER("txid", txid_text, (ssize_t)strlen(txid_text)),
+                RD_KAFKA_V_HEADER(hname, hval->data, (ssize_t)hval->len), RD_KAFKA_V_OPAQUE(opaque),
+                RD_KAFKA_V_END);
+        else
+            err = rd_kafka_producev(
+                s->rk, RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_KEY(key ? key->data : NULL, key ? key->len : 0),
+                RD_KAFKA_V_VALUE(val ? val->data : NULL, val ? val->len : 0),
+                RD_KAFKA_V_HEADER("lsn", lsn_text, (ssize_t)strlen(lsn_text)),
+                RD_KAFKA_V_HEADER("txid", txid_text, (ssize_t)strlen(txid_text)),
+                RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
         if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
             return 0;
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -169,27 +181,95 @@ int kafkasink_poll(KafkaSink *s, int timeout_ms)
     return kafkasink_failure(s);
 }
 
+/* The first table routed to rkt, for messages. */
+static const char *topic_table(KafkaSink *s, const rd_kafka_topic_t *rkt)
+{
+    const char *t = "?";
+
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->ntopics; i++)
+        if (s->topics[i].rkt == rkt)
+            t = s->topics[i].table;
+    pthread_mutex_unlock(&s->mu);
+    return t;
+}
+
+static void put_raw_or_null(Buf *b, const void *p, size_t n)
+{
+    if (p)
+        buf_append(b, p, n); /* our own keys and values are JSON */
+    else
+        buf_puts(b, "null");
+}
+
+/*
+ * undeliverable: dead_letter — a message Kafka rejected for good goes to the
+ * dead-letter file, with its topic, key, value and headers; returns whether
+ * it was written (else the failure stands).
+ */
+static bool dead_letter_message(KafkaSink *s, const rd_kafka_message_t *m)
+{
+    Buf f = BUF_INIT;
+    Lsn lsn = LSN_INVALID;
+    uint32_t xid = 0;
+    const void *hv;
+    size_t hl;
+    rd_kafka_headers_t *hdrs = NULL;
+    bool ok;
+
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        char tmp[32];
+
+        if (rd_kafka_header_get_last(hdrs, "lsn", &hv, &hl) == 0 && hl < sizeof(tmp)) {
+            memcpy(tmp, hv, hl);
+            tmp[hl] = '\0';
+            lsn_parse(tmp, &lsn);
+        }
+        if (rd_kafka_header_get_last(hdrs, "txid", &hv, &hl) == 0 && hl < sizeof(tmp)) {
+            memcpy(tmp, hv, hl);
+            tmp[hl] = '\0';
+            xid = (uint32_t)strtoul(tmp, NULL, 10);
+        }
+    }
+    buf_puts(&f, "\"topic\":");
+    debezium_json_string(&f, rd_kafka_topic_name(m->rkt), strlen(rd_kafka_topic_name(m->rkt)));
+    buf_puts(&f, ",\"key\":");
+    put_raw_or_null(&f, m->key, m->key_len);
+    buf_puts(&f, ",\"value\":");
+    put_raw_or_null(&f, m->payload, m->len);
+    ok = kafkasink_dead_letter(s, "undeliverable", topic_table(s, m->rkt), lsn, xid,
+                               rd_kafka_err2str(m->err), buf_cstr(&f)) == 0;
+    if (!ok)
+        log_error("kafka: %s", tm_error());
+    buf_release(&f);
+    return ok;
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     KafkaSink *s = opaque;
     uintptr_t o = (uintptr_t)m->_private;
+    rd_kafka_resp_err_t err = m->err;
 
     if (s->closing)
         return;
+    /* The dead letter is durable before the message counts as delivered. */
+    if (err && s->cfg->target.kafka.dead_letter && dead_letter_message(s, m))
+        err = RD_KAFKA_RESP_ERR_NO_ERROR;
     if ((o & 3) == OPQ_STREAM) {
-        kafkaapply_delivered(s, (uint64_t)(o >> 2), m->len + m->key_len, m->err, m->rkt);
+        kafkaapply_delivered(s, (uint64_t)(o >> 2), m->len + m->key_len, err, m->rkt);
         return;
     }
-    if (m->err)
+    if (err)
         kafkasink_set_failure(s,
                               "Kafka: delivery of a %zu-byte initial-copy message to topic %s"
                               " failed: %s. The table's copy is redone on restart; fix the"
                               " cause (for a size limit: the topic's max.message.bytes and"
                               " target.properties message.max.bytes) and restart",
                               m->len + m->key_len, rd_kafka_topic_name(m->rkt),
-                              rd_kafka_err2str(m->err));
+                              rd_kafka_err2str(err));
     if ((o & 3) == OPQ_COPY)
-        kafkacopy_delivered(s, (uint64_t)(o >> 2), m->err);
+        kafkacopy_delivered(s, (uint64_t)(o >> 2), err);
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -315,6 +395,20 @@ static char *source_dbname(const Config *cfg)
     return out;
 }
 
+/* skipped.operations ("t", "c,u", "none") as SKIP_* bits. */
+static unsigned skipped_ops(const char *ops)
+{
+    unsigned m = 0;
+
+    for (const char *p = ops ? ops : ""; *p; p++)
+        m |= *p == 'c'   ? SKIP_CREATE
+             : *p == 'u' ? SKIP_UPDATE
+             : *p == 'd' ? SKIP_DELETE
+             : *p == 't' ? SKIP_TRUNCATE
+                         : 0;
+    return m;
+}
+
 static int kafkasink_connect(Sink *base, const char *client_encoding)
 {
     KafkaSink *s = kafkasink_of(base);
@@ -349,6 +443,8 @@ static int kafkasink_connect(Sink *base, const char *client_encoding)
     rd_kafka_queue_destroy(mainq);
     db = source_dbname(s->cfg);
     debezium_source_init(&s->src, TM_VERSION, s->cfg->pipeline, db);
+    s->dbz = debezium_options(s->cfg);
+    s->skip = skipped_ops(s->cfg->target.kafka.skipped_ops);
     free(db);
     log_info("kafka: producing to %s (topics %s)", s->cfg->target.kafka.brokers,
              s->cfg->target.kafka.topic ? s->cfg->target.kafka.topic : "{prefix}.{schema}.{table}");
@@ -399,7 +495,10 @@ static int kafkasink_forget_tables(Sink *base, const TableSet *keep)
 
 static int kafkasink_check_table(Sink *base, const TableDef *t, bool require_empty)
 {
-    return 0; /* topics are created on first use; a redone copy appends, consumers dedupe */
+    /* Topics are created on first use; a redone copy appends, consumers dedupe. What
+     * matters is the catalog's view of the table: types and the message key. */
+    kafkasink_register_table(kafkasink_of(base), t);
+    return 0;
 }
 
 static int kafkasink_process(Sink *base)
@@ -478,6 +577,9 @@ static void kafkasink_free(Sink *base)
         free(s->topics[i].table);
     }
     free(s->topics);
+    for (size_t i = 0; i < s->nknown; i++)
+        tabledef_release(&s->known[i]);
+    free(s->known);
     if (s->pipefd[0] >= 0) {
         close(s->pipefd[0]);
         close(s->pipefd[1]);
@@ -486,6 +588,7 @@ static void kafkasink_free(Sink *base)
     debezium_source_release(&s->src);
     buf_release(&s->key);
     buf_release(&s->val);
+    buf_release(&s->key2);
     free(s->fifo);
     free(s->copies);
     pthread_mutex_destroy(&s->mu);
@@ -504,6 +607,7 @@ static const SinkOps kafkasink_ops = {
     .txn_begin = kafkaapply_txn_begin,
     .apply = kafkaapply_apply,
     .truncate = kafkaapply_truncate,
+    .dead_letter = kafkaapply_dead_letter,
     .txn_commit = kafkaapply_txn_commit,
     .close_batch = kafkaapply_close_batch,
     .abort_batch = kafkaapply_abort_batch,
@@ -520,6 +624,8 @@ static const SinkOps kafkasink_ops = {
     .copy_rows = kafkacopy_rows,
     .copy_finish = kafkacopy_finish,
     .copy_free = kafkacopy_free,
+    .copy_open_part = kafkacopy_open_part,
+    .copy_dead_letter = kafkacopy_dead_letter,
     .forget_tables = kafkasink_forget_tables,
 };
 

@@ -58,6 +58,9 @@ typedef struct KRel {
 
 typedef struct KCopy KCopy;
 
+/* skipped.operations */
+enum { SKIP_CREATE = 1, SKIP_UPDATE = 2, SKIP_DELETE = 4, SKIP_TRUNCATE = 8 };
+
 typedef struct KafkaSink {
     Sink base;
     const Config *cfg;
@@ -65,16 +68,22 @@ typedef struct KafkaSink {
     int pipefd[2]; /* librdkafka's main queue signals the read end */
     KState state;
     DbzSource src;
+    DbzOptions dbz;
+    unsigned skip; /* SKIP_* */
     KTopic *topics;
     size_t ntopics;
+    /* The source catalog's view of each table (check_table), for types and keys (under mu). */
+    TableDef *known;
+    size_t nknown;
 
     /* the stream, driven by the loop thread */
     bool txn_open;
     char txn_lsn[24]; /* the open transaction's commit LSN as X/X, for headers */
     char txn_xid[12];
-    int64_t txn_ts_ms; /* when the transaction was rendered */
+    int64_t txn_ts_ns; /* when the transaction was rendered */
+    Lsn last_commit;   /* the previous transaction's end (source.sequence); 0: unknown */
     size_t batch_changes;
-    Buf key, val;
+    Buf key, val, key2;
 
     /*
      * Delivery reports are served by whichever thread polls: the loop, or a
@@ -97,6 +106,8 @@ typedef struct KafkaSink {
     bool closing;      /* being destroyed: ignore reports of purged messages */
     atomic_int failed; /* the first failed delivery stops the pipeline */
     char failmsg[512];
+    bool snapshot_started;      /* a copy session took the "first" snapshot marker */
+    atomic_ullong dead_letters; /* written to state_dir/dead_letters.jsonl */
 } KafkaSink;
 
 static inline KafkaSink *kafkasink_of(Sink *s)
@@ -109,10 +120,30 @@ int kafkasink_topic(KafkaSink *s, const char *schema, const char *table, rd_kafk
 
 /*
  * Produces one message (key/value may be NULL) with the lsn and txid
- * headers; on a full queue it serves delivery reports and retries.
+ * headers, and hname: hval when hname is set (Debezium's key-change
+ * headers); on a full queue it serves delivery reports and retries.
  */
 int kafkasink_produce(KafkaSink *s, rd_kafka_topic_t *rkt, const Buf *key, const Buf *val,
-                      const char *lsn_text, const char *txid_text, void *opaque);
+                      const char *lsn_text, const char *txid_text, const char *hname,
+                      const Buf *hval, void *opaque);
+
+/*
+ * The Debezium shape of a table: its columns (from a Relation message, or
+ * the copy's TableDef) with the source catalog's types and message key when
+ * check_table registered the table, else with pgoutput's OIDs and identity.
+ */
+DbzTable *kafkasink_dbz_rel(KafkaSink *s, const RelInfo *rel);
+/* Records t's catalog description (any thread). */
+void kafkasink_register_table(KafkaSink *s, const TableDef *t);
+DbzTable *kafkasink_dbz_def(KafkaSink *s, const TableDef *def);
+
+/*
+ * Appends one dead letter (a JSON line: kind, table, LSN, xid, error, and
+ * the row or the undeliverable message) to state_dir/dead_letters.jsonl and
+ * fsyncs it. Any thread; takes no lock of the sink's.
+ */
+int kafkasink_dead_letter(KafkaSink *s, const char *kind, const char *table, Lsn lsn, uint32_t xid,
+                          const char *error, const char *fields_json);
 
 /* Serves librdkafka's events (any thread) for up to timeout_ms; returns any failure. */
 int kafkasink_poll(KafkaSink *s, int timeout_ms);
@@ -144,7 +175,13 @@ int kafkaapply_idle_position(Sink *s, Lsn lsn);
 void kafkaapply_delivered(KafkaSink *s, uint64_t seq, size_t bytes, rd_kafka_resp_err_t err,
                           const rd_kafka_topic_t *rkt);
 
+int kafkaapply_dead_letter(Sink *s, const RelEntry *src_rel, const Change *chg, const TxnInfo *txn,
+                           const char *error);
+
 int kafkacopy_open(Sink *s, const TableDef *t, Lsn sync_lsn, SinkCopy **out);
+int kafkacopy_open_part(Sink *s, const TableDef *t, const TableDef *target, const CopyPart *part,
+                        Lsn sync_lsn, SinkCopy **out);
+int kafkacopy_dead_letter(SinkCopy *c, const char *row_json, const char *error);
 int kafkacopy_rows(SinkCopy *c, const char *data, size_t len);
 int kafkacopy_finish(SinkCopy *c, bool commit);
 void kafkacopy_free(SinkCopy *c);

@@ -185,9 +185,9 @@ TYPES_VALUES = ("-7, 9007199254740993, true, 1.5, 0.1, 12345.6789, 'h\u00e9llo \
                 " '10:20:30.25', '10:20:30+02', '1 day 02:00:00', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',"
                 " '{\"a\": 1}', '{\"b\": [1, 2]}', '{1,NULL,3}', '{\"x,y\",z}', 'happy', 'NaN', NULL")
 TYPES_EXPECTED = {
-    "i2": -7, "i8": 9007199254740993, "b": True, "f4": 1.5, "f8": 0.1, "num": "12345.67890",
+    "i2": -7, "i8": 9007199254740993, "b": True, "f4": 1.5, "f8": 0.1, "num": "SZYC0g==",
     "t": "h\u00e9llo \"q\"\ttab", "vc": "vc", "ch": "ab ", "by": "AP8=", "d": 19783,
-    "ts": 1705314030123456, "tstz": "2024-01-15T04:50:30.5Z", "tm": 37230250000, "tmtz": "08:20:30Z",
+    "ts": 1705314030123456, "tstz": "2024-01-15T04:50:30.500000Z", "tm": 37230250000, "tmtz": "08:20:30Z",
     "iv": 93600000000, "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "j": "{\"a\": 1}",
     "jb": "{\"b\": [1, 2]}", "ai": [1, None, 3], "at": ["x,y", "z"], "e": "happy", "nan": "NaN", "n": None,
 }
@@ -199,13 +199,17 @@ def test_kafka_every_op_and_type(env, kafka):
         ALTER TABLE items ALTER body SET STORAGE EXTERNAL;
         CREATE TABLE full_ident (a int, b text);
         ALTER TABLE full_ident REPLICA IDENTITY FULL;
+        CREATE TABLE full_pk (id int PRIMARY KEY, v text);
+        ALTER TABLE full_pk REPLICA IDENTITY FULL;
     """)
     env.src_sql("INSERT INTO types VALUES (1, %s)" % TYPES_VALUES)
     env.src_sql("INSERT INTO items VALUES (1, 'one', 1, NULL), (2, 'two', 2, NULL)")
     env.src_sql("INSERT INTO full_ident VALUES (1, 'x')")
-    d = env.daemon(config_text=kafka_config(env, kafka.bootstrap))
+    env.src_sql("INSERT INTO full_pk VALUES (1, 'x'), (2, 'y')")
+    # Debezium leaves truncates out by default; this test wants to see them.
+    d = env.daemon(config_text=kafka_config(env, kafka.bootstrap, target_extra="skipped.operations: none"))
     # Copies run beside the stream: wait for them, or the changes below may land in them.
-    wait_copied(env, d, ["types", "items", "full_ident"])
+    wait_copied(env, d, ["types", "items", "full_ident", "full_pk"])
 
     env.src_sql("INSERT INTO types VALUES (2, %s)" % TYPES_VALUES)
     with env.src_connect() as c:
@@ -217,6 +221,8 @@ def test_kafka_every_op_and_type(env, kafka):
         c.execute("UPDATE items SET qty = 30 WHERE id = 3")          # body unchanged TOAST
         c.execute("UPDATE items SET id = 4 WHERE id = 2")            # key change
         c.execute("UPDATE full_ident SET b = 'y'")
+        c.execute("UPDATE full_pk SET v = 'z' WHERE id = 1")         # FULL: the key is the primary key
+        c.execute("UPDATE full_pk SET id = 3 WHERE id = 2")
         c.execute("TRUNCATE items")
     wait_delivered(env, d)
 
@@ -246,7 +252,8 @@ def test_kafka_every_op_and_type(env, kafka):
     snap = one('{"id": 1}', "r")
     assert snap.value["before"] is None
     assert snap.value["after"] == {"id": 1, "name": "one", "qty": 1, "body": None}
-    assert snap.value["source"]["snapshot"] == "true" and snap.value["source"]["txId"] is None
+    assert snap.value["source"]["snapshot"] in ("first", "first_in_data_collection")
+    assert snap.value["source"]["txId"] is None
     assert snap.headers["txid"] == "0"
 
     ins = one('{"id": 3}', "c")
@@ -254,13 +261,22 @@ def test_kafka_every_op_and_type(env, kafka):
     assert {k: src[k] for k in ("connector", "name", "snapshot", "db", "schema", "table", "txId")} == {
         "connector": "tidemark", "name": env.pipeline, "snapshot": "false", "db": env.src_db,
         "schema": "public", "table": "items", "txId": xid}
+    assert list(src) == ["version", "connector", "name", "ts_ms", "snapshot", "db", "sequence", "ts_us",
+                         "ts_ns", "schema", "table", "txId", "lsn", "xmin"]
+    assert list(ins.value) == ["before", "after", "source", "op", "ts_ms", "ts_us", "ts_ns", "transaction"]
     assert ins.headers["txid"] == str(xid)
-    assert lsn_int(ins.headers["lsn"]) == src["lsn"]
-    assert isinstance(src["ts_ms"], int) and isinstance(ins.value["ts_ms"], int)
+    # source.lsn is the change's own position, before its transaction's commit (the lsn header)
+    assert 0 < src["lsn"] < lsn_int(ins.headers["lsn"])
+    assert json.loads(src["sequence"])[1] == str(src["lsn"])
+    assert src["ts_ms"] == src["ts_us"] // 1000 and src["ts_ns"] == src["ts_us"] * 1000
+    assert ins.value["ts_ms"] == ins.value["ts_us"] // 1000 == ins.value["ts_ns"] // 1000000
     assert src["version"] and ins.value["after"]["body"] == "z" * 100000
-    # the transaction's three events share its commit LSN and txid
+    # the transaction's events share its commit LSN and txid, each has its own source.lsn
     same_txn = [m for m in msgs if m.headers.get("txid") == str(xid)]
     assert len(same_txn) == 4 and len({m.headers["lsn"] for m in same_txn}) == 1
+    assert len({m.value["source"]["lsn"] for m in same_txn if m.value}) == 3
+    # source.sequence[0]: the previous transaction's end
+    assert json.loads(one('{"id": 3}', "u").value["source"]["sequence"])[0] is not None
 
     upd = one('{"id": 2}', "u")
     assert upd.value["before"] is None                  # replica identity default: no old row
@@ -271,21 +287,33 @@ def test_kafka_every_op_and_type(env, kafka):
     dele = one('{"id": 1}', "d")
     assert dele.value["before"] == {"id": 1, "name": None, "qty": None, "body": None}
     assert dele.value["after"] is None
-    moved = keys['{"id": 2}'][-2]
+    moved, moved_tomb = keys['{"id": 2}'][-2:]
     assert moved.value["op"] == "d" and moved.value["before"]["id"] == 2
     created = one('{"id": 4}', "c")
     assert created.value["after"] == {"id": 4, "name": "two", "qty": 20, "body": None}
+    # Debezium's key-change headers: the delete names the new key, the create the old one
+    assert json.loads(moved.headers["__debezium.newkey"]) == {"id": 4}
+    assert json.loads(moved_tomb.headers["__debezium.newkey"]) == {"id": 4}
+    assert json.loads(created.headers["__debezium.oldkey"]) == {"id": 2}
+    assert "__debezium.oldkey" not in moved.headers and "__debezium.newkey" not in created.headers
     # delete + tombstone of the old key come before the create of the new one
     assert lsn_int(moved.headers["lsn"]) == lsn_int(created.headers["lsn"])
     trunc = keys["null"][0]
     assert trunc.value["before"] is None and trunc.value["after"] is None
 
-    # ---- replica identity FULL: the whole row is the key, so an update moves it
-    full = read_topic(kafka.bootstrap, prefix + "full_ident")
-    fk = by_key(full)
-    assert [(m.value or {}).get("op") for m in fk['{"a": 1, "b": "x"}']] == ["r", "d", None]
-    assert [m.value["op"] for m in fk['{"a": 1, "b": "y"}']] == ["c"]
-    assert fk['{"a": 1, "b": "x"}'][1].value["before"] == {"a": 1, "b": "x"}
+    # ---- replica identity FULL without a primary key: no key, an update is one "u"
+    # (a null key lands on any partition: order by op)
+    full = sorted(read_topic(kafka.bootstrap, prefix + "full_ident"), key=lambda m: m.value["op"] != "r")
+    assert [m.key for m in full] == [None, None]
+    assert [m.value["op"] for m in full] == ["r", "u"]
+    assert full[1].value["before"] == {"a": 1, "b": "x"} and full[1].value["after"] == {"a": 1, "b": "y"}
+    # ---- FULL with a primary key: the key is the primary key, the before image the old row
+    fk = by_key(read_topic(kafka.bootstrap, prefix + "full_pk"))
+    u = fk['{"id": 1}'][-1].value
+    assert u["op"] == "u" and u["before"] == {"id": 1, "v": "x"} and u["after"] == {"id": 1, "v": "z"}
+    assert [(m.value or {}).get("op", "tombstone") for m in fk['{"id": 2}']] == ["r", "d", "tombstone"]
+    assert fk['{"id": 2}'][1].value["before"] == {"id": 2, "v": "y"}
+    assert [m.value["op"] for m in fk['{"id": 3}']] == ["c"]
     d.stop()
 
 

@@ -412,6 +412,44 @@ static void test_kafka_target(void **state)
     expect_error(yaml, "test.yaml:7:10: target.topic: unknown placeholder at \"{db}\"");
     snprintf(yaml, sizeof(yaml), "%s  brokers: k\n  tombstones: maybe\n", head);
     expect_error(yaml, "test.yaml:7:15: target.tombstones: expected a boolean");
+    /* Debezium's converter settings: Debezium's defaults, its names, its values. */
+    snprintf(yaml, sizeof(yaml), "%s  brokers: k\n", head);
+    cfg = load_ok(yaml);
+    assert_string_equal(cfg->target.kafka.decimal_mode, "precise");
+    assert_string_equal(cfg->target.kafka.time_mode, "adaptive");
+    assert_string_equal(cfg->target.kafka.binary_mode, "bytes");
+    assert_string_equal(cfg->target.kafka.interval_mode, "numeric");
+    assert_string_equal(cfg->target.kafka.hstore_mode, "json");
+    assert_int_equal(cfg->target.kafka.money_digits, 2);
+    assert_false(cfg->target.kafka.include_unknown);
+    assert_string_equal(cfg->target.kafka.skipped_ops, "t");
+    assert_false(cfg->target.kafka.schemas);
+    assert_false(cfg->target.kafka.dead_letter);
+    config_free(cfg);
+    snprintf(yaml, sizeof(yaml),
+             "%s  brokers: k\n  decimal.handling.mode: string\n"
+             "  time.precision.mode: adaptive_time_microseconds\n"
+             "  binary.handling.mode: base64-url-safe\n  skipped.operations: \"c,u\"\n"
+             "  schemas.enable: true\n  undeliverable: dead_letter\n",
+             head);
+    cfg = load_ok(yaml);
+    assert_string_equal(cfg->target.kafka.decimal_mode, "string");
+    assert_string_equal(cfg->target.kafka.time_mode, "adaptive_time_microseconds");
+    assert_string_equal(cfg->target.kafka.skipped_ops, "c,u");
+    assert_true(cfg->target.kafka.schemas);
+    assert_true(cfg->target.kafka.dead_letter);
+    config_free(cfg);
+    snprintf(yaml, sizeof(yaml), "%s  brokers: k\n  decimal.handling.mode: exact\n", head);
+    expect_error(yaml, "test.yaml:7:26: target.decimal.handling.mode: \"exact\" is not one of"
+                       " precise, double, string");
+    snprintf(yaml, sizeof(yaml), "%s  brokers: k\n  time.precision.mode: micro\n", head);
+    expect_error(yaml, "test.yaml:7:24: target.time.precision.mode: \"micro\" is not one of");
+    snprintf(yaml, sizeof(yaml), "%s  brokers: k\n  skipped.operations: \"c,x\"\n", head);
+    expect_error(yaml, "test.yaml:7:23: target.skipped.operations:");
+    snprintf(yaml, sizeof(yaml), "%s  brokers: k\n  money.fraction.digits: 40\n", head);
+    expect_error(yaml, "test.yaml:7:26: target.money.fraction.digits:");
+    snprintf(yaml, sizeof(yaml), "%s  brokers: k\n  decimal.handling: string\n", head);
+    expect_error(yaml, "test.yaml:7:3: target.decimal.handling:");
 }
 
 static void test_bad_table_name_position(void **state)
