@@ -413,7 +413,7 @@ static int reload_tables(Pipeline *p, const Config *n)
     for (size_t i = 0; rc == 0 && i < tabs.n; i++)
         rc = p->sink->ops->check_table(p->sink, &tabs.t[i], false);
     if (rc == 0)
-        rc = catalog_sync_publication(p->monitor, p->cfg->source.publication, &tabs);
+        rc = catalog_sync_publication(p->monitor, p->cfg->source.publication, &tabs, NULL);
     if (rc < 0) {
         tableset_release(&tabs);
         return rc;

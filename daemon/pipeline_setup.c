@@ -157,7 +157,7 @@ static int first_start(Pipeline *p, PGconn *src, Lsn *start)
     if (rc == 0)
         rc = check_tables(p, true);
     if (rc == 0)
-        rc = catalog_sync_publication(src, p->cfg->source.publication, &p->tabs);
+        rc = catalog_sync_publication(src, p->cfg->source.publication, &p->tabs, NULL);
     if (rc == 0)
         rc = lookup_idle_slot(p, src, &exists, &confirmed);
     if (rc < 0)
@@ -194,7 +194,7 @@ static int resume_start(Pipeline *p, PGconn *src, Lsn *wm)
     /* Tables added to source.tables are published now and copied by the
      * workers; removed ones leave the publication and are no longer applied. */
     if (rc == 0)
-        rc = catalog_sync_publication(src, p->cfg->source.publication, &p->tabs);
+        rc = catalog_sync_publication(src, p->cfg->source.publication, &p->tabs, NULL);
     if (rc == 0 && p->sink->ops->forget_tables)
         rc = p->sink->ops->forget_tables(p->sink, &p->tabs);
     if (rc == 0)

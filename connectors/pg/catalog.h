@@ -26,7 +26,12 @@ int catalog_check_identity(const TableSet *tabs);
 /*
  * Creates the publication, or sets it to publish exactly tabs: tables added
  * to the config are copied by the workers, removed ones stop being applied.
+ * An existing one is also made to publish every kind of change, under the
+ * partitioned tables' names, without row filters or column lists.
+ * *created (may be NULL) says whether this call created it.
  */
-int catalog_sync_publication(PGconn *src, const char *pubname, const TableSet *tabs);
+int catalog_sync_publication(PGconn *src, const char *pubname, const TableSet *tabs, bool *created);
+/* For a first start that failed after creating the publication. */
+int catalog_drop_publication(PGconn *src, const char *pubname);
 
 #endif

@@ -583,7 +583,11 @@ def test_schema_copy(env):
         "SELECT table_name, column_name, is_generated, is_identity, identity_generation, column_default"
         " FROM information_schema.columns WHERE table_schema = 'public'")}
     assert cols[("orders", "total")][0] == "ALWAYS", cols[("orders", "total")]
-    assert cols[("orders", "id")][1:3] == ("YES", "ALWAYS"), cols[("orders", "id")]
+    # ALWAYS on the source; BY DEFAULT while the pipeline applies updates, recorded
+    # for `sync-sequences --restore-identity` at cutover (tests/e2e/test_shapes.py).
+    assert cols[("orders", "id")][1:3] == ("YES", "BY DEFAULT"), cols[("orders", "id")]
+    assert env.dst_sql("SELECT key FROM tidemark.pipeline_state WHERE pipeline = %s AND key LIKE 'identity%%'",
+                       (env.pipeline,)) == [("identity public.orders.id",)]
     assert cols[("order_notes", "n")][1:3] == ("YES", "BY DEFAULT"), cols[("order_notes", "n")]
     assert "nextval" in (cols[("customers", "id")][3] or ""), cols[("customers", "id")]
     assert env.dst_sql("SELECT enum_range(NULL::mood)::text") == [("{sad,ok,happy}",)]
