@@ -634,6 +634,8 @@ static void on_schema_child(struct ev_loop *loop, ev_child *w, int revents)
         rc = schemacopy_mark(dst, p->cfg->pipeline, "post-data");
     if (dst)
         PQfinish(dst);
+    if (rc == 0)
+        rc = pipeline_fk_prepare(p);
     if (rc == 0) {
         p->defer_stream = false;
         rc = start_stream(p);

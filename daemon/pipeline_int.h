@@ -61,6 +61,7 @@ typedef struct Pipeline {
     ev_child schema_child;
     struct SchemaJob *schema_job; /* post-data restore running */
     bool defer_stream;            /* schema: copy waits for post-data */
+    struct FkJob *fk;             /* schema: copy foreign keys to validate */
 
     bool streaming; /* replication connection is in CopyBoth */
     bool paused;    /* backpressure: not reading the replication socket */
@@ -116,6 +117,12 @@ void pipeline_service_ready(Pipeline *p); /* the stream is up (again) */
 int pipeline_setup(Pipeline *p, Lsn *start);
 /* schema: copy — whether post-data is still to restore after the copies. */
 int pipeline_schema_pending(Pipeline *p, bool *pending);
+
+/* pipeline_fk.c: schema: copy — foreign keys created NOT VALID now (once
+ * post-data is restored), validated once every table has caught up. */
+typedef struct FkJob FkJob;
+int pipeline_fk_prepare(Pipeline *p);
+void pipeline_fk_stop(Pipeline *p);
 
 /* pipeline_copy.c */
 enum { FILTER_APPLY = 0, FILTER_SKIP = 1, FILTER_HOLD = 2 };

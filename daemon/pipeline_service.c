@@ -511,6 +511,7 @@ int pipeline_service_start(Pipeline *p)
 void pipeline_service_stop(Pipeline *p)
 {
     notify_stopping();
+    pipeline_fk_stop(p);
     ev_timer_stop(p->loop, &p->watchdog_timer);
     ev_timer_stop(p->loop, &p->monitor_timer);
     ev_signal_stop(p->loop, &p->sig_hup);

@@ -94,6 +94,9 @@ int pipeline_schema_pending(Pipeline *p, bool *pending)
             PQfinish(dst);
     }
     *pending = !done;
+    /* Restored: the foreign keys it leaves out exist (NOT VALID) before streaming. */
+    if (rc == 0 && p->cfg->schema_copy && done)
+        rc = pipeline_fk_prepare(p);
     return rc;
 }
 
