@@ -568,8 +568,12 @@ def test_schema_copy(env):
     env.src_sql("UPDATE orders SET qty = qty + 1 WHERE id % 1000 = 0")
     env.wait_caught_up(d, timeout=120)
     env.assert_tables_equal(*tables)
-    assert env.dst_sql("SELECT key, value FROM tidemark.pipeline_state WHERE pipeline = %s AND key LIKE 'schema%%'"
+    assert env.dst_sql("SELECT key, value FROM tidemark.pipeline_state WHERE pipeline = %s AND key LIKE 'schema p%%'"
                        " ORDER BY 1", (env.pipeline,)) == [("schema post-data", "done"), ("schema pre-data", "done")]
+    # Foreign keys: NOT VALID until every table has caught up, then validated (test_schema_copy.py).
+    harness.wait_for(lambda: env.dst_sql("SELECT value FROM tidemark.pipeline_state WHERE pipeline = %s"
+                                         " AND key = 'schema foreign-keys'", (env.pipeline,)) == [("validated",)],
+                     60, "the foreign keys to be validated")
 
     indexes = {r[0] for r in env.dst_sql("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
     assert {"customers_pkey", "customers_email_key", "customers_lower_email_idx", "orders_pkey",
