@@ -295,3 +295,58 @@ int catalog_drop_publication(PGconn *src, const char *pubname)
     free(sql);
     return rc < 0 ? tm_fail_ctx(rc, "dropping publication %s on the source", pubname) : 0;
 }
+
+int catalog_matviews(PGconn *src, const TableSet *tabs, CatalogMatview **out, size_t *n)
+{
+    Buf oids = BUF_INIT;
+    PGresult *res;
+    const char *params[1];
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    buf_putc(&oids, '{');
+    for (size_t i = 0; i < tabs->n; i++)
+        buf_printf(&oids, "%s%u", i ? "," : "", tabs->t[i].oid);
+    buf_putc(&oids, '}');
+    params[0] = buf_cstr(&oids);
+    /* A view's or materialized view's query is its rewrite rule, which
+     * depends on the relations it reads. */
+    rc = pgconn_query(src,
+                      "WITH RECURSIVE feeds(rel, src) AS ("
+                      " SELECT w.ev_class, d.refobjid FROM pg_depend d JOIN pg_rewrite w ON"
+                      " w.oid = d.objid WHERE d.classid = 'pg_rewrite'::regclass AND"
+                      " d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY ($1::oid[])"
+                      " AND w.ev_class <> d.refobjid"
+                      " UNION SELECT w.ev_class, f.src FROM feeds f JOIN pg_depend d ON"
+                      " d.refclassid = 'pg_class'::regclass AND d.refobjid = f.rel AND"
+                      " d.classid = 'pg_rewrite'::regclass JOIN pg_rewrite w ON w.oid = d.objid"
+                      " WHERE w.ev_class <> f.rel)"
+                      " SELECT mn.nspname || '.' || m.relname, string_agg(DISTINCT sn.nspname ||"
+                      " '.' || s.relname, ', '), m.relispopulated FROM feeds f JOIN pg_class m ON"
+                      " m.oid = f.rel AND m.relkind = 'm' JOIN pg_namespace mn ON mn.oid ="
+                      " m.relnamespace JOIN pg_class s ON s.oid = f.src JOIN pg_namespace sn ON"
+                      " sn.oid = s.relnamespace GROUP BY 1, 3 ORDER BY 1",
+                      1, params, &res);
+    buf_release(&oids);
+    if (rc < 0)
+        return tm_fail_ctx(rc, "source: finding the materialized views the tables feed");
+    *n = (size_t)PQntuples(res);
+    *out = xcalloc(*n + 1, sizeof(CatalogMatview));
+    for (size_t i = 0; i < *n; i++) {
+        (*out)[i].display = xstrdup(PQgetvalue(res, (int)i, 0));
+        (*out)[i].fed_by = xstrdup(PQgetvalue(res, (int)i, 1));
+        (*out)[i].populated = PQgetvalue(res, (int)i, 2)[0] == 't';
+    }
+    PQclear(res);
+    return 0;
+}
+
+void catalog_matviews_free(CatalogMatview *m, size_t n)
+{
+    for (size_t i = 0; m && i < n; i++) {
+        free(m[i].display);
+        free(m[i].fed_by);
+    }
+    free(m);
+}

@@ -292,3 +292,35 @@ def test_verify_a_stopped_pipeline(env):
     # acct alone is still verifiable: memo's change does not concern it.
     rc, out, err = run_verify(env, "--table", "public.acct", extra=extra, tables=tables)
     assert rc == 0, (rc, err, out)
+
+
+# --------------------------------------------------------------------------- materialized views
+
+def test_profile_reports_the_materialized_views_the_tables_feed(env):
+    env.both_sql("""
+        CREATE TABLE sale (id int PRIMARY KEY, region text, amount numeric);
+        CREATE TABLE region (name text PRIMARY KEY);
+        CREATE VIEW sale_eu AS SELECT * FROM sale WHERE region = 'eu';
+        CREATE MATERIALIZED VIEW sale_totals AS SELECT region, sum(amount) FROM sale GROUP BY 1;
+        CREATE MATERIALIZED VIEW eu_total AS SELECT sum(amount) FROM sale_eu;
+        CREATE MATERIALIZED VIEW regions_mv AS SELECT name FROM region WITH NO DATA;
+    """)
+    env.src_sql("INSERT INTO sale SELECT g, 'eu', g FROM generate_series(1, 10) g; REFRESH MATERIALIZED VIEW"
+                " sale_totals; INSERT INTO region VALUES ('eu')")
+    path = os.path.join(env.workdir, "profile.yaml")
+    with open(path, "w") as f:
+        f.write(env.config(["public.sale"]))
+    res = subprocess.run([harness.tidemark_bin(), "profile", "--config", path, "--format", "json", "--no-store"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert res.returncode in (0, 1), res.stderr
+    rep = json.loads(res.stdout)
+    mv = {m["name"]: m for m in rep["materialized_views"]}
+    # regions_mv reads a table outside the pipeline; eu_total reads sale through a view.
+    assert sorted(mv) == ["public.eu_total", "public.sale_totals"], rep["materialized_views"]
+    assert mv["public.eu_total"]["fed_by"] == "public.sale" and mv["public.eu_total"]["populated"] is True
+    found = [f for f in rep["findings"] if f["code"] == "materialized_view"]
+    assert {f["table"] for f in found} == {"public.eu_total", "public.sale_totals"}, found
+    assert all("REFRESH MATERIALIZED VIEW" in f["message"] for f in found), found
+    text = subprocess.run([harness.tidemark_bin(), "profile", "--config", path, "--no-store"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120).stdout
+    assert "materialized_view" in text and "public.sale_totals" in text, text
