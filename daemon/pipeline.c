@@ -917,6 +917,7 @@ static void sink_lost(Pipeline *p)
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
+    ((Pipeline *)w->data)->stopping = true; /* setup's waits look at it */
     log_info("received %s: stopping after a clean drain", strsignal(w->signum));
     notify_stopping();
     ev_break(loop, EVBREAK_ALL);
@@ -1000,10 +1001,16 @@ int pipeline_run(Config *cfg)
     signal(SIGPIPE, SIG_IGN);
 
     Lsn start;
-    rc = pipeline_setup(&p, &start);
+    rc = pipeline_service_bind(&p);
+    if (rc == 0)
+        rc = pipeline_setup(&p, &start);
     if (rc == 0)
         rc = p.sink->ops->start(p.sink, start);
-    if (rc < 0)
+    if (rc < 0 && p.stopping) {
+        log_info("stopped during startup (%s)", tm_error());
+        rc = 0;
+    }
+    if (rc < 0 || p.stopping)
         goto out;
 
     ev_io_init(&p.repl_r, on_repl_readable, -1, EV_READ);

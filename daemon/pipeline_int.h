@@ -63,6 +63,7 @@ typedef struct Pipeline {
     bool defer_stream;            /* schema: copy waits for post-data */
     struct FkJob *fk;             /* schema: copy foreign keys to validate */
 
+    bool stopping;  /* SIGTERM/SIGINT received */
     bool streaming; /* replication connection is in CopyBoth */
     bool paused;    /* backpressure: not reading the replication socket */
     bool held;      /* waiting for table held_table's copy */
@@ -109,6 +110,7 @@ double pipeline_lag_seconds(const Pipeline *p);
 long long pipeline_lag_bytes(const Pipeline *p);
 
 /* pipeline_service.c: systemd notify, /metrics, health, heartbeats, reload. */
+int pipeline_service_bind(Pipeline *p); /* the HTTP port, before setup creates anything */
 int pipeline_service_start(Pipeline *p);
 void pipeline_service_stop(Pipeline *p);
 void pipeline_service_ready(Pipeline *p); /* the stream is up (again) */

@@ -160,6 +160,8 @@ static void render_metrics(void *arg, Buf *b)
           p->last_applied_commit_time
               ? (double)p->last_applied_commit_time / 1e6 + PG_EPOCH_OFFSET_SECS
               : 0);
+    if (!p->tstate)
+        return; /* starting: no table state yet */
     render_tables(p, b);
     prom_family(b, "tidemark_dead_letters_total", "counter",
                 "Rows a mapping could not transform, written to tidemark.dead_letter"
@@ -235,6 +237,10 @@ static int render_health(void *arg, Buf *b)
     Pipeline *p = arg;
     double lag = pipeline_lag_seconds(p);
 
+    if (!p->tstate) {
+        buf_puts(b, "starting: setting up the publication and slot\n");
+        return 503;
+    }
     if (p->sink_down) {
         buf_puts(b, "unhealthy: the target is unavailable\n");
         return 503;
@@ -483,17 +489,19 @@ static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* ---- lifecycle ----------------------------------------------------------------- */
 
-int pipeline_service_start(Pipeline *p)
+int pipeline_service_bind(Pipeline *p)
 {
     HttpHandlers h = {
         .metrics = render_metrics, .health = render_health, .ready = render_ready, .arg = p};
-    uint64_t wd = notify_watchdog_interval_usec();
-    int rc;
 
     p->slot_retained_bytes = -1;
-    rc = http_start(p->loop, p->cfg->service.listen, &h, &p->http);
-    if (rc < 0)
-        return rc;
+    return http_start(p->loop, p->cfg->service.listen, &h, &p->http);
+}
+
+int pipeline_service_start(Pipeline *p)
+{
+    uint64_t wd = notify_watchdog_interval_usec();
+
     ev_timer_init(&p->watchdog_timer, on_watchdog, 0.2, wd ? (double)wd / 2e6 : 5.0);
     p->watchdog_timer.data = p;
     ev_timer_start(p->loop, &p->watchdog_timer);

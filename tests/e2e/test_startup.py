@@ -66,8 +66,8 @@ def test_slot_creation_waits_visibly_and_stops_on_sigterm(env):
     env.both_sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
     blocker = env.src_connect()
     blocker.autocommit = False
-    blocker.execute("INSERT INTO t VALUES (1, 'open')")   # an xid, not committed
     pid = blocker.execute("SELECT pg_backend_pid()").fetchone()[0]
+    blocker.execute("INSERT INTO t VALUES (1, 'open')")   # an xid, not committed
     try:
         d = env.daemon(tables=["public.t"])
         harness.wait_for(lambda: d.check_alive() or "transaction" in d.log() and ("pid %d" % pid) in d.log(),
