@@ -92,3 +92,32 @@ def test_a_runtime_error_is_printed_once(env):
     assert d.wait_exit() == 1
     log = d.log()
     assert log.count("does not exist on the target") == 1, log
+
+
+def test_copy_slot_waits_visibly_and_stops_on_sigterm(env):
+    """A table added on a later start is copied from a snapshot of its own,
+    whose slot waits for open transactions just the same."""
+    env.both_sql("CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE added (id int PRIMARY KEY)")
+    env.src_sql("INSERT INTO added SELECT generate_series(1, 100)")
+    d = env.daemon(tables=["public.t"])
+    env.wait_caught_up(d)
+    d.stop()
+    blocker = env.src_connect()
+    blocker.autocommit = False
+    pid = blocker.execute("SELECT pg_backend_pid()").fetchone()[0]
+    blocker.execute("INSERT INTO t VALUES (1)")
+    try:
+        d = env.daemon(tables=["public.t", "public.added"])
+        harness.wait_for(lambda: d.check_alive() or ("pid %d" % pid) in d.log(), 30,
+                         "the log to name the open transaction")
+        line = [x for x in d.log().splitlines() if "pid %d" % pid in x][0]
+        assert "creating slot tm_sync_" in line and "waits for 1 transaction" in line, line
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.wait_exit(10) == 0, d.log()
+    finally:
+        blocker.rollback()
+        blocker.close()
+    d = env.daemon(tables=["public.t", "public.added"])
+    env.wait_caught_up(d)
+    env.assert_tables_equal("t", "added")
+    d.stop()
