@@ -532,16 +532,17 @@ static void test_missing_password_file(void **state)
 static void test_password_file_mode(void **state)
 {
     char *pw = temp_file("*:*:*:*:secret\n");
+    const char *path = pw ? pw : ""; /* (temp_file asserts it) */
     char yaml[512], want[512];
 
     (void)state;
     /* The documented 0640 root:tidemark: libpq would ignore it. */
     assert_int_equal(chmod(pw, 0640), 0);
-    snprintf(yaml, sizeof(yaml), BASE "  password_file: %s\n", pw);
+    snprintf(yaml, sizeof(yaml), BASE "  password_file: %s\n", path);
     snprintf(want, sizeof(want),
              "test.yaml:6:18: target.password_file: \"%s\" has group or world access (mode"
              " 0640), so libpq would ignore it: chmod 0600 it",
-             pw);
+             path);
     expect_error_has(yaml, want, "owned by the user tidemark runs as");
     assert_int_equal(chmod(pw, 0600), 0);
     Config *cfg = load_ok(yaml);
