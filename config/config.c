@@ -1066,6 +1066,13 @@ static int check_readable_file(const Loader *ld, const Node *node, const char *p
         return fail_at(ld, node->at, path, "\"%s\" is not a regular file", file);
     if (access(file, R_OK) < 0)
         return fail_at(ld, node->at, path, "cannot read \"%s\": %s", file, strerror(errno));
+    /* libpq ignores a password file others may read (with only a warning on
+     * stderr, then fails to authenticate): refuse it here, saying why. */
+    if (st.st_mode & (S_IRWXG | S_IRWXO))
+        return fail_at(ld, node->at, path,
+                       "\"%s\" has group or world access (mode %04o), so libpq would ignore it:"
+                       " chmod 0600 it, owned by the user tidemark runs as",
+                       file, (unsigned)(st.st_mode & 07777));
     return 0;
 }
 

@@ -851,6 +851,10 @@ static void post_data_done(OffloadJob *j)
     if (cancelled)
         return;
     p->post_data = NULL;
+    /* Foreign keys NOT VALID before any stream change (a one-time blocking
+     * step at the end of schema: copy); validated once caught up. */
+    if (rc == 0)
+        rc = pipeline_fk_prepare(p);
     if (rc < 0) {
         pipeline_fail(p, rc);
         return;
@@ -1177,6 +1181,7 @@ static void sink_lost(Pipeline *p)
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
+    ((Pipeline *)w->data)->stopping = true; /* setup's waits look at it */
     log_info("received %s: stopping after a clean drain", strsignal(w->signum));
     notify_stopping();
     ev_break(loop, EVBREAK_ALL);
@@ -1280,10 +1285,16 @@ int pipeline_run(Config *cfg)
     if (rc == 0)
         rc = offload_new(p.loop, "target", &p.dst_jobs);
     if (rc == 0)
+        rc = pipeline_service_bind(&p);
+    if (rc == 0)
         rc = pipeline_setup(&p, &start);
     if (rc == 0)
         rc = p.sink->ops->start(p.sink, start);
-    if (rc < 0)
+    if (rc < 0 && p.stopping) {
+        log_info("stopped during startup (%s)", tm_error());
+        rc = 0;
+    }
+    if (rc < 0 || p.stopping)
         goto out;
 
     ev_io_init(&p.repl_r, on_repl_readable, -1, EV_READ);

@@ -292,8 +292,10 @@ static void append_where(Buf *sql, const RelEntry *rel, const SinkRel *r, const 
         else
             buf_printf(sql, "%s IS NOT DISTINCT FROM $%d", r->qcols[i], p++);
     }
+    /* No column to compare (FULL identity of a table without published
+     * columns): its rows are indistinguishable, any one is the row. */
     if (first)
-        buf_puts(sql, "false");
+        buf_puts(sql, r->full ? "true" : "false");
     if (r->full)
         buf_puts(sql, " LIMIT 1)");
 }
@@ -383,6 +385,10 @@ static int apply_insert(PgSink *s, RelEntry *rel, SinkRel *r, const Tuple *t, co
         for (uint16_t i = 0; i < r->ncols; i++)
             buf_printf(&sql, "%s$%u", i ? ", " : "", i + 1);
         buf_puts(&sql, ")");
+        if (r->ncols == 0) { /* only generated columns, or none */
+            buf_clear(&sql);
+            buf_printf(&sql, "INSERT INTO %s DEFAULT VALUES", r->qname);
+        }
         name_stmt(s, r->ins_name, sizeof(r->ins_name));
         rc = send_prepare(s, r->ins_name, buf_cstr(&sql), rel->display);
         buf_release(&sql);
