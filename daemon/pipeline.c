@@ -500,6 +500,11 @@ static int handle_change(Pipeline *p, const Change *c)
             rc = p->sink->ops->close_batch(p->sink);
         return rc;
     case CHG_RELATION: {
+        /* Changes gathered under the old shape go out before it is dropped. */
+        int brc = p->sink->ops->barrier ? p->sink->ops->barrier(p->sink) : 0;
+
+        if (brc < 0)
+            return brc;
         RelEntry *e = relcache_put(p->rels, &c->relation);
 
         e->table_idx = tableset_find(&p->tabs, e->info.schema, e->info.name);

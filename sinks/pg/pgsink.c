@@ -874,6 +874,7 @@ static const SinkOps pgsink_ops = {
     .apply = pgapply_apply,
     .truncate = pgapply_truncate,
     .txn_commit = pgapply_txn_commit,
+    .barrier = pgapply_barrier,
     .close_batch = pgapply_close_batch,
     .abort_batch = pgapply_abort_batch,
     .idle_position = pgapply_idle_position,
