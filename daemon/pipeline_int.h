@@ -70,6 +70,7 @@ typedef struct Pipeline {
     bool sink_job;        /* a job owns sink: reconnecting (sink_down) */
     Lsn durable_at_loss;  /* durable() while the sink belongs to its reconnect job */
     bool lookup_wait;     /* lookup_frame waits for an id_map answer */
+    bool sink_busy;       /* lookup_frame waits for the sink's checked batch to commit */
     WalFrame lookup_frame;
     struct StreamIdMap *idmap; /* the stream's id_map lookups (pipeline_idmap.c) */
     struct FkJob *fk;          /* schema: copy foreign keys to validate */

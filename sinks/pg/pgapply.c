@@ -190,19 +190,37 @@ int pgapply_send_stmt(PgSink *s, const char *name, size_t nparams, char op, long
     return 0;
 }
 
+bool pgapply_can_send(const PgSink *s)
+{
+    return !(s->begin_pending && s->gated);
+}
+
+int pgapply_ready(PgSink *s)
+{
+    if (!s->begin_pending)
+        return 0;
+    if (s->gated)
+        return -EBUSY;
+    s->begin_pending = false;
+    return send_simple(s, PEND_BEGIN, "BEGIN");
+}
+
 int pgapply_txn_begin(Sink *base, const TxnInfo *txn)
 {
     PgSink *s = pgsink_of(base);
 
-    if (s->gated && !s->batch_open)
-        return tm_fail(-EPROTO, "pgsink: a transaction began while the previous batch awaits"
-                                " its checks");
     s->txn_open = true;
     if (s->batch_open)
         return 0;
     s->batch_open = true;
     s->batch_changes = 0;
     s->batch_txns = 0;
+    /* The previous batch's COMMIT waits for its checks: this one gathers
+     * meanwhile and begins on the target after it. */
+    if (s->gated) {
+        s->begin_pending = true;
+        return 0;
+    }
     return send_simple(s, PEND_BEGIN, "BEGIN");
 }
 
@@ -251,6 +269,9 @@ int pgapply_dead_letter(Sink *base, const RelEntry *rel, const Change *chg, cons
 
     if (!s->batch_open)
         return tm_fail(-EPROTO, "pgsink: dead letter outside a transaction");
+    rc = pgapply_ready(s);
+    if (rc < 0)
+        return rc;
     if (!s->dl_prepared) {
         rc = pgapply_send_prepare(s, "tm_dl", DL_SQL, "tidemark.dead_letter");
         if (rc < 0)
@@ -300,7 +321,9 @@ int pgapply_truncate(Sink *base, RelEntry **rels, uint32_t nrels, uint8_t flags,
 
     if (nrels == 0)
         return 0;
-    rc = pgrun_flush_all(s); /* what came before the TRUNCATE goes first */
+    rc = pgapply_ready(s);
+    if (rc == 0)
+        rc = pgrun_flush_all(s); /* what came before the TRUNCATE goes first */
     if (rc < 0)
         return rc;
     /* ONLY per relation: a partitioned table refuses it (its rows are in
@@ -379,6 +402,11 @@ int pgapply_close_batch(Sink *base)
         return 0;
     if (s->batch_txns == 0)
         return pgapply_abort_batch(base);
+    if (!pgapply_can_send(s))
+        return 0; /* still gathering: closed once the previous batch committed */
+    rc = pgapply_ready(s);
+    if (rc < 0)
+        return rc;
     /* The COMMIT waits for this Sync's result: a Sync inside BEGIN does
      * not commit, it only makes the server answer every statement so far. */
     rc = pgrun_flush_all(s);
@@ -411,6 +439,10 @@ int pgapply_abort_batch(Sink *base)
     s->txn_open = false;
     pgrun_discard_all(s);
     s->run_lost = false;
+    if (s->begin_pending) { /* nothing of it reached the target */
+        s->begin_pending = false;
+        return 0;
+    }
     rc = send_simple(s, PEND_ROLLBACK, "ROLLBACK");
     if (rc == 0)
         rc = send_sync(s, LSN_INVALID, 0);

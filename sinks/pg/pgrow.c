@@ -353,6 +353,10 @@ out:
 
 int pgrow_apply(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg, const TxnInfo *txn)
 {
+    int rc = pgapply_ready(s);
+
+    if (rc < 0)
+        return rc;
     switch (chg->kind) {
     case CHG_INSERT:
         return apply_insert(s, rel, r, &chg->insert.newtup, txn);

@@ -415,6 +415,9 @@ static int flush_run(PgSink *s, SinkRel *r, const RelEntry *rel)
 
     if (!run || run->nrows == 0)
         return 0;
+    rc = pgapply_ready(s);
+    if (rc < 0)
+        return rc; /* -EBUSY: the previous batch is being checked */
     RunStmt *st = find_stmt(s, r, run->kind, run->shape ? run->shape : "", &fresh);
 
     if (fresh) {
@@ -555,9 +558,15 @@ int pgrun_add(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg, const Txn
 
     Run *run = r->run;
 
+    /* Every send happens before anything is taken: a -EBUSY leaves no trace
+     * and the same change comes again. */
     if (run->nrows &&
         (run->kind != kind || strcmp(run->shape ? run->shape : "", shape ? shape : "") != 0))
         rc = flush_run(s, r, rel);
+    else if (run->nrows >= RUN_MAX_ROWS || run->data.len >= RUN_MAX_BYTES)
+        rc = flush_run(s, r, rel);
+    else if (s->run_bytes >= RUNS_MAX_BYTES)
+        rc = pgrun_flush_all(s);
     if (rc == 0 && run->nrows == 0) {
         run_start(run, kind, shape, np, kind == 'I' ? 0 : nkey, rel, txn);
         r->run_next = s->runs;
@@ -604,6 +613,8 @@ int pgrun_add(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg, const Txn
     s->run_bytes += run->data.len - before;
     s->batch_changes++;
     *taken = true;
+    if (!pgapply_can_send(s))
+        return 0; /* full runs go out with the next change, once it may */
     if (run->nrows >= RUN_MAX_ROWS || run->data.len >= RUN_MAX_BYTES)
         return flush_run(s, r, rel);
     if (s->run_bytes >= RUNS_MAX_BYTES)

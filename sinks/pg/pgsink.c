@@ -141,6 +141,7 @@ static void pgsink_disconnect(PgSink *s)
     s->batch_open = s->txn_open = false;
     s->batch_changes = s->batch_txns = 0;
     s->gated = false;
+    s->begin_pending = false;
     pgapply_reset_session(s);
 }
 

@@ -96,6 +96,9 @@ struct PgSink {
      * batch may begin before that COMMIT.
      */
     bool gated;
+    /* A batch opened while the previous one is gated: gathered in memory
+     * (set statements), its BEGIN sent once the previous COMMIT is. */
+    bool begin_pending;
     Lsn gate_lsn;
     PgTime gate_commit_time;
     size_t inflight_bytes;
@@ -131,6 +134,10 @@ static inline PgSink *pgsink_of(Sink *s)
 void pgapply_reset_session(PgSink *s);
 
 /* pgapply.c: the pipelined command stream; every command gets a Pending. */
+/* Before sending into the open batch: sends its pending BEGIN, or -EBUSY
+ * while the previous batch is gated (the caller has changed nothing yet). */
+int pgapply_ready(PgSink *s);
+bool pgapply_can_send(const PgSink *s);
 Pending *pgapply_pend_push(PgSink *s, PendKind kind);
 int pgapply_send_failed(PgSink *s, const char *what);
 int pgapply_send_prepare(PgSink *s, const char *name, const char *sql, const char *table);
