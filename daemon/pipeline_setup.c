@@ -75,6 +75,8 @@ static int lookup_idle_slot(Pipeline *p, PGconn *src, bool *exists, Lsn *confirm
 
 static int check_tables(Pipeline *p, bool require_empty)
 {
+    if (p->sink->ops->check_tables)
+        return p->sink->ops->check_tables(p->sink, &p->tabs, require_empty);
     for (size_t i = 0; i < p->tabs.n; i++) {
         const TableDef *t = &p->tabs.t[i];
 

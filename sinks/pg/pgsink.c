@@ -443,6 +443,20 @@ static int pgsink_check_table(Sink *base, const TableDef *t, bool require_empty)
     return rc;
 }
 
+/* Every table on one session: a start or reload checks them all at once. */
+static int pgsink_check_tables(Sink *base, const TableSet *tabs, bool require_empty)
+{
+    PgSink *s = pgsink_of(base);
+    PGconn *conn = NULL;
+    int rc = pgsink_open_session(s, &conn);
+
+    for (size_t i = 0; rc == 0 && i < tabs->n; i++)
+        rc = check_table_on(s, conn, &tabs->t[i], require_empty);
+    if (conn)
+        PQfinish(conn);
+    return rc;
+}
+
 static const char *const part_kinds[] = {"whole", "key", "ctid", "leaf"};
 
 static PartKind part_kind_parse(const char *s)
@@ -870,6 +884,7 @@ static const SinkOps pgsink_ops = {
     .init_position = pgsink_init_position,
     .table_state = pgsink_table_state,
     .check_table = pgsink_check_table,
+    .check_tables = pgsink_check_tables,
     .start = pgapply_start,
     .txn_begin = pgapply_txn_begin,
     .apply = pgapply_apply,
