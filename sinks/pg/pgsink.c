@@ -142,6 +142,8 @@ static void pgsink_disconnect(PgSink *s)
     s->batch_changes = s->batch_txns = 0;
     s->gated = false;
     s->begin_pending = false;
+    s->idle_pending = LSN_INVALID;
+    s->unflushed_bytes = 0;
     pgapply_reset_session(s);
 }
 
