@@ -29,4 +29,12 @@ int catalog_check_identity(const TableSet *tabs);
  */
 int catalog_sync_publication(PGconn *src, const char *pubname, const TableSet *tabs);
 
+/*
+ * The materialized views of the schemas that hold tabs, in creation order
+ * (a view built on another one comes after it): *out holds *n entries whose
+ * schema and name are malloc'd, as is the array. Logical replication does
+ * not carry them: cutover refreshes them on the new side.
+ */
+int catalog_matviews(PGconn *conn, const TableSet *tabs, TableName **out, size_t *n);
+
 #endif

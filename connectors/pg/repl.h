@@ -40,6 +40,7 @@ int repl_drop_slot(PGconn *sql, const char *slot);
 int repl_create_slot(ReplConn *rc, const char *name, bool temporary, Lsn *consistent,
                      char **snapshot);
 
+/* -ENOENT: the slot does not exist (dropped, e.g. by a cutover). */
 int repl_start(ReplConn *rc, Lsn start);
 
 /*

@@ -1,0 +1,9 @@
+#include "daemon/commands.h"
+#include <stdio.h>
+int cmd_runbook(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fputs("not yet\n", stderr);
+    return 1;
+}
