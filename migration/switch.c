@@ -145,8 +145,8 @@ static int check_from(SwitchCtx *c)
                       " pg_replication_slots WHERE slot_name = $1",
                       1, ps, &v);
     if (rc == 0 && !v)
-        rc = tm_fail(-ENOENT, "slot %s of pipeline %s does not exist on its source",
-                     f->source.slot, f->pipeline);
+        rc = tm_fail(-ENOENT, "slot %s of pipeline %s does not exist on its source", f->source.slot,
+                     f->pipeline);
     else if (rc == 0 && strcmp(v, "active") != 0)
         rc = tm_fail(-ENOTCONN,
                      "pipeline %s is not running (slot %s is idle): start it (tidemark run"
@@ -214,15 +214,17 @@ static int step_freeze(SwitchCtx *c)
                          " holds one of them; see pg_locks, or raise --lock-timeout)",
                          c->xdb, c->opt->lock_timeout_ms);
     buf_release(&sql);
-    /* Every write to these tables has committed or waits behind the locks.
-     * The last commits may not be flushed (synchronous_commit = off) and the
-     * walsender sends only flushed WAL: a synchronous commit that wrote WAL
-     * flushes everything before it, so the position read next is reachable. */
+    /* Every write to these tables has committed or waits behind the locks, so
+     * a marker written now comes after all of them in the WAL. It is sent as
+     * a transaction of its own (messages are transactional here), which the
+     * daemon applies at once: the drain waits for the watermark to pass it.
+     * Committed synchronously: the walsender sends only flushed WAL. */
     if (rc == 0)
-        rc = pgconn_exec(c->x, "SET synchronous_commit = on; BEGIN; CREATE TEMP TABLE"
-                               " tidemark_freeze_flush () ON COMMIT DROP; COMMIT");
+        rc = pgconn_exec(c->x, "SET synchronous_commit = on");
     if (rc == 0)
-        rc = sw_value(c->x, "SELECT pg_current_wal_lsn()::text", 0, NULL, &lsn);
+        rc = sw_value(c->x,
+                      "SELECT pg_logical_emit_message(true, 'tidemark', 'switch frozen')::text", 0,
+                      NULL, &lsn);
     if (rc == 0)
         rc = lsn_parse(lsn, &c->frozen_lsn);
     if (rc == 0)
@@ -266,8 +268,9 @@ static int step_drain(SwitchCtx *c)
         if (clock_mono_secs() > next_slot_check) {
             char *active = NULL;
 
-            rc = sw_value(c->x, "SELECT active::text FROM pg_replication_slots WHERE"
-                                " slot_name = $1",
+            rc = sw_value(c->x,
+                          "SELECT active::text FROM pg_replication_slots WHERE"
+                          " slot_name = $1",
                           1, ps, &active);
             if (rc == 0 && (!active || strcmp(active, "true") != 0))
                 rc = tm_fail(-ENOTCONN,
@@ -372,12 +375,11 @@ static int step_verify(SwitchCtx *c)
     {
         c->src_rows += json_integer_value(json_object_get(t, "source_rows"));
         c->dst_rows += json_integer_value(json_object_get(t, "target_rows"));
-        json_array_append_new(c->verify,
-                              json_pack("{s:O, s:O, s:O, s:O}", "table",
-                                        json_object_get(t, "display"), "source_rows",
-                                        json_object_get(t, "source_rows"), "target_rows",
-                                        json_object_get(t, "target_rows"), "ok",
-                                        json_object_get(t, "ok")));
+        json_array_append_new(c->verify, json_pack("{s:O, s:O, s:O, s:O}", "table",
+                                                   json_object_get(t, "display"), "source_rows",
+                                                   json_object_get(t, "source_rows"), "target_rows",
+                                                   json_object_get(t, "target_rows"), "ok",
+                                                   json_object_get(t, "ok")));
     }
     c->verify_ok = verify_report_ok(report);
     sum = json_object_get(report, "summary");
@@ -406,7 +408,7 @@ typedef struct Step {
 } Step;
 
 static const Step steps[] = {
-    {"check", step_check},         {"freeze", step_freeze},   {"drain", step_drain},
+    {"check", step_check},         {"freeze", step_freeze},     {"drain", step_drain},
     {"sequences", step_sequences}, {"matviews", step_matviews}, {"verify", step_verify},
     {"prepare", sw_step_prepare},  {"switch", sw_step_switch},
 };
@@ -415,8 +417,8 @@ static void step_done(SwitchCtx *c, const char *name, double t0, int rc)
 {
     double secs = clock_mono_secs() - t0;
 
-    json_array_append_new(c->steps,
-                          json_pack("{s:s, s:f, s:b}", "step", name, "seconds", secs, "ok", rc == 0));
+    json_array_append_new(
+        c->steps, json_pack("{s:s, s:f, s:b}", "step", name, "seconds", secs, "ok", rc == 0));
     if (rc == 0)
         fprintf(c->opt->out, "  %-10s %8.2f s  %s\n", name, secs, c->detail);
     else
@@ -426,8 +428,7 @@ static void step_done(SwitchCtx *c, const char *name, double t0, int rc)
 
         for (; *line; line = nl ? nl + 1 : line + strlen(line)) {
             nl = strchr(line, '\n');
-            fprintf(c->opt->out, "      %.*s\n", nl ? (int)(nl - line) : (int)strlen(line),
-                    line);
+            fprintf(c->opt->out, "      %.*s\n", nl ? (int)(nl - line) : (int)strlen(line), line);
             if (!nl)
                 break;
         }
@@ -475,12 +476,12 @@ static int setup(SwitchCtx *c, const SwitchOptions *opt)
 
 static int connect_sides(SwitchCtx *c)
 {
-    int rc = sw_open(&c->from->source.conn, c->opt->kind == SWITCH_CUTOVER ? "source" : "target",
-                     &c->x);
+    int rc =
+        sw_open(&c->from->source.conn, c->opt->kind == SWITCH_CUTOVER ? "source" : "target", &c->x);
 
     if (rc == 0)
-        rc = sw_open(&c->from->target.conn,
-                     c->opt->kind == SWITCH_CUTOVER ? "target" : "source", &c->y);
+        rc = sw_open(&c->from->target.conn, c->opt->kind == SWITCH_CUTOVER ? "target" : "source",
+                     &c->y);
     if (rc == 0)
         rc = sw_value(c->x, "SELECT current_database()", 0, NULL, &c->xdb);
     if (rc == 0)
@@ -540,8 +541,8 @@ int switch_run(const SwitchOptions *opt)
         rc = sw_record_begin(&c);
     if (rc < 0)
         goto out;
-    fprintf(opt->out, "tidemark %s: %s (%s -> %s)%s%s, run %s\n", c.kind, c.from->pipeline,
-            c.xdb, c.ydb, c.to ? ", then " : "", c.to ? c.to->pipeline : "", c.run_id);
+    fprintf(opt->out, "tidemark %s: %s (%s -> %s)%s%s, run %s\n", c.kind, c.from->pipeline, c.xdb,
+            c.ydb, c.to ? ", then " : "", c.to ? c.to->pipeline : "", c.run_id);
     for (size_t i = 0; rc == 0 && i < sizeof(steps) / sizeof(steps[0]); i++) {
         double t0 = clock_mono_secs();
 
@@ -562,8 +563,9 @@ int switch_run(const SwitchOptions *opt)
         fprintf(opt->out, "aborting the %s: %s\n", c.kind, err);
         sw_undo(&c);
         sw_record_update(&c, "aborted", err);
-        fprintf(opt->out, "%s aborted after %.2f s: %s is writable again and pipeline %s goes"
-                          " on streaming\n",
+        fprintf(opt->out,
+                "%s aborted after %.2f s: %s is writable again and pipeline %s goes"
+                " on streaming\n",
                 c.kind, clock_mono_secs() - c.t0, c.xdb, c.from->pipeline);
         tm_fail(rc, "%s aborted: %s", c.kind, err);
         goto out;
@@ -578,8 +580,8 @@ int switch_run(const SwitchOptions *opt)
     }
     if (rc == 0)
         fprintf(opt->out, "%s done in %.2f s: %s is the system of record%s%s%s\n", c.kind,
-                clock_mono_secs() - c.t0, c.ydb, c.to ? "; start " : "",
-                c.to ? c.to->pipeline : "", c.to ? " (tidemark run --config FILE)" : "");
+                clock_mono_secs() - c.t0, c.ydb, c.to ? "; start " : "", c.to ? c.to->pipeline : "",
+                c.to ? " (tidemark run --config FILE)" : "");
 out:
     free(err);
     free(when);

@@ -21,9 +21,9 @@
 static const char *const RUNS_DDL =
     "CREATE TABLE IF NOT EXISTS tidemark.cutover_runs ("
     " id uuid NOT NULL DEFAULT gen_random_uuid() PRIMARY KEY,"
-    " pipeline text NOT NULL,"       /* the forward pipeline: names the pair */
+    " pipeline text NOT NULL," /* the forward pipeline: names the pair */
     " kind text NOT NULL CHECK (kind IN ('cutover', 'rollback')),"
-    " direction text NOT NULL,"      /* the pipeline that was frozen and drained */
+    " direction text NOT NULL," /* the pipeline that was frozen and drained */
     " status text NOT NULL CHECK (status IN ('running', 'done', 'aborted')),"
     " operator text NOT NULL,"
     " host text,"
@@ -32,13 +32,13 @@ static const char *const RUNS_DDL =
     " target_database text,"
     " started_at timestamptz NOT NULL DEFAULT now(),"
     " finished_at timestamptz,"
-    " frozen_lsn pg_lsn,"            /* the frozen source's WAL position, drained to */
-    " switch_lsn pg_lsn,"            /* where the other direction starts */
+    " frozen_lsn pg_lsn," /* the frozen source's WAL position, drained to */
+    " switch_lsn pg_lsn," /* where the other direction starts */
     " tables int,"
     " source_rows bigint,"
     " target_rows bigint,"
     " verify_ok boolean,"
-    " verify jsonb,"                 /* per table: rows on each side, verdict */
+    " verify jsonb," /* per table: rows on each side, verdict */
     " steps jsonb NOT NULL DEFAULT '[]',"
     " error text);"
     "CREATE INDEX IF NOT EXISTS cutover_runs_pipeline ON tidemark.cutover_runs"
@@ -61,8 +61,14 @@ const char *sw_operator(void)
 int sw_record_begin(SwitchCtx *c)
 {
     char host[256] = "";
-    const char *p[8] = {c->opt->fwd->pipeline, c->kind, c->from->pipeline, sw_operator(), host,
-                        c->opt->note, c->xdb, c->ydb};
+    const char *p[8] = {c->opt->fwd->pipeline,
+                        c->kind,
+                        c->from->pipeline,
+                        sw_operator(),
+                        host,
+                        c->opt->note,
+                        c->xdb,
+                        c->ydb};
     int rc = pgstate_ensure(c->y, RUNS_DDL);
 
     gethostname(host, sizeof(host) - 1);
@@ -84,7 +90,7 @@ int sw_record_update(SwitchCtx *c, const char *status, const char *error)
     char *steps, *verify;
     int rc;
 
-    if (!c->y || !c->run_id)
+    if (!c->y)
         return 0;
     if (!status) {
         const char *p[3] = {c->opt->fwd->pipeline, c->kind, c->run_id};
@@ -93,9 +99,11 @@ int sw_record_update(SwitchCtx *c, const char *status, const char *error)
                             "UPDATE tidemark.cutover_runs SET status = 'aborted', finished_at ="
                             " clock_timestamp(), error = 'interrupted (the process ended);"
                             " cleaned up by a later run' WHERE pipeline = $1 AND kind = $2"
-                            " AND status = 'running' AND id <> $3::uuid",
+                            " AND status = 'running' AND id::text <> coalesce($3, '')",
                             3, p, NULL);
     }
+    if (!c->run_id)
+        return 0;
     steps = json_dumps(c->steps, JSON_COMPACT);
     verify = c->verify ? json_dumps(c->verify, JSON_COMPACT) : NULL;
     snprintf(ntab, sizeof(ntab), "%zu", c->tabs.n);
@@ -111,7 +119,9 @@ int sw_record_update(SwitchCtx *c, const char *status, const char *error)
         c->tabs.n ? ntab : NULL,
         c->verify ? src : NULL,
         c->verify ? dst : NULL,
-        c->verify_ok < 0 ? NULL : c->verify_ok ? "true" : "false",
+        c->verify_ok < 0 ? NULL
+        : c->verify_ok   ? "true"
+                         : "false",
         verify,
     };
     rc = pgconn_query(c->y,

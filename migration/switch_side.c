@@ -86,8 +86,9 @@ static int drop_slot(PGconn *conn, const char *slot, const char *where)
         free(v);
         v = NULL;
         if (clock_mono_secs() > deadline) {
-            rc = tm_fail(-EBUSY, "slot %s on %s stays in use: drop it with SELECT"
-                                 " pg_drop_replication_slot('%s')",
+            rc = tm_fail(-EBUSY,
+                         "slot %s on %s stays in use: drop it with SELECT"
+                         " pg_drop_replication_slot('%s')",
                          slot, where, slot);
             break;
         }
@@ -150,12 +151,12 @@ static int restore_to_state(PGconn *x, const char *to, bool *found)
     for (size_t i = 0; rc == 0 && i < 3; i++) {
         const char *keep = i == 2 ? " AND key <> 'switching'" : "";
         char *del = xasprintf("DELETE FROM tidemark.%s WHERE pipeline = $1%s", tables[i], keep);
-        char *ins = xasprintf("INSERT INTO tidemark.%s SELECT r.* FROM (SELECT"
-                              " value::jsonb->'saved'->'%s' AS j FROM tidemark.pipeline_state"
-                              " WHERE pipeline = $1 AND key = 'switching') s,"
-                              " jsonb_populate_recordset(NULL::tidemark.%s, s.j) r%s",
-                              tables[i], tables[i], tables[i],
-                              i == 2 ? " WHERE r.key <> 'switching'" : "");
+        char *ins =
+            xasprintf("INSERT INTO tidemark.%s SELECT r.* FROM (SELECT"
+                      " value::jsonb->'saved'->'%s' AS j FROM tidemark.pipeline_state"
+                      " WHERE pipeline = $1 AND key = 'switching') s,"
+                      " jsonb_populate_recordset(NULL::tidemark.%s, s.j) r%s",
+                      tables[i], tables[i], tables[i], i == 2 ? " WHERE r.key <> 'switching'" : "");
 
         rc = pgconn_query(x, del, 1, p, NULL);
         if (rc == 0)
@@ -188,8 +189,7 @@ static int write_to_state(SwitchCtx *c, const TableSet *ytabs, Lsn lsn)
                           " SET lsn = excluded.lsn, commit_time = NULL, updated_at = now()",
                           2, p, NULL);
     if (rc == 0)
-        rc = pgconn_query(c->x, "DELETE FROM tidemark.sync_state WHERE pipeline = $1", 1, p,
-                          NULL);
+        rc = pgconn_query(c->x, "DELETE FROM tidemark.sync_state WHERE pipeline = $1", 1, p, NULL);
     for (size_t i = 0; rc == 0 && i < ytabs->n; i++) {
         const char *tp[4] = {c->to->pipeline, ytabs->t[i].schema, ytabs->t[i].name, p[1]};
 
@@ -267,8 +267,7 @@ int sw_step_prepare(SwitchCtx *c)
         rc = catalog_sync_publication(c->y, c->to->source.publication, &ytabs);
     }
     if (rc == 0)
-        rc = sw_value(c->y, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", 1, pp,
-                      &v);
+        rc = sw_value(c->y, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", 1, pp, &v);
     if (rc == 0 && v)
         rc = drop_slot(c->y, c->to->source.slot, c->ydb); /* an interrupted run's */
     free(v);
@@ -301,9 +300,9 @@ int sw_step_prepare(SwitchCtx *c)
 static int alter_db(PGconn *conn, const char *db, const char *value)
 {
     char *q = pgconn_ident(conn, db);
-    char *sql = value ? xasprintf("ALTER DATABASE %s SET default_transaction_read_only = %s", q,
-                                  value)
-                      : xasprintf("ALTER DATABASE %s RESET default_transaction_read_only", q);
+    char *sql =
+        value ? xasprintf("ALTER DATABASE %s SET default_transaction_read_only = %s", q, value)
+              : xasprintf("ALTER DATABASE %s RESET default_transaction_read_only", q);
     int rc = pgconn_exec(conn, sql);
 
     free(sql);
@@ -459,8 +458,9 @@ int sw_step_finish(SwitchCtx *c)
         c->xlock = NULL;
     }
     if (rc < 0)
-        return tm_fail_ctx(rc, "the switch is done and stays, but finishing it failed (run"
-                               " `tidemark %s` again to finish)",
+        return tm_fail_ctx(rc,
+                           "the switch is done and stays, but finishing it failed (run"
+                           " `tidemark %s` again to finish)",
                            c->kind);
     snprintf(c->detail, sizeof(c->detail), "slot %s dropped on %s%s%s, locks released",
              c->from->source.slot, c->xdb, was ? ", writes allowed again on " : "",
@@ -552,12 +552,12 @@ int sw_cleanup_leftovers(SwitchCtx *c, bool *found)
     if (rc == 0 && restored) {
         const char *pp[1] = {c->to->source.slot};
 
-        fprintf(c->opt->out, "  pipeline %s was left half-created by an interrupted run:"
-                             " removed\n",
+        fprintf(c->opt->out,
+                "  pipeline %s was left half-created by an interrupted run:"
+                " removed\n",
                 c->to->pipeline);
         *found = true;
-        rc = sw_value(c->y, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", 1, pp,
-                      &v);
+        rc = sw_value(c->y, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", 1, pp, &v);
         if (rc == 0 && v)
             rc = drop_slot(c->y, c->to->source.slot, c->ydb);
         if (rc == 0)
