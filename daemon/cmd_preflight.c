@@ -76,7 +76,7 @@ int cmd_preflight(int argc, char **argv)
         (strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "markdown") &&
          strcmp(format, "md"))) {
         fprintf(stderr, "tidemark preflight: %s\n",
-                !path       ? "--config FILE is required"
+                !path           ? "--config FILE is required"
                 : optind < argc ? "unexpected argument"
                                 : "--format: use text, json or markdown");
         return EXIT_USAGE;

@@ -23,8 +23,8 @@
 
 static const char *const sev_names[] = {"ok", "info", "warning", "error"};
 
-void pf_add(Pf *pf, PreflightSeverity sev, const char *side, const char *check,
-            const char *subject, const char *fix, const char *fmt, ...)
+void pf_add(Pf *pf, PreflightSeverity sev, const char *side, const char *check, const char *subject,
+            const char *fix, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -32,10 +32,9 @@ void pf_add(Pf *pf, PreflightSeverity sev, const char *side, const char *check,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    json_array_append_new(pf->findings,
-                          json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s?}", "severity", sev_names[sev],
-                                    "side", side, "check", check, "subject", subject, "message",
-                                    msg, "fix", fix));
+    json_array_append_new(pf->findings, json_pack("{s:s, s:s, s:s, s:s?, s:s, s:s?}", "severity",
+                                                  sev_names[sev], "side", side, "check", check,
+                                                  "subject", subject, "message", msg, "fix", fix));
 }
 
 char *pf_value(PGconn *conn, const char *sql, int n, const char *const *params)
@@ -183,8 +182,8 @@ static PGconn *connect_side(Pf *pf, const ConfigEndpoint *ep, const char *side)
     }
     /* Nothing here writes: make sure of it. */
     pgconn_exec(conn, "SET default_transaction_read_only = on");
-    pf_add(pf, PF_OK, side, "connect", NULL, NULL, "connected to database %s as %s",
-           PQdb(conn), PQuser(conn));
+    pf_add(pf, PF_OK, side, "connect", NULL, NULL, "connected to database %s as %s", PQdb(conn),
+           PQuser(conn));
     return conn;
 }
 

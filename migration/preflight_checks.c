@@ -8,6 +8,7 @@
 #include "migration/preflight_int.h"
 #include "connectors/pg/pgconn.h"
 #include "core/buf.h"
+#include "core/error.h"
 #include "core/xmalloc.h"
 #include "migration/reverse.h"
 
@@ -93,11 +94,12 @@ static void check_wal_headroom(Pf *pf, double table_bytes)
                             " coalesce(stats_reset, pg_postmaster_start_time())), 1))::float8::text"
                             " FROM pg_stat_wal",
                             0, NULL);
-    char *keep_s = pf_value(pf->s, "SELECT setting FROM pg_settings WHERE name ="
-                                   " 'max_slot_wal_keep_size'",
+    char *keep_s = pf_value(pf->s,
+                            "SELECT setting FROM pg_settings WHERE name ="
+                            " 'max_slot_wal_keep_size'",
                             0, NULL);
-    char *dir = pf_value(pf->s, "SELECT setting FROM pg_settings WHERE name = 'data_directory'",
-                         0, NULL);
+    char *dir =
+        pf_value(pf->s, "SELECT setting FROM pg_settings WHERE name = 'data_directory'", 0, NULL);
     double rate = rate_s ? strtod(rate_s, NULL) : 0, copy_s = table_bytes / COPY_BYTES_PER_S;
     double retain = rate * (copy_s > 3600 ? copy_s : 3600);
     double keep = keep_s ? strtod(keep_s, NULL) * MB : -1;
@@ -177,7 +179,8 @@ static double check_source_tables(Pf *pf, bool pub_exists, bool fallback)
         bytes += strtod(PQgetvalue(res, 0, 8), NULL);
         if (kind != 'r' && kind != 'p')
             pf_add(pf, PF_ERROR, "source", "table", t->display, "list only tables",
-                   "%s is not a table (relkind '%c')", t->display, kind), ok = false;
+                   "%s is not a table (relkind '%c')", t->display, kind),
+                ok = false;
         if (!(ident == 'f' || (ident == 'i' && idx) || (ident == 'd' && pk)))
             pf_add(pf, PF_ERROR, "source", "identity", t->display,
                    "add a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL (or USING INDEX)",
@@ -245,8 +248,9 @@ void pf_check_source(Pf *pf)
     char *wal = pf_value(pf->s, "SELECT current_setting('wal_level')", 0, NULL);
     char *pub = pf_value(pf->s, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, pp);
     char *slot = pf_value(pf->s, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", 1, sp);
-    char *prep = pf_value(pf->s, "SELECT count(*) FROM pg_prepared_xacts WHERE database ="
-                                 " current_database()",
+    char *prep = pf_value(pf->s,
+                          "SELECT count(*) FROM pg_prepared_xacts WHERE database ="
+                          " current_database()",
                           0, NULL);
     char *why = reverse_refusal(pf->cfg);
     long jobs = pf->cfg->copy.jobs > 0 ? pf->cfg->copy.jobs : sysconf(_SC_NPROCESSORS_ONLN);
@@ -329,8 +333,16 @@ static void check_target_tables(Pf *pf)
         if (v && !pf->started) {
             char *q = pgconn_qualified(pf->t, t->tschema, t->tname);
             char *sql = xasprintf("SELECT 1 FROM %s LIMIT 1", q);
-            char *rows = pf_value(pf->t, sql, 0, NULL);
+            PGresult *res = NULL;
+            bool readable = pgconn_query(pf->t, sql, 0, NULL, &res) == 0;
+            char *rows = readable && PQntuples(res) > 0 ? xstrdup("1") : NULL;
 
+            PQclear(res);
+            if (!readable)
+                pf_add(pf, PF_ERROR, "target", "empty", disp,
+                       "GRANT SELECT on it to the target role",
+                       "cannot tell whether %s on the target is empty: %s", disp, tm_error()),
+                    ok = false;
             if (rows)
                 pf_add(pf, PF_ERROR, "target", "empty", disp,
                        "empty it (TRUNCATE) or point the pipeline at an empty database",
@@ -392,11 +404,11 @@ static void check_fallback(Pf *pf)
 void pf_check_target(Pf *pf)
 {
     const char *p[1] = {pf->cfg->pipeline};
-    char *has = pf_value(pf->t, "SELECT 1 WHERE to_regclass('tidemark.watermark') IS NOT NULL", 0,
-                         NULL);
-    char *wm = has ? pf_value(pf->t, "SELECT lsn::text FROM tidemark.watermark WHERE pipeline = $1",
-                              1, p)
-                   : NULL;
+    char *has =
+        pf_value(pf->t, "SELECT 1 WHERE to_regclass('tidemark.watermark') IS NOT NULL", 0, NULL);
+    char *wm =
+        has ? pf_value(pf->t, "SELECT lsn::text FROM tidemark.watermark WHERE pipeline = $1", 1, p)
+            : NULL;
     char *role = pf_value(pf->t,
                           "SELECT (rolsuper OR has_parameter_privilege('session_replication_role',"
                           " 'SET'))::text || ',' || (CASE WHEN to_regnamespace('tidemark') IS NULL"
@@ -452,8 +464,9 @@ static void missing_on_target(Pf *pf, const char *sql, const char *check, Prefli
             char *there = pf_value(pf->t, tsql, 2, q);
 
             if (!there) {
-                pf_add(pf, sev, "target", check, name, fix, "%s %s exists on the source but not"
-                                                            " on the target",
+                pf_add(pf, sev, "target", check, name, fix,
+                       "%s %s exists on the source but not"
+                       " on the target",
                        what, name);
                 missing++;
             }

@@ -22,13 +22,12 @@ typedef struct Pf {
     json_t *findings;
     PfTable *tabs;
     size_t ntabs;
-    bool started;     /* the target has the pipeline's watermark */
+    bool started; /* the target has the pipeline's watermark */
     bool s_super, t_super;
 } Pf;
 
-void pf_add(Pf *pf, PreflightSeverity sev, const char *side, const char *check,
-            const char *subject, const char *fix, const char *fmt, ...)
-    __attribute__((format(printf, 7, 8)));
+void pf_add(Pf *pf, PreflightSeverity sev, const char *side, const char *check, const char *subject,
+            const char *fix, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 
 /* One text value (NULL: SQL NULL, no row, or the query failed: *failed). */
 char *pf_value(PGconn *conn, const char *sql, int n, const char *const *params);

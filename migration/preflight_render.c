@@ -57,7 +57,7 @@ char *preflight_render(const json_t *report, const char *format)
             if (strcmp(str(f, "severity"), order[k]) != 0)
                 continue;
             if (md) {
-                const char *cells[] = {order[k],         str(f, "side"),    str(f, "check"),
+                const char *cells[] = {order[k],          str(f, "side"),    str(f, "check"),
                                        str(f, "subject"), str(f, "message"), str(f, "fix")};
 
                 buf_putc(&b, '|');
