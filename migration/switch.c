@@ -113,11 +113,17 @@ static int check_from(SwitchCtx *c)
     char *v = NULL;
     int rc;
 
-    rc = sw_value(c->y,
-                  "SELECT lsn::text FROM tidemark.watermark WHERE pipeline = $1 AND"
-                  " to_regclass('tidemark.watermark') IS NOT NULL",
-                  1, p1, &v);
-    if (rc == 0 && !v)
+    rc =
+        sw_value(c->y, "SELECT 1 WHERE to_regclass('tidemark.watermark') IS NOT NULL", 0, NULL, &v);
+    if (rc == 0 && v) {
+        free(v);
+        rc = sw_value(c->y, "SELECT lsn::text FROM tidemark.watermark WHERE pipeline = $1", 1, p1,
+                      &v);
+    }
+    if (rc == 0 && !v && c->opt->kind == SWITCH_ROLLBACK)
+        rc = tm_fail(-ENOENT, "pipeline %s has never run on %s: a rollback follows a cutover",
+                     f->pipeline, c->ydb);
+    else if (rc == 0 && !v)
         rc = tm_fail(-ENOENT, "pipeline %s has no watermark on its target: it has never run",
                      f->pipeline);
     free(v);
