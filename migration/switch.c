@@ -24,7 +24,9 @@
 #include "migration/verify.h"
 
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -234,11 +236,79 @@ static int step_freeze(SwitchCtx *c)
     if (rc == 0)
         rc = lsn_parse(lsn, &c->frozen_lsn);
     if (rc == 0)
+        rc = sw_guard_start(c);
+    if (rc == 0)
         snprintf(c->detail, sizeof(c->detail),
                  "%zu table(s) locked on %s (writers wait, readers go on), its WAL at %s",
                  c->tabs.n, c->xdb, lsn);
     free(lsn);
     return rc;
+}
+
+/* ---- the guard: see switch_int.h --------------------------------------------- */
+
+typedef struct SwGuard {
+    pthread_t thread;
+    PGconn *conn;
+    char lockpid[16];
+    atomic_int stop;
+    atomic_int ended;
+} SwGuard;
+
+static void *guard_main(void *arg)
+{
+    SwGuard *g = arg;
+    const char *p[1] = {g->lockpid};
+
+    while (!atomic_load(&g->stop)) {
+        PGresult *res = PQexecParams(
+            g->conn,
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname ="
+            " current_database() AND backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND"
+            " $1::int = ANY (pg_blocking_pids(pid))",
+            1, NULL, p, NULL, NULL, 0);
+
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+            atomic_fetch_add(&g->ended, atoi(PQgetvalue(res, 0, 0)));
+        PQclear(res);
+        for (int i = 0; i < 10 && !atomic_load(&g->stop); i++)
+            poll(NULL, 0, 20);
+    }
+    return NULL;
+}
+
+int sw_guard_start(SwitchCtx *c)
+{
+    SwGuard *g = xcalloc(1, sizeof(*g));
+    int rc = sw_open(&c->from->source.conn, "source", &g->conn);
+
+    snprintf(g->lockpid, sizeof(g->lockpid), "%d", PQbackendPID(c->xlock));
+    if (rc == 0 && pthread_create(&g->thread, NULL, guard_main, g) != 0)
+        rc = tm_fail(-EAGAIN, "cannot start a thread");
+    if (rc < 0) {
+        if (g->conn)
+            PQfinish(g->conn);
+        free(g);
+        return rc;
+    }
+    c->guard = g;
+    return 0;
+}
+
+int sw_guard_stop(SwitchCtx *c)
+{
+    SwGuard *g = c->guard;
+    int ended;
+
+    if (!g)
+        return 0;
+    atomic_store(&g->stop, 1);
+    pthread_join(g->thread, NULL);
+    PQfinish(g->conn);
+    ended = atomic_load(&g->ended);
+    free(g);
+    c->guard = NULL;
+    return ended;
 }
 
 /* ---- drain --------------------------------------------------------------- */
@@ -497,6 +567,7 @@ static int connect_sides(SwitchCtx *c)
 
 static void ctx_free(SwitchCtx *c)
 {
+    sw_guard_stop(c);
     if (c->xlock)
         PQfinish(c->xlock);
     if (c->x)

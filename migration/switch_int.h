@@ -29,8 +29,9 @@ typedef struct SwitchCtx {
     json_t *verify; /* [{table, source_rows, target_rows, ok}] */
     int verify_ok;  /* -1: not verified */
     long long src_rows, dst_rows;
-    char detail[512]; /* the current step's one-line result */
-    char *notes;      /* lines a step printed (sequence values) */
+    struct SwGuard *guard; /* ends writers that would hold up the frozen period */
+    char detail[512];      /* the current step's one-line result */
+    char *notes;           /* lines a step printed (sequence values) */
     /* what an abort undoes */
     char *seq_before; /* Y's sequences (jsonb) before they were set */
     char *x_previous; /* X's own default_transaction_read_only setting, if any */
@@ -48,6 +49,16 @@ int sw_value(PGconn *conn, const char *sql, int n, const char *const *params, ch
 
 /* TIDEMARK_FAULT=point[:fail|kill|wait] (tests): act at that point. */
 int sw_fault(SwitchCtx *c, const char *point);
+
+/*
+ * While the locks are held, a session that wrote elsewhere first (it has a
+ * transaction id) and now waits for a locked table would wait for ever, and
+ * with it anything that waits for running transactions to end: creating a
+ * slot (verify's snapshot) on that server. A thread ends such sessions every
+ * 200 ms; stopping it returns how many it ended.
+ */
+int sw_guard_start(SwitchCtx *c);
+int sw_guard_stop(SwitchCtx *c);
 
 /* ---- the run record on Y (switch_record.c) ---- */
 int sw_record_begin(SwitchCtx *c);

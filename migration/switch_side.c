@@ -437,6 +437,7 @@ int sw_step_finish(SwitchCtx *c)
 {
     const char *tp[1] = {c->to ? c->to->pipeline : ""};
     bool was = false;
+    int guarded = 0;
     int rc = drop_slot(c->x, c->from->source.slot, c->xdb);
 
     if (rc == 0)
@@ -453,6 +454,7 @@ int sw_step_finish(SwitchCtx *c)
                               " key = 'switching'",
                               1, tp, NULL);
     }
+    guarded = sw_guard_stop(c);
     if (c->xlock) {
         PQfinish(c->xlock); /* releases the table locks */
         c->xlock = NULL;
@@ -462,9 +464,10 @@ int sw_step_finish(SwitchCtx *c)
                            "the switch is done and stays, but finishing it failed (run"
                            " `tidemark %s` again to finish)",
                            c->kind);
-    snprintf(c->detail, sizeof(c->detail), "slot %s dropped on %s%s%s, locks released",
+    snprintf(c->detail, sizeof(c->detail), "slot %s dropped on %s%s%s, locks released%s",
              c->from->source.slot, c->xdb, was ? ", writes allowed again on " : "",
-             was ? c->ydb : "");
+             was ? c->ydb : "",
+             guarded ? "; writers that waited inside a transaction were ended" : "");
     return 0;
 }
 
@@ -524,6 +527,7 @@ void sw_undo(SwitchCtx *c)
         rc = unfreeze(c->x, c->opt->fwd->pipeline, c->xdb, &was);
         undo_line(c, "default_transaction_read_only of the source database put back", rc);
     }
+    sw_guard_stop(c);
     if (c->xlock) {
         PQfinish(c->xlock);
         c->xlock = NULL;

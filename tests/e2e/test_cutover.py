@@ -98,6 +98,7 @@ def settle(env, w, daemon, src, dst, pipeline):
 
 def test_cutover_aborts(env):
     d, w = setup_pipeline(env)
+    env.src_sql("CREATE TABLE elsewhere (x int)")  # not migrated
     rev = env.pipeline + "_reverse"
     seq_before = sequences(env.dst)
     try:
@@ -120,6 +121,13 @@ def test_cutover_aborts(env):
             if "waiting for a signal" in line:
                 break
         assert not writable_nowait(env.src), "the tables should be locked while draining"
+        # a transaction that wrote elsewhere first, then waits for a frozen table, is ended
+        # (it would hold up the snapshot of the final verification for ever)
+        with psycopg.connect(env.src) as stuck:
+            stuck.execute("SET lock_timeout = 5000")  # bounds the test if nothing ends it
+            stuck.execute("INSERT INTO elsewhere VALUES (1)")
+            with pytest.raises(psycopg.OperationalError, match="administrator command"):
+                stuck.execute("INSERT INTO acct (id, note) VALUES (-2, 'stuck')")
         p.send_signal(signal.SIGINT)
         out = p.stdout.read()
         assert p.wait(60) == 1 and "interrupted by a signal" in out, out
