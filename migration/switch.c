@@ -409,7 +409,7 @@ static int step_matviews(SwitchCtx *c)
 {
     TableName *mv = NULL;
     size_t n = 0;
-    int rc = catalog_matviews(c->y, &c->tabs, &mv, &n);
+    int rc = catalog_schema_matviews(c->y, &c->tabs, &mv, &n);
 
     for (size_t i = 0; rc == 0 && i < n; i++) {
         char *q = pgconn_qualified(c->y, mv[i].schema, mv[i].name);

@@ -264,7 +264,7 @@ int sw_step_prepare(SwitchCtx *c)
         c->to_saved = true;
     if (rc == 0) {
         c->pub_made = true;
-        rc = catalog_sync_publication(c->y, c->to->source.publication, &ytabs);
+        rc = catalog_sync_publication(c->y, c->to->source.publication, &ytabs, NULL);
     }
     if (rc == 0)
         rc = sw_value(c->y, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", 1, pp, &v);

@@ -55,6 +55,8 @@ typedef struct SinkOps {
     int (*table_state)(Sink *s, const TableDef *t, bool *synced, Lsn *sync_lsn);
     /* Checks t can receive rows (exists; with require_empty, holds none). */
     int (*check_table)(Sink *s, const TableDef *t, bool require_empty);
+    /* Optional: check_table for every table of tabs, cheaper than one by one. */
+    int (*check_tables)(Sink *s, const TableSet *tabs, bool require_empty);
     /* Enters streaming mode: durable() starts at lsn. */
     int (*start)(Sink *s, Lsn lsn);
 
@@ -70,6 +72,12 @@ typedef struct SinkOps {
     int (*dead_letter)(Sink *s, const RelEntry *src_rel, const Change *chg, const TxnInfo *txn,
                        const char *error);
     int (*txn_commit)(Sink *s, const TxnInfo *txn);
+    /*
+     * Optional: sends what the sink gathered for the open batch. Called
+     * before a Relation message replaces a relation's shape (the gathered
+     * changes refer to the old one).
+     */
+    int (*barrier)(Sink *s);
     int (*close_batch)(Sink *s);
     int (*abort_batch)(Sink *s);
     /* Nothing received is open: everything up to lsn may become durable. */
