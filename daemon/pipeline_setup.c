@@ -309,3 +309,34 @@ int pipeline_setup(Pipeline *p, Lsn *start)
     PQfinish(src);
     return rc;
 }
+
+int pipeline_slot_gone(const Config *cfg)
+{
+    const char *params[1] = {cfg->pipeline};
+    PGconn *dst = NULL;
+    PGresult *res = NULL;
+    bool switched = false;
+
+    if (strcmp(cfg->target.type, "postgres") == 0 &&
+        pgconn_open(&cfg->target.conn, PGCONN_NORMAL, "target", &dst) == 0 &&
+        pgconn_query(dst,
+                     "SELECT value FROM tidemark.pipeline_state WHERE pipeline = $1 AND"
+                     " key = 'switched'",
+                     1, params, &res) == 0)
+        switched = PQntuples(res) == 1;
+    if (switched)
+        tm_fail(-ESHUTDOWN,
+                "pipeline %s was switched over (%s) and its slot %s dropped: stopping (the"
+                " other direction runs now, docs/CUTOVER.md)",
+                cfg->pipeline, PQgetvalue(res, 0, 0), cfg->source.slot);
+    PQclear(res);
+    if (dst)
+        PQfinish(dst);
+    if (switched)
+        return -ESHUTDOWN;
+    return tm_fail(-ENOENT,
+                   "slot %s no longer exists on the source: the changes after the target's"
+                   " watermark cannot be streamed without loss. Start the pipeline over (empty"
+                   " the target tables, `tidemark teardown`, start it)",
+                   cfg->source.slot);
+}

@@ -107,8 +107,10 @@ int pgsink_open_session(PgSink *s, PGconn **out)
         goto fail;
     }
     /* replica: the target's triggers and FK checks must not fire twice for
-     * what the source already validated and cascaded. */
+     * what the source already validated and cascaded. read-write: a database
+     * frozen by cutover or rollback (docs/CUTOVER.md) still takes the stream. */
     rc = pgconn_exec(conn, "SET session_replication_role = replica; SET DateStyle = ISO;"
+                           " SET default_transaction_read_only = off;"
                            " SET IntervalStyle = postgres; SET extra_float_digits = 3;"
                            " SET statement_timeout = 0; SET lock_timeout = 0;"
                            " SET idle_in_transaction_session_timeout = 0;"
@@ -184,24 +186,40 @@ static int pgsink_connect(Sink *base, const char *client_encoding)
     return 0;
 }
 
-/* A pipeline halted by a divergence stays halted until `tidemark resume`. */
+/*
+ * A pipeline halted by a divergence stays halted until `tidemark resume`. One
+ * that a cutover or rollback switched away from is over (the other direction
+ * runs now), and one being created by a switch may not start before it ends.
+ */
 static int check_not_halted(PgSink *s)
 {
     const char *params[1] = {s->cfg->pipeline};
     PGresult *res;
     int rc = pgconn_query(s->conn,
-                          "SELECT value, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SSOF')"
-                          " FROM tidemark.pipeline_state WHERE pipeline = $1 AND key = 'halted'",
+                          "SELECT key, value, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SSOF')"
+                          " FROM tidemark.pipeline_state WHERE pipeline = $1 AND key IN"
+                          " ('halted', 'switched', 'switching') ORDER BY key",
                           1, params, &res);
 
     if (rc < 0)
         return tm_fail_ctx(rc, "target: reading the pipeline's state");
-    if (PQntuples(res) == 1)
+    if (PQntuples(res) >= 1 && strcmp(PQgetvalue(res, 0, 0), "halted") == 0)
         rc = tm_fail(TM_EDIVERGED,
                      "pipeline %s is halted since %s: %s -- repair the target (see"
                      " docs/OPERATIONS.md, \"Divergence\"), then run `tidemark resume --config"
                      " FILE` to retry from the watermark",
-                     s->cfg->pipeline, PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0));
+                     s->cfg->pipeline, PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 1));
+    else if (PQntuples(res) >= 1 && strcmp(PQgetvalue(res, 0, 0), "switched") == 0)
+        rc = tm_fail(-ESHUTDOWN,
+                     "pipeline %s was switched over on %s (%s): the other direction runs now"
+                     " (docs/CUTOVER.md); `tidemark rollback` or `cutover` re-creates this one",
+                     s->cfg->pipeline, PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 1));
+    else if (PQntuples(res) >= 1)
+        rc = tm_fail(-EBUSY,
+                     "pipeline %s is being created by a cutover or rollback since %s and may"
+                     " not start before it ends; if that run was killed, run it again or with"
+                     " --abort",
+                     s->cfg->pipeline, PQgetvalue(res, 0, 2));
     PQclear(res);
     return rc;
 }
