@@ -729,7 +729,7 @@ int pgapply_close_batch(Sink *base)
         return pgapply_abort_batch(base);
     /* The COMMIT waits for this Sync's result: a Sync inside BEGIN does
      * not commit, it only makes the server answer every statement so far. */
-    rc = send_watermark(s, s->batch_end, s->batch_commit_time, true);
+    rc = s->own_position ? 0 : send_watermark(s, s->batch_end, s->batch_commit_time, true);
     if (rc == 0 && !PQpipelineSync(s->conn))
         rc = send_failed(s, "a pipeline sync");
     if (rc == 0) {
@@ -740,6 +740,26 @@ int pgapply_close_batch(Sink *base)
     }
     s->batch_open = false;
     return rc;
+}
+
+void pgsink_own_position(Sink *base)
+{
+    pgsink_of(base)->own_position = true;
+}
+
+int pgsink_batch_position(Sink *base, const char *sql, int nparams, const char *const *params,
+                          const char *what)
+{
+    PgSink *s = pgsink_of(base);
+
+    if (!s->batch_open)
+        return tm_fail(-EPROTO, "pgsink: a position outside a batch");
+    if (!PQsendQueryParams(s->conn, sql, nparams, NULL, params, NULL, NULL, 0))
+        return send_failed(s, what);
+    Pending *p = pend_push(s, PEND_POSITION);
+    p->check_one = true;
+    snprintf(p->table, sizeof(p->table), "%s", what);
+    return 0;
 }
 
 int pgapply_abort_batch(Sink *base)
@@ -764,7 +784,7 @@ int pgapply_idle_position(Sink *base, Lsn lsn)
 
     int rc;
 
-    if (s->batch_open || s->gated || lsn <= s->queued_lsn)
+    if (s->own_position || s->batch_open || s->gated || lsn <= s->queued_lsn)
         return 0;
     rc = send_watermark(s, lsn, 0, false);
     if (rc == 0)
@@ -819,6 +839,9 @@ static int result_error(PgSink *s, const Pending *p, PGresult *res)
     case PEND_WATERMARK:
         return tm_fail(-EIO, "target: writing the watermark failed: %s",
                        pgconn_errmsg(s->conn, res));
+    case PEND_POSITION:
+        return tm_fail(-EIO, "target: writing %s failed: %s", p->table,
+                       pgconn_errmsg(s->conn, res));
     default:
         return tm_fail(-EIO, "target: %s", pgconn_errmsg(s->conn, res));
     }
@@ -837,6 +860,11 @@ static int check_result(PgSink *s, Pending *p, PGresult *res)
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
         return result_error(s, p, res);
     if (p->check_one && strcmp(PQcmdTuples(res), "1") != 0) {
+        if (p->kind == PEND_POSITION)
+            return tm_fail(-ESTALE,
+                           "target: %s moved since this process read it (another process"
+                           " committed there): the batch is rolled back",
+                           p->table);
         if (p->kind == PEND_WATERMARK)
             return tm_fail(-EIO,
                            "target: the watermark of pipeline %s was not where the batch ending"
