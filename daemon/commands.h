@@ -24,5 +24,6 @@ int cmd_status(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_dead_letter(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
+int cmd_apply(int argc, char **argv);
 
 #endif
