@@ -766,7 +766,9 @@ int applier_run(Config *cfg)
     sink_free(a.sink);
     arena_free(a.arena);
     ev_loop_destroy(a.loop);
-    log_info("stopped: %llu messages applied in %llu batches this run", a.n_msgs, a.n_batches);
+    log_info("stopped: %llu messages applied in %llu batches this run (%llu resends skipped, %llu"
+             " dead letters)",
+             a.n_msgs, a.n_batches, a.n_dups, a.n_dead);
     if (rc < 0)
         tm_fail(rc, "%s", keep);
     free(keep);

@@ -10,8 +10,21 @@
 #define TM_APPLIER_H
 
 #include "config/config.h"
+#include "core/lsn.h"
+
+#include <libpq-fe.h>
 
 /* Runs until SIGTERM/SIGINT (0) or a failure (< 0, tm_error() set). */
 int applier_run(Config *cfg);
+
+/*
+ * `tidemark verify` of a target fed through Kafka (VerifyOptions.wait_target):
+ * waits until the target holds every source transaction committed up to lsn
+ * -- the producing pipeline's slot (source.slot) confirmed lsn, so all of
+ * them are in Kafka, and the group's offsets in tidemark.kafka_offsets
+ * reached every partition's end as it was then.
+ */
+int applier_verify_wait(const Config *cfg, PGconn *dst, Lsn lsn, long timeout_s,
+                        const volatile int *cancel);
 
 #endif

@@ -396,3 +396,88 @@ int kconsumer_partition_count(KConsumer *kc, const char *topic)
     rd_kafka_topic_destroy(rkt);
     return n;
 }
+
+static bool wanted_topic(const Config *cfg, const char *topic)
+{
+    size_t n = strlen(cfg->source.kafka.topic_prefix);
+
+    if (!cfg->source.kafka.ntopics)
+        return strncmp(topic, cfg->source.kafka.topic_prefix, n) == 0 && topic[n] == '.' &&
+               topic[n + 1];
+    for (size_t i = 0; i < cfg->source.kafka.ntopics; i++)
+        if (strcmp(cfg->source.kafka.topics[i], topic) == 0)
+            return true;
+    return false;
+}
+
+int kafka_high_watermarks(const Config *cfg, KMark **out, size_t *n)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char *group = xasprintf("%s.verify", cfg->source.kafka.group);
+    const rd_kafka_metadata_t *md = NULL;
+    rd_kafka_t *rk = NULL;
+    rd_kafka_resp_err_t err;
+    char errstr[512];
+    size_t cap = 16;
+    int rc = conf_set(conf, "bootstrap.servers", cfg->source.kafka.brokers);
+
+    *out = xcalloc(cap, sizeof(KMark));
+    *n = 0;
+    if (rc == 0)
+        rc = conf_set(conf, "group.id", group); /* never joined: no subscription */
+    if (rc == 0)
+        rc = conf_set(conf, "log_level", "3");
+    for (size_t i = 0; rc == 0 && i < cfg->source.kafka.nproperties; i++)
+        rc = conf_set(conf, cfg->source.kafka.prop_keys[i], cfg->source.kafka.prop_values[i]);
+    free(group);
+    if (rc < 0) {
+        rd_kafka_conf_destroy(conf);
+        return rc;
+    }
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return tm_fail(-EINVAL, "Kafka: cannot create a client: %s", errstr);
+    }
+    err = rd_kafka_metadata(rk, 1, NULL, &md, 10000);
+    if (err)
+        rc = tm_fail(-EIO, "Kafka: reading the topics: %s", rd_kafka_err2str(err));
+    for (int t = 0; rc == 0 && t < md->topic_cnt; t++) {
+        const rd_kafka_metadata_topic_t *mt = &md->topics[t];
+
+        if (mt->err || !wanted_topic(cfg, mt->topic))
+            continue;
+        for (int p = 0; rc == 0 && p < mt->partition_cnt; p++) {
+            int64_t lo, hi;
+
+            err = rd_kafka_query_watermark_offsets(rk, mt->topic, mt->partitions[p].id, &lo, &hi,
+                                                   10000);
+            if (err) {
+                rc = tm_fail(-EIO, "Kafka: the end of %s [%d]: %s", mt->topic,
+                             (int)mt->partitions[p].id, rd_kafka_err2str(err));
+                break;
+            }
+            if (*n == cap) {
+                cap *= 2;
+                *out = xrealloc(*out, cap * sizeof(KMark));
+            }
+            (*out)[(*n)++] = (KMark){xstrdup(mt->topic), mt->partitions[p].id, hi};
+        }
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_destroy(rk);
+    if (rc < 0) {
+        kafka_marks_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+void kafka_marks_free(KMark *marks, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(marks[i].topic);
+    free(marks);
+}

@@ -61,4 +61,19 @@ void kconsumer_commit(KConsumer *kc, const rd_kafka_topic_partition_list_t *offs
 /* The number of partitions of topic (0: unknown); from cached metadata. */
 int kconsumer_partition_count(KConsumer *kc, const char *topic);
 
+/* A partition of the applier's topics and its end (the offset the next message gets). */
+typedef struct KMark {
+    char *topic;
+    int32_t partition;
+    int64_t high;
+} KMark;
+
+/*
+ * The high watermark of every partition of the topics cfg's appliers read
+ * (source.topics, or every topic named <topic_prefix>.*), from the brokers
+ * (blocking: for `tidemark verify`, not the loop). Free with kafka_marks_free.
+ */
+int kafka_high_watermarks(const Config *cfg, KMark **out, size_t *n);
+void kafka_marks_free(KMark *marks, size_t n);
+
 #endif

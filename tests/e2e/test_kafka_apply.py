@@ -2,13 +2,23 @@
 target) -> librdkafka's mock cluster -> appliers in a consumer group ->
 PostgreSQL target, compared with the source row by row."""
 
+import collections
+import json
+import random
+import re
+import subprocess
+import threading
+import time
+
+import psycopg
 import pytest
 
 import harness
 from kafka_apply_util import apply_config, start_appliers, stored_offsets, wait_applied, group_name
-from test_kafka import KafkaMock, kafka_config
+from test_kafka import KafkaMock, kafka_config, lsn_int, read_topic, wait_copied
+from test_kafka_debezium import DDL, MODES, insert
 
-pytest.importorskip("confluent_kafka")
+confluent_kafka = pytest.importorskip("confluent_kafka")
 
 
 @pytest.fixture
@@ -32,6 +42,387 @@ def test_apply_smoke(env, kafka3):
     env.src_sql("INSERT INTO items SELECT g, 'm' || g, g FROM generate_series(301, 400) g")
     wait_applied(env, kafka3.bootstrap, prod, appliers, ["public.items"])
     env.assert_tables_equal("items")
+    for a in appliers:
+        a.stop()
+    prod.stop()
+
+
+# --------------------------------------------------------------------------- every type
+
+# What a Debezium encoding cannot bring back (docs/SCALE.md, "Types"): per mode, the
+# target's text of the column instead of the source's. None: the column is never sent.
+LOSSY_ALL = {"ttz": "11:51:30.123789+00", "tptz": "11:51:30.123+00"}
+LOSSY = {
+    "defaults": dict(LOSSY_ALL, it="MICRO", circ=None, lsn=None),
+    "string_us_hex": dict(LOSSY_ALL, circ=None, lsn=None),
+    "double_connect_unknown": dict(LOSSY_ALL, it="MICRO", ts="2016-11-04 13:51:30.123",
+                                   ts_large="21016-11-04 13:51:30.123"),
+}
+
+
+def column_texts(conninfo, table, cols):
+    q = "SELECT %s FROM %s ORDER BY 1" % (", ".join('"%s"::text' % c for c in cols), table)
+    with psycopg.connect(conninfo, autocommit=True, options=harness.COMPARE_OPTIONS) as c:
+        return c.execute(q).fetchall()
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_apply_every_type_round_trips(env, kafka3, mode):
+    """Every column type of Debezium's connector tests, through copy ('r'), insert ('c'),
+    update ('u') and delete ('d'), in three converter configurations: the target holds the
+    source's text, except what the encoding documentedly loses."""
+    extra, _, specials = MODES[mode]
+    env.src_sql(DDL)
+    env.dst_sql(DDL)
+    kafka3.command("topic %s.public.dbz 2" % env.pipeline)
+    insert(env, 1, specials)
+    prod = env.daemon(config_text=kafka_config(env, kafka3.bootstrap, target_extra=extra))
+    appliers = start_appliers(env, kafka3.bootstrap, 1, extra_source=extra)
+    insert(env, 2, specials)
+    insert(env, 3, specials)
+    env.src_sql("UPDATE dbz SET t = 'changed', i = 7, int_array = '{9}' WHERE pk = 2")
+    env.src_sql("DELETE FROM dbz WHERE pk = 3")
+    wait_applied(env, kafka3.bootstrap, prod, appliers, ["public.dbz"])
+    cols = [r[0] for r in env.src_sql("SELECT attname FROM pg_attribute WHERE attrelid = 'dbz'::regclass"
+                                      " AND attnum > 0 AND NOT attisdropped ORDER BY attnum")]
+    src = column_texts(env.src, "dbz", cols)
+    dst = column_texts(env.dst, "dbz", cols)
+    assert [r[0] for r in src] == [r[0] for r in dst] == ["1", "2"]
+    micro = env.dst_sql("SELECT '37091106780000 microseconds'::interval::text")[0][0]
+    wrong = []
+    for srow, drow in zip(src, dst):
+        for col, s, d in zip(cols, srow, drow):
+            want = LOSSY[mode].get(col, s) if col in LOSSY[mode] else s
+            want = micro if want == "MICRO" else want
+            if d != want:
+                wrong.append("pk %s %s: source %r, target %r, expected %r" % (srow[0], col, s, d, want))
+    assert not wrong, "%s:\n%s" % (mode, "\n".join(wrong))
+    for a in appliers:
+        a.stop()
+    prod.stop()
+
+
+# --------------------------------------------------------------------------- exactly once
+
+# On the target, an ALWAYS trigger (the apply session runs as a replica: only those fire)
+# records every row version applied, in the transaction that applied it: a batch rolled
+# back takes its history rows with it. Each source change adds 1 to v, so per key the
+# history must read 0, 1, 2, ... with nothing missing, nothing twice, nothing out of order.
+KV_DDL = "CREATE TABLE kv (k int PRIMARY KEY, v int NOT NULL, src_txid bigint, pad text)"
+HISTORY_DDL = """
+    CREATE TABLE kv_history (at bigserial, k int, v int, src_txid bigint,
+                             tgt_txid bigint DEFAULT txid_current());
+    CREATE FUNCTION kv_log() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO kv_history (k, v, src_txid) VALUES (NEW.k, NEW.v, NEW.src_txid);
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER kv_log AFTER INSERT OR UPDATE ON kv FOR EACH ROW EXECUTE FUNCTION kv_log();
+    ALTER TABLE kv ENABLE ALWAYS TRIGGER kv_log;
+"""
+
+
+class KvWorkload(threading.Thread):
+    """Transactions that each add 1 to v of a few distinct keys, and insert new keys."""
+
+    def __init__(self, conninfo, keys, txns, seed):
+        super().__init__(daemon=True)
+        self.conninfo, self.keys, self.txns = conninfo, keys, txns
+        self.rng = random.Random(seed)
+        self.error = None
+        self.done = 0
+
+    def run(self):
+        try:
+            with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                nxt = self.keys + 1
+                for i in range(self.txns):
+                    with conn.transaction():
+                        ks = self.rng.sample(range(1, nxt), 4)
+                        conn.execute("UPDATE kv SET v = v + 1, src_txid = txid_current()"
+                                     " WHERE k = ANY(%s)", (ks,))
+                        if i % 10 == 0:
+                            conn.execute("INSERT INTO kv VALUES (%s, 0, txid_current(), repeat('x', 50))",
+                                         (nxt,))
+                            nxt += 1
+                    self.done += 1
+                    if i % 10 == 0:
+                        time.sleep(0.05)
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+
+
+def assert_history_exact(env):
+    """Per key: 0, 1, 2, ... up to the final v, each once, in order."""
+    final = dict(env.dst_sql("SELECT k, v FROM kv"))
+    hist = collections.defaultdict(list)
+    for k, v in env.dst_sql("SELECT k, v FROM kv_history ORDER BY at"):
+        hist[k].append(v)
+    bad = ["key %d: %s (final %d)" % (k, hist[k][:12], v) for k, v in sorted(final.items())
+           if hist[k] != list(range(v + 1))]
+    assert not bad, "%d key(s) applied twice, skipped or out of order:\n%s" % (len(bad), "\n".join(bad[:10]))
+    return hist
+
+
+def test_apply_exactly_once_under_kills_rebalances_and_broker_restarts(env):
+    """3 brokers, 12 partitions, 3 appliers; during the workload: kill -9 of appliers (and
+    restarts), a graceful leave and join (rebalances), a broker down and up, a kill -9 of
+    the producer (it resends from its slot). The target equals the source, and every key's
+    history is exact."""
+    mock = KafkaMock(3)
+    try:
+        env.src_sql(KV_DDL)
+        env.dst_sql(KV_DDL + ";" + HISTORY_DDL)
+        topic = "%s.public.kv" % env.pipeline
+        mock.command("topic %s 12" % topic)
+        for part in range(12):
+            mock.command("leader %s %d %d" % (topic, part, part % 3 + 1))
+        env.src_sql("INSERT INTO kv SELECT g, 0, txid_current(), repeat('x', 50) FROM generate_series(1, 600) g")
+        prod = env.daemon(config_text=kafka_config(
+            env, mock.bootstrap, target_extra="properties: {reconnect.backoff.max.ms: 500}"))
+        wait_copied(env, prod, ["kv"])  # so every key's history starts at 0
+        appliers = start_appliers(env, mock.bootstrap, 3, batch=200)
+        work = KvWorkload(env.src, 600, 3000, seed=16)
+        work.start()
+        rng = random.Random(1616)
+        actions = ["kill", "producer", "leave", "broker", "kill", "pause", "kill", "broker", "kill"]
+        for act in actions:
+            time.sleep(rng.uniform(1.0, 2.5))
+            if act == "kill":
+                victim = rng.choice(appliers)
+                victim.kill9()
+                time.sleep(rng.uniform(0.2, 1.5))
+                victim.start()
+            elif act == "leave":
+                victim = rng.choice(appliers)
+                victim.stop()
+                time.sleep(1.0)
+                victim.start()
+            elif act == "broker":
+                b = rng.randint(1, 3)
+                mock.command("down %d" % b)
+                time.sleep(2.0)
+                mock.command("up %d" % b)
+            elif act == "pause":
+                # a process that stalls past its session (GC, a frozen VM) and comes back:
+                # the group moved its partitions on; its own commits must fail the fence
+                victim = rng.choice(appliers)
+                victim.sigstop()
+                time.sleep(8.0)
+                victim.sigcont()
+            elif act == "producer":
+                prod.kill9()
+                env.wait_slot_inactive()
+                prod.start()
+            for a in appliers:
+                a.check_alive()
+        work.join(120)
+        assert not work.is_alive() and work.error is None, work.error
+        wait_applied(env, mock.bootstrap, prod, appliers, ["public.kv"], timeout=150)
+        env.assert_tables_equal("kv")
+        hist = assert_history_exact(env)
+        assert sum(len(h) for h in hist.values()) > 3000 * 4
+        logs = "".join(a.log() for a in appliers)
+        print("fenced batches: %d, producer resends skipped: %s" % (
+            logs.count("moved since this process read it"),
+            re.findall(r"skipped (\d+) resends", logs)[-3:]))
+        for a in appliers:
+            a.stop()
+        prod.stop()
+    finally:
+        mock.close()
+
+
+# --------------------------------------------------------------------------- resends, fences
+
+def test_apply_skips_producer_resends(env, kafka3):
+    """A producer that crashes resends from its slot what Kafka already has: the same
+    events again, at new offsets. The appliers drop every one of them by its LSN (the last
+    applied position is stored with the offset), so nothing is applied twice."""
+    env.src_sql(KV_DDL)
+    env.dst_sql(KV_DDL + ";" + HISTORY_DDL)
+    topic = "%s.public.kv" % env.pipeline
+    kafka3.command("topic %s 2" % topic)
+    env.src_sql("INSERT INTO kv SELECT g, 0, txid_current(), 'x' FROM generate_series(1, 40) g")
+    prod = env.daemon(config_text=kafka_config(env, kafka3.bootstrap))
+    wait_copied(env, prod, ["kv"])
+    appliers = start_appliers(env, kafka3.bootstrap, 1)
+    for i in range(20):
+        env.src_sql("UPDATE kv SET v = v + 1, src_txid = txid_current() WHERE k %% 5 = %s", (i % 5,))
+    wait_applied(env, kafka3.bootstrap, prod, appliers, ["public.kv"])
+    # resend the second half of each partition, as a restarted producer would
+    msgs = read_topic(kafka3.bootstrap, topic)
+    resend = []
+    for part in (0, 1):
+        mine = [m for m in msgs if m.partition == part]
+        resend += mine[len(mine) // 2:]
+    p = confluent_kafka.Producer({"bootstrap.servers": kafka3.bootstrap, "enable.idempotence": True})
+    for m in resend:
+        p.produce(topic, partition=m.partition, key=json.dumps(m.key).encode(),
+                  value=None if m.value is None else json.dumps(m.value).encode(),
+                  headers=list(m.headers.items()))
+    assert p.flush(30) == 0
+    wait_applied(env, kafka3.bootstrap, None, appliers, ["public.kv"])
+    env.assert_tables_equal("kv")
+    assert_history_exact(env)
+    appliers[0].stop()
+    resent = sum(1 for m in resend if m.value is not None)
+    assert "(%d resends skipped" % resent in appliers[0].log(), appliers[0].log_tail()
+    prod.stop()
+
+
+def test_apply_fence_rolls_back_a_batch_whose_offsets_moved(env, kafka3):
+    """Another process (a new owner after a rebalance, while this one stalled) committed
+    past the offsets this applier read: its next batch fails the offset check at the gate
+    and rolls back whole, and it goes on from where the target says."""
+    env.src_sql(KV_DDL)
+    env.dst_sql(KV_DDL + ";" + HISTORY_DDL)
+    topic = "%s.public.kv" % env.pipeline
+    kafka3.command("topic %s 1" % topic)
+    env.src_sql("INSERT INTO kv SELECT g, 0, txid_current(), 'x' FROM generate_series(1, 10) g")
+    prod = env.daemon(config_text=kafka_config(env, kafka3.bootstrap))
+    appliers = start_appliers(env, kafka3.bootstrap, 1, level="debug")
+    wait_applied(env, kafka3.bootstrap, prod, appliers, ["public.kv"])
+    (o1,) = stored_offsets(env).values()
+    # "another applier" applied the next five messages: keys 1..5
+    env.dst_sql("UPDATE tidemark.kafka_offsets SET next_offset = next_offset + 5 WHERE consumer_group = %s",
+                (group_name(env),))
+    env.src_sql("SELECT 1")
+    for k in range(1, 11):
+        env.src_sql("UPDATE kv SET v = v + 1, src_txid = txid_current() WHERE k = %s", (k,))
+    wait_applied(env, kafka3.bootstrap, prod, appliers, ["public.kv"])
+    got = dict(env.dst_sql("SELECT k, v FROM kv"))
+    assert got == {k: (0 if k <= 5 else 1) for k in range(1, 11)}, got
+    assert stored_offsets(env) == {(topic, 0): o1 + 10}
+    log = appliers[0].log()
+    assert "moved since this process read it" in log and "rolling back" in log, appliers[0].log_tail()
+    assert_history_exact(env)
+    appliers[0].stop()
+    prod.stop()
+
+
+def test_apply_per_key_order_and_split_transactions(env, kafka3):
+    """The documented relaxation: a source transaction's changes of keys in different
+    partitions reach the target in different target transactions (here: two appliers),
+    while each key's changes keep their order and apply once. The lsn headers show the
+    order: per partition they never go back."""
+    env.src_sql(KV_DDL)
+    env.dst_sql(KV_DDL + ";" + HISTORY_DDL)
+    topic = "%s.public.kv" % env.pipeline
+    kafka3.command("topic %s 6" % topic)
+    env.src_sql("INSERT INTO kv SELECT g, 0, txid_current(), 'x' FROM generate_series(1, 100) g")
+    prod = env.daemon(config_text=kafka_config(env, kafka3.bootstrap))
+    wait_copied(env, prod, ["kv"])
+    appliers = start_appliers(env, kafka3.bootstrap, 2, batch=50)
+    work = KvWorkload(env.src, 100, 300, seed=7)
+    work.run()
+    assert work.error is None, work.error
+    wait_applied(env, kafka3.bootstrap, prod, appliers, ["public.kv"])
+    env.assert_tables_equal("kv")
+    assert_history_exact(env)
+    split = env.dst_sql("SELECT count(*) FROM (SELECT src_txid FROM kv_history WHERE v > 0"
+                        " GROUP BY src_txid HAVING count(DISTINCT tgt_txid) > 1) s")[0][0]
+    assert split > 0, "no source transaction was split: the test shows nothing"
+    for part in range(6):
+        lsns = [lsn_int(m.headers["lsn"]) for m in read_topic(kafka3.bootstrap, topic) if m.partition == part]
+        assert lsns == sorted(lsns), "partition %d: lsn headers out of order" % part
+    for a in appliers:
+        a.stop()
+    prod.stop()
+
+
+# --------------------------------------------------------------------------- verify, divergence, mappings
+
+def run_cli(*args):
+    return subprocess.run([harness.tidemark_bin()] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=180)
+
+
+def test_apply_verify_compares_source_with_the_kafka_fed_target(env, kafka3):
+    env.src_sql(KV_DDL)
+    env.dst_sql(KV_DDL)
+    kafka3.command("topic %s.public.kv 3" % env.pipeline)
+    env.src_sql("INSERT INTO kv SELECT g, 0, txid_current(), 'x' FROM generate_series(1, 500) g")
+    prod = env.daemon(config_text=kafka_config(env, kafka3.bootstrap))
+    appliers = start_appliers(env, kafka3.bootstrap, 2)
+    work = KvWorkload(env.src, 500, 400, seed=3)
+    work.start()
+    # verify waits for the producer's slot and the appliers' offsets to pass its snapshot
+    res = run_cli("verify", "--config", appliers[0].config_path, "--quiet")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "kv" in res.stdout
+    work.join(60)
+    wait_applied(env, kafka3.bootstrap, prod, appliers, ["public.kv"])
+    for a in appliers:
+        a.stop()
+    env.dst_sql("UPDATE kv SET v = v + 100 WHERE k = 7")
+    res = run_cli("verify", "--config", appliers[0].config_path, "--quiet")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "7" in res.stdout
+    prod.stop()
+
+
+def test_apply_divergence_halts_until_resume(env, kafka3):
+    env.both_sql("CREATE TABLE items (id int PRIMARY KEY, qty int)")
+    kafka3.command("topic %s.public.items 1" % env.pipeline)
+    env.src_sql("INSERT INTO items SELECT g, g FROM generate_series(1, 5) g")
+    prod = env.daemon(config_text=kafka_config(env, kafka3.bootstrap))
+    (a,) = start_appliers(env, kafka3.bootstrap, 1)
+    wait_applied(env, kafka3.bootstrap, prod, [a], ["public.items"])
+    env.dst_sql("DELETE FROM items WHERE id = 3")  # someone broke the target
+    env.src_sql("UPDATE items SET qty = 30 WHERE id = 3")
+    env.src_sql("UPDATE items SET qty = 40 WHERE id = 4")
+    assert a.wait_exit(60) == 1
+    assert "diverged" in a.log_tail() and "id=3" in a.log_tail()
+    halted = env.dst_sql("SELECT value FROM tidemark.pipeline_state WHERE pipeline = %s AND key = 'halted'",
+                         (env.pipeline,))
+    assert halted and "id=3" in halted[0][0]
+    assert env.dst_sql("SELECT qty FROM items WHERE id = 4") == [(4,)]  # nothing after it committed
+    a.start()
+    assert a.wait_exit(30) == 1 and "halted" in a.log_tail()
+    env.dst_sql("INSERT INTO items VALUES (3, 3)")  # the repair
+    res = run_cli("resume", "--config", a.config_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    a.start()
+    wait_applied(env, kafka3.bootstrap, prod, [a], ["public.items"])
+    env.assert_tables_equal("items")
+    a.stop()
+    prod.stop()
+
+
+MAPPING = """
+mapping:
+  public.src:
+    target: public.clients
+    on_error: dead_letter
+    columns:
+      id: {to: client_id, transform: [{id_offset: 1000}]}
+      signup: {to: signed_up, transform: [{parse_date: {formats: ["MM/DD/YYYY"]}}]}
+"""
+
+
+def test_apply_mapping_and_dead_letters(env, kafka3):
+    """An applier-side mapping (docs/TRANSFORMS.md) with on_error: dead_letter: rows it
+    cannot transform land in tidemark.dead_letter with the full row, in the batch's
+    transaction; the others in the mapped table."""
+    env.src_sql("CREATE TABLE src (id int PRIMARY KEY, signup text, name text)")
+    env.dst_sql("CREATE TABLE clients (client_id int PRIMARY KEY, signed_up date, name text)")
+    kafka3.command("topic %s.public.src 2" % env.pipeline)
+    env.src_sql("INSERT INTO src VALUES (1, '01/02/2020', 'a'), (2, 'garbage', 'b')")
+    prod = env.daemon(config_text=kafka_config(env, kafka3.bootstrap))
+    appliers = start_appliers(env, kafka3.bootstrap, 1, extra=MAPPING)
+    env.src_sql("INSERT INTO src VALUES (3, '03/04/2021', 'c'), (4, 'also bad', 'd')")
+    env.src_sql("UPDATE src SET name = 'cc' WHERE id = 3")
+    env.src_sql("DELETE FROM src WHERE id = 1")
+    wait_applied(env, kafka3.bootstrap, prod, appliers, ["public.src"])
+    assert env.dst_sql("SELECT client_id, signed_up::text, name FROM clients ORDER BY 1") == [
+        (1003, "2021-03-04", "cc")]
+    dead = env.dst_sql("SELECT pipeline, table_name, op, row->>'id', row->>'signup', error, lsn IS NOT NULL"
+                       " FROM tidemark.dead_letter ORDER BY 4")
+    assert [(p, t, op, i, s) for p, t, op, i, s, _, _ in dead] == [
+        (env.pipeline, "public.src", "INSERT", "2", "garbage"),
+        (env.pipeline, "public.src", "INSERT", "4", "also bad")]
+    assert all(err and has_lsn for *_, err, has_lsn in dead)
     for a in appliers:
         a.stop()
     prod.stop()
