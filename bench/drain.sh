@@ -21,7 +21,8 @@
 # | native-first), TIDEMARK_BIN (build/tidemark), DRAIN_TIMEOUT seconds (900), PG_BIN
 # (/usr/lib/postgresql/15/bin), TIDEMARK_LABEL (names the binary in the summary, e.g. the commit
 # it was built from), TM_TARGET_EXTRA (appended to tidemark's target conninfo, for
-# experiments only, e.g. "options=-csynchronous_commit=off"), KEEP=1 keeps the clusters' directory, RESULTS_DIR=DIR copies the
+# experiments only, e.g. "options=-csynchronous_commit=off"), TM_APPLY (tidemark's apply: settings,
+# e.g. "set_statements: false"), KEEP=1 keeps the clusters' directory, RESULTS_DIR=DIR copies the
 # logs (tidemark, pgbench, PostgreSQL) there.  Runs as root (servers then run as postgres) or not.
 set -euo pipefail
 
@@ -151,6 +152,7 @@ target:
   type: postgres
   conninfo: "$TM_DST${TM_TARGET_EXTRA:+ $TM_TARGET_EXTRA}"
 log: {level: info, format: text}
+${TM_APPLY:+apply: {$TM_APPLY\}}
 EOF
 
 # run_tidemark LSN [HISTORY_COUNT]: start the daemon, time it to LSN, SIGTERM it; prints KEY=VALUE.

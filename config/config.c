@@ -226,6 +226,8 @@ static const KeyDesc apply_keys[] = {
     /* what a row a mapping cannot transform does, for mapped tables whose
      * mapping does not set its own on_error (docs/TRANSFORMS.md) */
     {.name = "on_error", .type = KT_STRING, .def = "\"stop\"", .one_of = on_error_modes},
+    /* consecutive changes of a table as one statement (docs/ARCHITECTURE.md) */
+    {.name = "set_statements", .type = KT_BOOL, .def = "true"},
     {.name = NULL},
 };
 
@@ -1122,6 +1124,13 @@ static int check_readable_file(const Loader *ld, const Node *node, const char *p
         return fail_at(ld, node->at, path, "\"%s\" is not a regular file", file);
     if (access(file, R_OK) < 0)
         return fail_at(ld, node->at, path, "cannot read \"%s\": %s", file, strerror(errno));
+    /* libpq ignores a password file others may read (with only a warning on
+     * stderr, then fails to authenticate): refuse it here, saying why. */
+    if (st.st_mode & (S_IRWXG | S_IRWXO))
+        return fail_at(ld, node->at, path,
+                       "\"%s\" has group or world access (mode %04o), so libpq would ignore it:"
+                       " chmod 0600 it, owned by the user tidemark runs as",
+                       file, (unsigned)(st.st_mode & 07777));
     return 0;
 }
 
@@ -1668,6 +1677,7 @@ static Config *config_from_tree(const char *name, json_t *tree)
         (long)json_integer_value(json_object_get(apply, "status_interval_ms"));
     cfg->apply.on_error_dead_letter =
         strcmp(json_string_value(json_object_get(apply, "on_error")), "dead_letter") == 0;
+    cfg->apply.set_statements = json_is_true(json_object_get(apply, "set_statements"));
     json_t *copy = json_object_get(tree, "copy");
     cfg->copy.jobs = (long)json_integer_value(json_object_get(copy, "jobs"));
     cfg->copy.part_size_mb = (long)json_integer_value(json_object_get(copy, "part_size_mb"));

@@ -73,6 +73,7 @@ typedef struct Config {
         long batch_max_changes;    /* close a target txn after this many changes */
         long status_interval_ms;   /* standby status update interval */
         bool on_error_dead_letter; /* apply.on_error: default of mappings without on_error */
+        bool set_statements;       /* apply.set_statements: gather changes per table */
     } apply;
     struct {
         long jobs;             /* parallel copy jobs; 0: number of cores */

@@ -13,6 +13,7 @@ void tabledef_release(TableDef *t)
     free(t->schema);
     free(t->name);
     free(t->display);
+    free(t->leaves_without_identity);
     for (size_t c = 0; c < t->ncols; c++) {
         free(t->cols[c].name);
         free(t->cols[c].base_typname);

@@ -43,6 +43,9 @@ typedef struct TableDef {
     char relkind; /* 'r' table, 'p' partitioned */
     bool has_pk;
     bool has_ident_index;
+    /* Partitioned: its leaves whose UPDATE/DELETE the source would refuse
+     * once published (no key, no replica identity), or NULL. */
+    char *leaves_without_identity;
     size_t ncols;
     TableColumn *cols;
 } TableDef;

@@ -130,9 +130,10 @@ int cmd_run(int argc, char **argv)
     log_set_pipeline(cfg->pipeline);
     rc = pipeline_run(cfg);
     if (rc < 0) {
+        /* Once: the log line (its format, stderr or the journal) is the message. */
         log_error("%s", tm_error());
         config_free(cfg);
-        return cmd_die(NULL);
+        return 1;
     }
     config_free(cfg);
     return 0;

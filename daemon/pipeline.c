@@ -112,19 +112,20 @@ static bool sink_gated(const Pipeline *p)
 
 /*
  * Whether to stop reading the replication socket: too much in flight on the
- * target, or a closed batch still being checked (nothing may begin behind it
- * until it commits).
+ * target. (While a closed batch is being checked the stream reads on: the
+ * sink gathers what it can for the next batch and says -EBUSY when it would
+ * have to send, see after_frame.)
  */
 static bool over_limit(const Pipeline *p)
 {
     return p->sink->ops->inflight(p->sink) >= MAX_INFLIGHT ||
-           p->sink->ops->inflight_bytes(p->sink) >= MAX_INFLIGHT_BYTES || sink_gated(p);
+           p->sink->ops->inflight_bytes(p->sink) >= MAX_INFLIGHT_BYTES;
 }
 
 static bool below_resume_mark(const Pipeline *p)
 {
     return p->sink->ops->inflight(p->sink) < MAX_INFLIGHT / 2 &&
-           p->sink->ops->inflight_bytes(p->sink) < MAX_INFLIGHT_BYTES / 2 && !sink_gated(p);
+           p->sink->ops->inflight_bytes(p->sink) < MAX_INFLIGHT_BYTES / 2;
 }
 
 static void pause_source(Pipeline *p)
@@ -208,9 +209,16 @@ static int compile_mapping(Pipeline *p, RelEntry *e)
 
 static int send_row(Pipeline *p, RelEntry *rel, RelEntry *to, const Change *c)
 {
-    p->n_changes++;
-    p->tstate[rel->table_idx].applied[c->kind == CHG_INSERT ? 0 : c->kind == CHG_UPDATE ? 1 : 2]++;
-    return p->sink->ops->apply(p->sink, to, c, &p->txn);
+    int rc = p->sink->ops->apply(p->sink, to, c, &p->txn);
+
+    /* Counted once taken: -EBUSY hands the same change over again later. */
+    if (rc == 0) {
+        p->n_changes++;
+        p->tstate[rel->table_idx].applied[c->kind == CHG_INSERT   ? 0
+                                          : c->kind == CHG_UPDATE ? 1
+                                                                  : 2]++;
+    }
+    return rc;
 }
 
 /*
@@ -227,13 +235,13 @@ static int mapping_failed(Pipeline *p, RelEntry *rel, const MappingPlan *plan, c
         return rc;
     char *err = xstrdup(tm_error());
 
-    log_write(LOG_LVL_WARNING, rel->display, p->txn.final_lsn, "dead letter: %s", err);
     rc = p->sink->ops->dead_letter(p->sink, rel, c, &p->txn, err);
-    free(err);
-    if (rc == 0) {
+    if (rc == 0) { /* (-EBUSY: the same change comes again) */
+        log_write(LOG_LVL_WARNING, rel->display, p->txn.final_lsn, "dead letter: %s", err);
         p->tstate[rel->table_idx].dead_letters++;
         pipeline_check_early_errors(p);
     }
+    free(err);
     return rc;
 }
 
@@ -500,6 +508,11 @@ static int handle_change(Pipeline *p, const Change *c)
             rc = p->sink->ops->close_batch(p->sink);
         return rc;
     case CHG_RELATION: {
+        /* Changes gathered under the old shape go out before it is dropped. */
+        int brc = p->sink->ops->barrier ? p->sink->ops->barrier(p->sink) : 0;
+
+        if (brc < 0)
+            return brc;
         RelEntry *e = relcache_put(p->rels, &c->relation);
 
         e->table_idx = tableset_find(&p->tabs, e->info.schema, e->info.name);
@@ -570,7 +583,7 @@ static void source_lost(Pipeline *p, int err);
 /* Whether the stream may read the next frame now. */
 static bool may_read(const Pipeline *p)
 {
-    return p->streaming && !p->paused && !p->held && !p->lookup_wait;
+    return p->streaming && !p->paused && !p->held && !p->lookup_wait && !p->sink_busy;
 }
 
 /*
@@ -580,6 +593,15 @@ static bool may_read(const Pipeline *p)
  */
 static int after_frame(Pipeline *p, const WalFrame *f, int rc)
 {
+    if (rc == -EBUSY) {
+        /* The sink would have to send while its previous batch is still
+         * being checked: keep the frame, handle it again once that batch
+         * committed (nothing of it was taken). */
+        p->sink_busy = true;
+        p->lookup_frame = *f;
+        ev_io_stop(p->loop, &p->repl_r);
+        return 0;
+    }
     if (rc == -EAGAIN) {
         /* Stop reading and keep the frame (its buffer lives until the next
          * read): it is handled again from the start when the answer is in.
@@ -621,9 +643,8 @@ static int after_frame(Pipeline *p, const WalFrame *f, int rc)
     }
     if (over_limit(p)) {
         pause_source(p);
-        if (!sink_gated(p))
-            log_debug("backpressure: %zu commands in flight on the target",
-                      p->sink->ops->inflight(p->sink));
+        log_debug("backpressure: %zu commands in flight on the target",
+                  p->sink->ops->inflight(p->sink));
     }
     return 1;
 }
@@ -672,8 +693,6 @@ static bool pump_source(Pipeline *p)
             pipeline_fail(p, rc);
             return false;
         }
-        if (sink_gated(p))
-            pause_source(p);
     }
     update_sink_watchers(p);
     return drained;
@@ -851,6 +870,10 @@ static void post_data_done(OffloadJob *j)
     if (cancelled)
         return;
     p->post_data = NULL;
+    /* Foreign keys NOT VALID before any stream change (a one-time blocking
+     * step at the end of schema: copy); validated once caught up. */
+    if (rc == 0)
+        rc = pipeline_fk_prepare(p);
     if (rc < 0) {
         pipeline_fail(p, rc);
         return;
@@ -1003,6 +1026,24 @@ static void on_sink_readable(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
     }
+    if (p->sink_busy && !sink_gated(p) && p->streaming) {
+        /* The batch before committed: the waiting change can go now. */
+        p->sink_busy = false;
+        rc = handle_xlog(p, &p->lookup_frame);
+        if (after_frame(p, &p->lookup_frame, rc) < 0)
+            return;
+        if (may_read(p)) {
+            ev_io_start(loop, &p->repl_r);
+            pump_source(p);
+        }
+    } else if (!sink_gated(p) && p->streaming && !p->in_txn && !p->sink_busy) {
+        /* A batch gathered while the one before was checked, complete. */
+        rc = p->sink->ops->close_batch(p->sink);
+        if (rc < 0) {
+            pipeline_fail(p, rc);
+            return;
+        }
+    }
     if (p->paused && below_resume_mark(p)) {
         p->paused = false;
         if (may_read(p)) {
@@ -1056,6 +1097,7 @@ static void source_lost(Pipeline *p, int err)
     p->in_txn = false;
     p->held = false; /* the held frame's buffer goes with the connection */
     p->lookup_wait = false;
+    p->sink_busy = false;
     repl_disconnect(p->repl);
     /* The open batch may hold a partial transaction: roll it back; the slot
      * resends everything after the durable LSN. The restart waits until the
@@ -1166,6 +1208,7 @@ static void sink_lost(Pipeline *p)
     p->in_txn = false;
     p->held = false;
     p->lookup_wait = false;
+    p->sink_busy = false;
     p->rewind = false; /* the target's reconnect restarts the stream */
     p->paused = false;
     p->ptxn_count = 0;
@@ -1177,6 +1220,7 @@ static void sink_lost(Pipeline *p)
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
+    ((Pipeline *)w->data)->stopping = true; /* setup's waits look at it */
     log_info("received %s: stopping after a clean drain", strsignal(w->signum));
     notify_stopping();
     ev_break(loop, EVBREAK_ALL);
@@ -1280,10 +1324,16 @@ int pipeline_run(Config *cfg)
     if (rc == 0)
         rc = offload_new(p.loop, "target", &p.dst_jobs);
     if (rc == 0)
+        rc = pipeline_service_bind(&p);
+    if (rc == 0)
         rc = pipeline_setup(&p, &start);
     if (rc == 0)
         rc = p.sink->ops->start(p.sink, start);
-    if (rc < 0)
+    if (rc < 0 && p.stopping) {
+        log_info("stopped during startup (%s)", tm_error());
+        rc = 0;
+    }
+    if (rc < 0 || p.stopping)
         goto out;
 
     ev_io_init(&p.repl_r, on_repl_readable, -1, EV_READ);

@@ -70,9 +70,12 @@ typedef struct Pipeline {
     bool sink_job;        /* a job owns sink: reconnecting (sink_down) */
     Lsn durable_at_loss;  /* durable() while the sink belongs to its reconnect job */
     bool lookup_wait;     /* lookup_frame waits for an id_map answer */
+    bool sink_busy;       /* lookup_frame waits for the sink's checked batch to commit */
     WalFrame lookup_frame;
     struct StreamIdMap *idmap; /* the stream's id_map lookups (pipeline_idmap.c) */
+    struct FkJob *fk;          /* schema: copy foreign keys to validate */
 
+    bool stopping;  /* SIGTERM/SIGINT received */
     bool streaming; /* replication connection is in CopyBoth */
     bool paused;    /* backpressure: not reading the replication socket */
     bool held;      /* waiting for table held_table's copy */
@@ -137,6 +140,7 @@ void pipeline_idmap_new_frame(Pipeline *p); /* answers kept for a frame are drop
 void pipeline_idmap_free(Pipeline *p);
 
 /* pipeline_service.c: systemd notify, /metrics, health, heartbeats, reload. */
+int pipeline_service_bind(Pipeline *p); /* the HTTP port, before setup creates anything */
 int pipeline_service_start(Pipeline *p);
 void pipeline_service_stop(Pipeline *p);
 void pipeline_service_ready(Pipeline *p); /* the stream is up (again) */
@@ -147,6 +151,12 @@ void pipeline_service_reload_pending(Pipeline *p);
 int pipeline_setup(Pipeline *p, Lsn *start);
 /* schema: copy — whether post-data is still to restore after the copies. */
 int pipeline_schema_pending(Pipeline *p, bool *pending);
+
+/* pipeline_fk.c: schema: copy — foreign keys created NOT VALID now (once
+ * post-data is restored), validated once every table has caught up. */
+typedef struct FkJob FkJob;
+int pipeline_fk_prepare(Pipeline *p);
+void pipeline_fk_stop(Pipeline *p);
 
 /* pipeline_copy.c */
 enum { FILTER_APPLY = 0, FILTER_SKIP = 1, FILTER_HOLD = 2 };

@@ -161,6 +161,8 @@ static void render_metrics(void *arg, Buf *b)
           p->last_applied_commit_time
               ? (double)p->last_applied_commit_time / 1e6 + PG_EPOCH_OFFSET_SECS
               : 0);
+    if (!p->tstate)
+        return; /* starting: no table state yet */
     render_tables(p, b);
     prom_family(b, "tidemark_dead_letters_total", "counter",
                 "Rows a mapping could not transform, written to tidemark.dead_letter"
@@ -236,6 +238,10 @@ static int render_health(void *arg, Buf *b)
     Pipeline *p = arg;
     double lag = pipeline_lag_seconds(p);
 
+    if (!p->tstate) {
+        buf_puts(b, "starting: setting up the publication and slot\n");
+        return 503;
+    }
     if (p->sink_down) {
         buf_puts(b, "unhealthy: the target is unavailable\n");
         return 503;
@@ -478,7 +484,7 @@ static void reload_run(OffloadJob *j)
     for (size_t i = 0; rc == 0 && !r->same && i < r->tabs.n; i++)
         rc = p->sink->ops->check_table(p->sink, &r->tabs.t[i], false);
     if (rc == 0 && !r->same)
-        rc = catalog_sync_publication(p->monitor, p->cfg->source.publication, &r->tabs);
+        rc = catalog_sync_publication(p->monitor, p->cfg->source.publication, &r->tabs, NULL);
     if (rc == 0 && !r->same)
         rc = pipeline_copy_load(p->sink, &r->tabs, &r->tstate);
     offload_result(j, rc);
@@ -608,17 +614,19 @@ static void on_sighup(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* ---- lifecycle ----------------------------------------------------------------- */
 
-int pipeline_service_start(Pipeline *p)
+int pipeline_service_bind(Pipeline *p)
 {
     HttpHandlers h = {
         .metrics = render_metrics, .health = render_health, .ready = render_ready, .arg = p};
-    uint64_t wd = notify_watchdog_interval_usec();
-    int rc;
 
     p->slot_retained_bytes = -1;
-    rc = http_start(p->loop, p->cfg->service.listen, &h, &p->http);
-    if (rc < 0)
-        return rc;
+    return http_start(p->loop, p->cfg->service.listen, &h, &p->http);
+}
+
+int pipeline_service_start(Pipeline *p)
+{
+    uint64_t wd = notify_watchdog_interval_usec();
+
     ev_timer_init(&p->watchdog_timer, on_watchdog, 0.2, wd ? (double)wd / 2e6 : 5.0);
     p->watchdog_timer.data = p;
     ev_timer_start(p->loop, &p->watchdog_timer);
@@ -636,6 +644,7 @@ int pipeline_service_start(Pipeline *p)
 void pipeline_service_stop(Pipeline *p)
 {
     notify_stopping();
+    pipeline_fk_stop(p);
     ev_timer_stop(p->loop, &p->watchdog_timer);
     ev_timer_stop(p->loop, &p->monitor_timer);
     ev_signal_stop(p->loop, &p->sig_hup);

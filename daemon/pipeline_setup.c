@@ -20,6 +20,36 @@
 #include <string.h>
 
 /*
+ * Setup blocks before the loop runs; its waits still let the loop see a
+ * signal (and answer /healthz) once a second: a stop request ends them.
+ */
+static bool setup_stop(void *arg)
+{
+    Pipeline *p = arg;
+
+    ev_run(p->loop, EVRUN_NOWAIT);
+    return p->stopping;
+}
+
+/* Creating the slot waits for the transactions open on the source: say which. */
+typedef struct SlotWait {
+    Pipeline *p;
+    PGconn *src;
+} SlotWait;
+
+static bool slot_stop(void *arg)
+{
+    return setup_stop(((SlotWait *)arg)->p);
+}
+
+static void slot_waiting(void *arg, double seconds)
+{
+    const SlotWait *w = arg;
+
+    repl_log_open_transactions(w->src, w->p->cfg->source.slot, seconds);
+}
+
+/*
  * A slot stays "active" for a moment after its previous consumer died (the
  * walsender notices the closed socket on its next read), e.g. right after a
  * kill -9 and restart: wait for it with a deadline rather than fail.
@@ -37,6 +67,8 @@ static int lookup_idle_slot(Pipeline *p, PGconn *src, bool *exists, Lsn *confirm
             log_info("slot %s is still held by a previous session; waiting up to 30 s",
                      p->cfg->source.slot);
         poll(NULL, 0, 200);
+        if (setup_stop(p))
+            return tm_fail(-ECANCELED, "stopped while waiting for slot %s", p->cfg->source.slot);
     }
     return tm_fail(-EBUSY, "slot %s is in use by another process", p->cfg->source.slot);
 }
@@ -89,6 +121,9 @@ int pipeline_schema_pending(Pipeline *p, bool *pending)
             PQfinish(dst);
     }
     *pending = !done;
+    /* Restored: the foreign keys it leaves out exist (NOT VALID) before streaming. */
+    if (rc == 0 && p->cfg->schema_copy && done)
+        rc = pipeline_fk_prepare(p);
     return rc;
 }
 
@@ -143,8 +178,10 @@ static int reclaim_slot(Pipeline *p, PGconn *src, Lsn confirmed)
 /* First start: publication, the slot, and its position recorded on the sink. */
 static int first_start(Pipeline *p, PGconn *src, Lsn *start)
 {
-    bool exists;
+    bool exists, made_pub = false;
     Lsn confirmed, consistent;
+    SlotWait sw = {p, src};
+    ReplWait wait = {slot_stop, slot_waiting, 5.0, &sw};
     int rc = 0;
 
     if (p->cfg->schema_copy)
@@ -152,22 +189,31 @@ static int first_start(Pipeline *p, PGconn *src, Lsn *start)
     if (rc == 0)
         rc = check_tables(p, true);
     if (rc == 0)
-        rc = catalog_sync_publication(src, p->cfg->source.publication, &p->tabs);
+        rc = catalog_sync_publication(src, p->cfg->source.publication, &p->tabs, &made_pub);
     if (rc == 0)
         rc = lookup_idle_slot(p, src, &exists, &confirmed);
-    if (rc < 0)
-        return rc;
-    if (exists && (rc = reclaim_slot(p, src, confirmed)) < 0)
-        return rc;
+    if (rc == 0 && exists)
+        rc = reclaim_slot(p, src, confirmed);
     /* Recorded before the slot exists: a start that dies after creating it
      * leaves the record that lets the next one drop it. */
-    if (p->sink->ops->record_slot)
+    if (rc == 0 && p->sink->ops->record_slot)
         rc = p->sink->ops->record_slot(p->sink, p->cfg->source.slot, LSN_INVALID);
     if (rc == 0)
         rc = repl_connect(p->repl);
     if (rc == 0)
-        rc = repl_create_slot(p->repl, p->cfg->source.slot, false, &consistent, NULL);
+        rc = repl_create_slot_wait(p->repl, p->cfg->source.slot, false, &consistent, NULL, &wait);
     repl_disconnect(p->repl);
+    if (rc < 0 && made_pub) {
+        /* No slot: a failed first start leaves nothing on the source. */
+        int err = rc;
+        char *msg = xstrdup(tm_error());
+
+        if (catalog_drop_publication(src, p->cfg->source.publication) < 0)
+            log_warn("%s", tm_error());
+        rc = tm_fail(err, "%s", msg);
+        free(msg);
+        return rc;
+    }
     if (rc == 0 && p->sink->ops->record_slot)
         rc = p->sink->ops->record_slot(p->sink, p->cfg->source.slot, consistent);
     if (rc == 0)
@@ -189,7 +235,7 @@ static int resume_start(Pipeline *p, PGconn *src, Lsn *wm)
     /* Tables added to source.tables are published now and copied by the
      * workers; removed ones leave the publication and are no longer applied. */
     if (rc == 0)
-        rc = catalog_sync_publication(src, p->cfg->source.publication, &p->tabs);
+        rc = catalog_sync_publication(src, p->cfg->source.publication, &p->tabs, NULL);
     if (rc == 0 && p->sink->ops->forget_tables)
         rc = p->sink->ops->forget_tables(p->sink, &p->tabs);
     if (rc == 0)
@@ -214,6 +260,24 @@ static int resume_start(Pipeline *p, PGconn *src, Lsn *wm)
     return 0;
 }
 
+/* Before anything is created: a slot cannot exist without it. */
+static int check_wal_level(PGconn *src)
+{
+    PGresult *res;
+    int rc = pgconn_query(src, "SELECT current_setting('wal_level')", 0, NULL, &res);
+
+    if (rc < 0)
+        return tm_fail_ctx(rc, "source: reading wal_level");
+    if (strcmp(PQgetvalue(res, 0, 0), "logical") != 0)
+        rc = tm_fail(-EINVAL,
+                     "the source's wal_level is %s; logical replication needs wal_level ="
+                     " logical (ALTER SYSTEM SET wal_level = logical, then restart the source"
+                     " server). Nothing was created",
+                     PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return rc;
+}
+
 int pipeline_setup(Pipeline *p, Lsn *start)
 {
     PGconn *src = NULL;
@@ -223,6 +287,11 @@ int pipeline_setup(Pipeline *p, Lsn *start)
     rc = pgconn_open(&p->cfg->source.conn, PGCONN_NORMAL, "source", &src);
     if (rc < 0)
         return rc;
+    rc = check_wal_level(src);
+    if (rc < 0) {
+        PQfinish(src);
+        return rc;
+    }
     p->encoding = xstrdup(PQparameterStatus(src, "server_encoding"));
     rc = PQsetClientEncoding(src, p->encoding) == 0 ? 0 : tm_fail(-EIO, "source: encoding");
     if (rc == 0)

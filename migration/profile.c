@@ -35,7 +35,8 @@ typedef struct Run {
     ProfTable *tabs;
     size_t ntabs;
     json_t *fks, *rel, *placeholders;
-    size_t *order; /* table indexes, largest first, so the last to finish is a small one */
+    json_t *matviews; /* materialized views the tables feed */
+    size_t *order;    /* table indexes, largest first, so the last to finish is a small one */
     double t0;
 } Run;
 
@@ -319,6 +320,20 @@ static json_t *build_report(Run *r, int *failed)
     }
     json_object_set_new(r->rel, "candidates", cands);
     profile_rules_relationships(r->rel, findings);
+    json_array_foreach(r->matviews, i, c)
+    {
+        /* not replicated: the cutover must refresh it on the target */
+        char *msg = xasprintf("fed by %s; logical replication does not carry it: refresh it on"
+                              " the target at cutover (REFRESH MATERIALIZED VIEW)",
+                              json_string_value(json_object_get(c, "fed_by")));
+
+        json_array_append_new(findings,
+                              json_pack("{s:s, s:s, s:s, s:I, s:s, s:[], s:n}", "severity", "info",
+                                        "code", "materialized_view", "table",
+                                        json_string_value(json_object_get(c, "name")), "count",
+                                        (json_int_t)0, "message", msg, "examples", "column"));
+        free(msg);
+    }
     profile_findings_sort(findings);
     rep = json_pack(
         "{s:i, s:s, s:s, s:{s:s, s:s, s:s}, s:o, s:{s:o, s:i, s:I, s:O},"
@@ -334,6 +349,7 @@ static json_t *build_report(Run *r, int *failed)
         (int)r->ntabs, "columns", (json_int_t)ncols, "rows", (json_int_t)rows, "findings",
         profile_findings_count(findings), "findings", findings, "tables", tables, "relationships",
         r->rel);
+    json_object_set(rep, "materialized_views", r->matviews);
     json_decref(names);
     return rep;
 }
@@ -356,7 +372,21 @@ static int resolve(Run *r)
     r->tabs = xcalloc(r->ntabs, sizeof(ProfTable));
     for (size_t i = 0; i < r->ntabs; i++)
         r->tabs[i].def = &r->set.t[i];
-    return profile_catalog_source(r->src, r->tabs, r->ntabs, &r->fks);
+    rc = profile_catalog_source(r->src, r->tabs, r->ntabs, &r->fks);
+    if (rc == 0) {
+        CatalogMatview *mv;
+        size_t nmv;
+
+        rc = catalog_matviews(r->src, &r->set, &mv, &nmv);
+        r->matviews = json_array();
+        for (size_t i = 0; rc == 0 && i < nmv; i++)
+            json_array_append_new(r->matviews,
+                                  json_pack("{s:s, s:s, s:b}", "name", mv[i].display, "fed_by",
+                                            mv[i].fed_by, "populated", mv[i].populated));
+        if (rc == 0)
+            catalog_matviews_free(mv, nmv);
+    }
+    return rc;
 }
 
 static void cleanup(Run *r)
@@ -387,6 +417,7 @@ static void cleanup(Run *r)
     tableset_release(&r->set);
     json_decref(r->fks);
     json_decref(r->rel);
+    json_decref(r->matviews);
     json_decref(r->placeholders);
     free((char *)r->ctx.encoding);
     free(r->ctx.placeholders);

@@ -88,14 +88,61 @@ static int query_text(PGconn *c, const char *sql, int np, const char *const *p, 
 }
 
 /*
+ * While the target's watermark is behind lsn: is the pipeline running at all?
+ * A stopped one (the normal case right after cutover) never reaches a
+ * snapshot taken after it stopped; its idle slot says whether anything in
+ * between concerns the verified tables (verify_slot.c). Returns 1 when
+ * nothing does (the target already is the snapshot's state), 0 to go on
+ * waiting; *why says what the wait is for.
+ */
+static int stopped_pipeline(Run *r, Lsn wm, Lsn lsn, char **why)
+{
+    int verdict;
+    char *detail = NULL;
+
+    free(*why);
+    *why = NULL;
+    if (verify_slot_peek(r->cfg, r->tabs, r->ntabs, wm, lsn, &verdict, &detail) < 0) {
+        *why = xasprintf("the pipeline's slot could not be read (%s)", tm_error());
+        return 0;
+    }
+    switch (verdict) {
+    case VSLOT_CLEAN:
+        log_info("pipeline %s is not running (slot %s idle) and its watermark " LSN_FMT
+                 " is behind the snapshot " LSN_FMT ", but its slot holds no change to the"
+                 " verified tables in between: the target holds the snapshot's state",
+                 r->cfg->pipeline, r->cfg->source.slot, LSN_ARGS(wm), LSN_ARGS(lsn));
+        return 1;
+    case VSLOT_PENDING:
+        *why = xasprintf("pipeline %s is not running (slot %s idle) and has not applied %s;"
+                         " start `tidemark run` to apply them",
+                         r->cfg->pipeline, r->cfg->source.slot, detail);
+        break;
+    case VSLOT_ACTIVE:
+        *why = xasprintf("pipeline %s runs and applies the changes up to the snapshot",
+                         r->cfg->pipeline);
+        break;
+    default:
+        *why = xasprintf("pipeline %s's slot %s is missing or not readable yet", r->cfg->pipeline,
+                         r->cfg->source.slot);
+        break;
+    }
+    free(detail);
+    return 0;
+}
+
+/*
  * Waits until the target's watermark for this pipeline is at least lsn and
- * no table copy is pending, polling every 50 ms up to the deadline.
+ * no table copy is pending, polling every 50 ms up to the deadline, and
+ * saying every few seconds what it waits for.
  */
 static int wait_watermark(Run *r, PGconn *dst, Lsn lsn)
 {
-    char want[32], *wm = NULL, *pending = NULL, *has_sync = NULL;
+    char want[32], *wm = NULL, *pending = NULL, *has_sync = NULL, *why = NULL;
     const char *p[2] = {want, r->cfg->pipeline};
-    double deadline = clock_mono_secs() + (double)r->rs.catchup_timeout_s;
+    double start = clock_mono_secs(), deadline = start + (double)r->rs.catchup_timeout_s;
+    double next_look = start + 0.5, next_log = start + 5.0;
+    bool reached = false;
     int rc;
 
     if (r->opt->wait_target)
@@ -120,7 +167,8 @@ static int wait_watermark(Run *r, PGconn *dst, Lsn lsn)
                          r->cfg->pipeline);
             break;
         }
-        if (strcmp(wm, "ok") == 0 && has_sync && has_sync[0] == 't') {
+        reached = strcmp(wm, "ok") == 0;
+        if (has_sync && has_sync[0] == 't') {
             rc = query_text(dst,
                             "SELECT string_agg(DISTINCT schema_name || '.' || table_name, ', ')"
                             " FROM tidemark.sync_state WHERE pipeline = $1"
@@ -129,27 +177,44 @@ static int wait_watermark(Run *r, PGconn *dst, Lsn lsn)
             if (rc < 0)
                 break;
         }
-        if (strcmp(wm, "ok") == 0 && !pending)
+        if (reached && !pending)
             break;
+        /* The daemon's own verification (cancel set) never peeks its slot. */
+        if (!reached && !pending && !r->opt->cancel && clock_mono_secs() >= next_look) {
+            Lsn at = LSN_INVALID;
+
+            next_look = clock_mono_secs() + 2.0;
+            if (lsn_parse(wm, &at) == 0 && stopped_pipeline(r, at, lsn, &why) == 1)
+                break;
+        }
         if (r->opt->cancel && __atomic_load_n(r->opt->cancel, __ATOMIC_ACQUIRE)) {
             rc = tm_fail(-ECANCELED, "verification cancelled: the daemon is stopping");
             break;
         }
         if (clock_mono_secs() > deadline) {
-            rc =
-                tm_fail(-ETIMEDOUT,
-                        "pipeline %s did not catch up with the verification snapshot within"
-                        " %ld s: source snapshot at %s, target %s%s (is `tidemark run` running? see"
-                        " verify.catchup_timeout_s)",
-                        r->cfg->pipeline, r->rs.catchup_timeout_s, want,
-                        pending ? "still copying " : "watermark at ", pending ? pending : wm);
+            rc = tm_fail(-ETIMEDOUT,
+                         "pipeline %s did not catch up with the verification snapshot within"
+                         " %ld s: source snapshot at %s, target %s%s%s%s (see"
+                         " verify.catchup_timeout_s)",
+                         r->cfg->pipeline, r->rs.catchup_timeout_s, want,
+                         pending ? "still copying " : "watermark at ", pending ? pending : wm,
+                         why ? ": " : "", why ? why : " (is `tidemark run` running?)");
             break;
+        }
+        if (clock_mono_secs() >= next_log) {
+            next_log = clock_mono_secs() + 5.0;
+            log_info("verify: waiting for the target to reach the snapshot " LSN_FMT
+                     " (%.0f s of %ld): %s%s%s%s",
+                     LSN_ARGS(lsn), clock_mono_secs() - start, r->rs.catchup_timeout_s,
+                     pending ? "tables still copying: " : "watermark at ", pending ? pending : wm,
+                     why ? "; " : "", why ? why : "");
         }
         usleep(50 * 1000);
     }
     free(wm);
     free(pending);
     free(has_sync);
+    free(why);
     return rc;
 }
 

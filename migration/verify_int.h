@@ -288,4 +288,21 @@ int verify_check_rule(PGconn *dst, const VTable *t, const VRule *r, json_t **out
 void verify_read_baseline(PGconn *dst, const char *pipeline, json_t *tables);
 int verify_store(PGconn *dst, const char *pipeline, json_t *report);
 
+/* ---- a stopped pipeline (verify_slot.c) ----------------------------------- */
+
+enum {
+    VSLOT_UNKNOWN, /* no slot, WAL not flushed to upto yet, or the peek failed */
+    VSLOT_ACTIVE,  /* the slot is in use: the pipeline runs */
+    VSLOT_CLEAN,   /* idle, and no change to the tables committed in (from, upto) */
+    VSLOT_PENDING, /* idle, with such changes: *detail names table, count, position */
+};
+
+/*
+ * Peeks (never consumes) the pipeline's idle slot for changes to tabs that
+ * commit after from (the watermark) and before upto (the snapshot), decoded
+ * as the pipeline would receive them. *detail is malloc'd or NULL.
+ */
+int verify_slot_peek(const Config *cfg, const VTable *tabs, size_t ntabs, Lsn from, Lsn upto,
+                     int *verdict, char **detail);
+
 #endif

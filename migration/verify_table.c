@@ -143,10 +143,11 @@ static int check_target(PGconn *dst, VTable *t)
     const char *p[2] = {t->def->schema, t->def->name};
     PGresult *res;
     int rc = pgconn_query(dst,
-                          "SELECT a.attname FROM pg_attribute a JOIN pg_class c ON c.oid ="
-                          " a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
-                          " WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0"
-                          " AND NOT a.attisdropped",
+                          /* one row (NULL) for a table without columns */
+                          "SELECT a.attname FROM pg_class c JOIN pg_namespace n ON n.oid ="
+                          " c.relnamespace LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND"
+                          " a.attnum > 0 AND NOT a.attisdropped"
+                          " WHERE n.nspname = $1 AND c.relname = $2",
                           2, p, &res);
 
     if (rc < 0)

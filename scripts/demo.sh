@@ -38,7 +38,7 @@ fi
 
 # ------------------------------------------------------------------ build
 say "building build/tidemark"
-[ -f build/build.ninja ] || meson setup build >/dev/null
+"$ROOT/scripts/meson-dir.sh" build -Dwerror=true 2>/dev/null >/dev/null
 ninja -C build >/dev/null
 TIDEMARK="$ROOT/build/tidemark"
 say "$("$TIDEMARK" --version 2>&1 | head -n1)"

@@ -45,14 +45,13 @@ finish() {
     exit 0
 }
 
-# build DIR [meson options...]: configure if needed, then ninja. Returns ninja's status.
+# build DIR [meson options...]: set up, or reconfigure an existing DIR whose
+# options differ (a build/ left by scripts/demo.sh must honour werror too),
+# then ninja. Returns ninja's status.
 build() {
     local dir=$1
     shift
-    if [ ! -f "$dir/build.ninja" ]; then
-        log "meson setup $dir $*"
-        meson setup "$dir" "$@" >&2 || return 1
-    fi
+    "$ROOT/scripts/meson-dir.sh" "$dir" "$@" || return 1
     log "ninja -C $dir"
     ninja -C "$dir" >&2
 }
@@ -92,10 +91,7 @@ if [ "${TIDEMARK_SKIP_E2E:-0}" = 1 ] || [ "${TIDEMARK_SKIP_TSAN:-0}" = 1 ] || [ 
 fi
 if [ "$run_tsan" = 1 ]; then
     # Only the daemon: the TSan stage runs no unit tests.
-    if [ ! -f build-tsan/build.ninja ]; then
-        log "meson setup build-tsan -Db_sanitize=thread"
-        meson setup build-tsan -Db_sanitize=thread -Db_lundef=false -Dwerror=true >&2 || tsan_ok=0
-    fi
+    "$ROOT/scripts/meson-dir.sh" build-tsan -Db_sanitize=thread -Db_lundef=false -Dwerror=true || tsan_ok=0
     if [ "$tsan_ok" = 1 ]; then
         log "ninja -C build-tsan tidemark"
         ninja -C build-tsan tidemark >&2 || tsan_ok=0

@@ -70,6 +70,12 @@ typedef struct SinkOps {
     int (*dead_letter)(Sink *s, const RelEntry *src_rel, const Change *chg, const TxnInfo *txn,
                        const char *error);
     int (*txn_commit)(Sink *s, const TxnInfo *txn);
+    /*
+     * Optional: sends what the sink gathered for the open batch. Called
+     * before a Relation message replaces a relation's shape (the gathered
+     * changes refer to the old one).
+     */
+    int (*barrier)(Sink *s);
     int (*close_batch)(Sink *s);
     int (*abort_batch)(Sink *s);
     /* Nothing received is open: everything up to lsn may become durable. */

@@ -8,6 +8,7 @@
 #include "connectors/pg/pgconn.h"
 #include "core/buf.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "core/relcache.h"
 #include "core/xmalloc.h"
 
@@ -17,7 +18,15 @@
 static const char *const TABLE_SQL =
     "SELECT c.oid, n.nspname, c.relname, c.relreplident, c.relkind,"
     " EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),"
-    " EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident)"
+    " EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident),"
+    /* A partition's own replica identity decides whether the source accepts
+     * UPDATE/DELETE on it: the root's setting does not reach its leaves. */
+    " CASE WHEN c.relkind = 'p' THEN (SELECT string_agg(format('%I.%I', ln.nspname, l.relname),"
+    " ', ' ORDER BY ln.nspname, l.relname) FROM pg_partition_tree(c.oid) pt"
+    " JOIN pg_class l ON l.oid = pt.relid JOIN pg_namespace ln ON ln.oid = l.relnamespace"
+    " WHERE pt.isleaf AND NOT (l.relreplident = 'f' OR (l.relreplident IN ('d', 'i') AND"
+    " EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = l.oid AND"
+    " CASE l.relreplident WHEN 'd' THEN i.indisprimary ELSE i.indisreplident END)))) END"
     " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace ";
 
 /*
@@ -107,6 +116,8 @@ static void fill_table(TableDef *t, PGresult *res, int row)
     t->relkind = PQgetvalue(res, row, 4)[0];
     t->has_pk = PQgetvalue(res, row, 5)[0] == 't';
     t->has_ident_index = PQgetvalue(res, row, 6)[0] == 't';
+    if (!PQgetisnull(res, row, 7))
+        t->leaves_without_identity = xstrdup(PQgetvalue(res, row, 7));
 }
 
 static int resolve_listed(PGconn *src, const Config *cfg, TableSet *out)
@@ -203,6 +214,9 @@ int catalog_check_identity(const TableSet *tabs)
 
         if (!ok) {
             buf_printf(&bad, "%s%s", nbad++ ? ", " : "", t->display);
+        } else if (t->leaves_without_identity) {
+            buf_printf(&bad, "%s%s (partitions %s)", nbad++ ? ", " : "", t->display,
+                       t->leaves_without_identity);
         }
     }
     if (nbad) {
@@ -210,7 +224,8 @@ int catalog_check_identity(const TableSet *tabs)
                      "%s %s no primary key and no replica identity; once published, the source"
                      " would reject UPDATE and DELETE on %s. Fix on the source with ALTER TABLE"
                      " ... REPLICA IDENTITY FULL, or REPLICA IDENTITY USING INDEX on a unique"
-                     " index over NOT NULL columns",
+                     " index over NOT NULL columns (on each partition named: a partitioned"
+                     " table's setting does not reach its partitions)",
                      buf_cstr(&bad), nbad == 1 ? "has" : "have", nbad == 1 ? "it" : "them");
     }
     buf_release(&bad);
@@ -243,7 +258,7 @@ static bool publication_matches(PGresult *res, const TableSet *tabs)
     return true;
 }
 
-int catalog_sync_publication(PGconn *src, const char *pubname, const TableSet *tabs)
+int catalog_sync_publication(PGconn *src, const char *pubname, const TableSet *tabs, bool *created)
 {
     const char *params[1] = {pubname};
     PGresult *res;
@@ -251,10 +266,23 @@ int catalog_sync_publication(PGconn *src, const char *pubname, const TableSet *t
     char *qpub = pgconn_ident(src, pubname);
     int rc;
 
-    rc = pgconn_query(src, "SELECT 1 FROM pg_publication WHERE pubname = $1", 1, params, &res);
+    if (created)
+        *created = false;
+    /* A publication made by hand may lack what exactness needs: every kind
+     * of change, the partitioned root's name (else changes arrive under the
+     * partitions' names, which the pipeline does not know), and no row
+     * filter or column list (rows or columns left out silently). */
+    rc = pgconn_query(src,
+                      "SELECT p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate"
+                      " AND p.pubviaroot, EXISTS (SELECT 1 FROM pg_publication_rel r"
+                      " WHERE r.prpubid = p.oid AND (r.prqual IS NOT NULL OR"
+                      " r.prattrs IS NOT NULL)) FROM pg_publication p WHERE p.pubname = $1",
+                      1, params, &res);
     if (rc < 0)
         goto out;
     bool exists = PQntuples(res) == 1;
+    bool options_ok = exists && PQgetvalue(res, 0, 0)[0] == 't';
+    bool filtered = exists && PQgetvalue(res, 0, 1)[0] == 't';
     PQclear(res);
 
     if (!exists) {
@@ -264,14 +292,32 @@ int catalog_sync_publication(PGconn *src, const char *pubname, const TableSet *t
         rc = pgconn_exec(src, buf_cstr(&sql));
         if (rc < 0)
             rc = tm_fail_ctx(rc, "creating publication %s on the source", pubname);
+        else if (created)
+            *created = true;
         goto out;
+    }
+    if (!options_ok) {
+        buf_printf(&sql,
+                   "ALTER PUBLICATION %s SET (publish = 'insert, update, delete, truncate',"
+                   " publish_via_partition_root = true)",
+                   qpub);
+        rc = pgconn_exec(src, buf_cstr(&sql));
+        if (rc < 0) {
+            rc = tm_fail_ctx(rc, "setting the options of publication %s on the source", pubname);
+            goto out;
+        }
+        log_warn("publication %s did not publish every change under the partitioned tables'"
+                 " own names: set publish = 'insert, update, delete, truncate',"
+                 " publish_via_partition_root = true",
+                 pubname);
+        buf_clear(&sql);
     }
     rc = pgconn_query(src,
                       "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = $1",
                       1, params, &res);
     if (rc < 0)
         goto out;
-    bool same = publication_matches(res, tabs);
+    bool same = !filtered && publication_matches(res, tabs);
     PQclear(res);
     if (same)
         goto out;
@@ -284,4 +330,70 @@ out:
     free(qpub);
     buf_release(&sql);
     return rc;
+}
+
+int catalog_drop_publication(PGconn *src, const char *pubname)
+{
+    char *qpub = pgconn_ident(src, pubname);
+    char *sql = xasprintf("DROP PUBLICATION IF EXISTS %s", qpub);
+    int rc = pgconn_exec(src, sql);
+
+    free(qpub);
+    free(sql);
+    return rc < 0 ? tm_fail_ctx(rc, "dropping publication %s on the source", pubname) : 0;
+}
+
+int catalog_matviews(PGconn *src, const TableSet *tabs, CatalogMatview **out, size_t *n)
+{
+    Buf oids = BUF_INIT;
+    PGresult *res;
+    const char *params[1];
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    buf_putc(&oids, '{');
+    for (size_t i = 0; i < tabs->n; i++)
+        buf_printf(&oids, "%s%u", i ? "," : "", tabs->t[i].oid);
+    buf_putc(&oids, '}');
+    params[0] = buf_cstr(&oids);
+    /* A view's or materialized view's query is its rewrite rule, which
+     * depends on the relations it reads. */
+    rc = pgconn_query(src,
+                      "WITH RECURSIVE feeds(rel, src) AS ("
+                      " SELECT w.ev_class, d.refobjid FROM pg_depend d JOIN pg_rewrite w ON"
+                      " w.oid = d.objid WHERE d.classid = 'pg_rewrite'::regclass AND"
+                      " d.refclassid = 'pg_class'::regclass AND d.refobjid = ANY ($1::oid[])"
+                      " AND w.ev_class <> d.refobjid"
+                      " UNION SELECT w.ev_class, f.src FROM feeds f JOIN pg_depend d ON"
+                      " d.refclassid = 'pg_class'::regclass AND d.refobjid = f.rel AND"
+                      " d.classid = 'pg_rewrite'::regclass JOIN pg_rewrite w ON w.oid = d.objid"
+                      " WHERE w.ev_class <> f.rel)"
+                      " SELECT mn.nspname || '.' || m.relname, string_agg(DISTINCT sn.nspname ||"
+                      " '.' || s.relname, ', '), m.relispopulated FROM feeds f JOIN pg_class m ON"
+                      " m.oid = f.rel AND m.relkind = 'm' JOIN pg_namespace mn ON mn.oid ="
+                      " m.relnamespace JOIN pg_class s ON s.oid = f.src JOIN pg_namespace sn ON"
+                      " sn.oid = s.relnamespace GROUP BY 1, 3 ORDER BY 1",
+                      1, params, &res);
+    buf_release(&oids);
+    if (rc < 0)
+        return tm_fail_ctx(rc, "source: finding the materialized views the tables feed");
+    *n = (size_t)PQntuples(res);
+    *out = xcalloc(*n + 1, sizeof(CatalogMatview));
+    for (size_t i = 0; i < *n; i++) {
+        (*out)[i].display = xstrdup(PQgetvalue(res, (int)i, 0));
+        (*out)[i].fed_by = xstrdup(PQgetvalue(res, (int)i, 1));
+        (*out)[i].populated = PQgetvalue(res, (int)i, 2)[0] == 't';
+    }
+    PQclear(res);
+    return 0;
+}
+
+void catalog_matviews_free(CatalogMatview *m, size_t n)
+{
+    for (size_t i = 0; m && i < n; i++) {
+        free(m[i].display);
+        free(m[i].fed_by);
+    }
+    free(m);
 }

@@ -26,7 +26,26 @@ int catalog_check_identity(const TableSet *tabs);
 /*
  * Creates the publication, or sets it to publish exactly tabs: tables added
  * to the config are copied by the workers, removed ones stop being applied.
+ * An existing one is also made to publish every kind of change, under the
+ * partitioned tables' names, without row filters or column lists.
+ * *created (may be NULL) says whether this call created it.
  */
-int catalog_sync_publication(PGconn *src, const char *pubname, const TableSet *tabs);
+int catalog_sync_publication(PGconn *src, const char *pubname, const TableSet *tabs, bool *created);
+/* For a first start that failed after creating the publication. */
+int catalog_drop_publication(PGconn *src, const char *pubname);
+
+/*
+ * The materialized views the tables feed (directly, or through views and
+ * other materialized views). Logical replication carries no materialized
+ * view: each must be refreshed on the target at cutover.
+ */
+typedef struct CatalogMatview {
+    char *display; /* schema.name */
+    char *fed_by;  /* the tables of tabs it reads, "schema.name, ..." */
+    bool populated;
+} CatalogMatview;
+
+int catalog_matviews(PGconn *src, const TableSet *tabs, CatalogMatview **out, size_t *n);
+void catalog_matviews_free(CatalogMatview *m, size_t n);
 
 #endif

@@ -7,10 +7,13 @@
 #include "connectors/pg/repl.h"
 #include "connectors/pg/pgconn.h"
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <string.h>
 
 struct ReplConn {
@@ -112,12 +115,68 @@ int repl_drop_slot(PGconn *sql, const char *slot)
 int repl_create_slot(ReplConn *rc, const char *name, bool temporary, Lsn *consistent,
                      char **snapshot)
 {
+    return repl_create_slot_wait(rc, name, temporary, consistent, snapshot, NULL);
+}
+
+/* Waits for the command's result, asking w what to do meanwhile. */
+static int await_result(ReplConn *rc, const char *name, const ReplWait *w)
+{
+    double start = clock_mono_secs(), next_say = start + (w ? w->waiting_every : 0);
+
+    while (PQisBusy(rc->conn)) {
+        struct pollfd pfd = {.fd = PQsocket(rc->conn), .events = POLLIN};
+        int n = poll(&pfd, 1, w ? 1000 : -1);
+
+        if (n < 0 && errno != EINTR)
+            return tm_fail(-errno, "creating replication slot %s: poll: %s", name, strerror(errno));
+        if (n > 0 && !PQconsumeInput(rc->conn))
+            return 0; /* the error is in the result */
+        if (!w || !PQisBusy(rc->conn))
+            continue;
+        if (w->stop && w->stop(w->arg)) {
+            PGcancel *c = PQgetCancel(rc->conn);
+            char buf[256];
+
+            if (c) {
+                PQcancel(c, buf, sizeof(buf));
+                PQfreeCancel(c);
+            }
+            PGresult *res;
+
+            while ((res = PQgetResult(rc->conn)) != NULL)
+                PQclear(res);
+            return tm_fail(-ECANCELED, "creating replication slot %s: stopped while it waited",
+                           name);
+        }
+        if (w->waiting && clock_mono_secs() >= next_say) {
+            next_say = clock_mono_secs() + w->waiting_every;
+            w->waiting(w->arg, clock_mono_secs() - start);
+        }
+    }
+    return 0;
+}
+
+int repl_create_slot_wait(ReplConn *rc, const char *name, bool temporary, Lsn *consistent,
+                          char **snapshot, const ReplWait *w)
+{
     char *sql = xasprintf("CREATE_REPLICATION_SLOT \"%s\"%s LOGICAL pgoutput (SNAPSHOT '%s')", name,
                           temporary ? " TEMPORARY" : "", snapshot ? "export" : "nothing");
-    PGresult *res = PQexec(rc->conn, sql);
+    PGresult *res = NULL, *extra;
     int err = 0;
 
+    if (!PQsendQuery(rc->conn, sql)) {
+        err =
+            tm_fail(-EIO, "creating replication slot %s: %s", name, pgconn_errmsg(rc->conn, NULL));
+        free(sql);
+        return err;
+    }
     free(sql);
+    err = await_result(rc, name, w);
+    if (err < 0)
+        return err;
+    res = PQgetResult(rc->conn);
+    while ((extra = PQgetResult(rc->conn)) != NULL)
+        PQclear(extra);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) < 3) {
         err = tm_fail(-EIO, "creating replication slot %s: %s", name, pgconn_errmsg(rc->conn, res));
         goto out;
@@ -130,6 +189,41 @@ int repl_create_slot(ReplConn *rc, const char *name, bool temporary, Lsn *consis
 out:
     PQclear(res);
     return err;
+}
+
+void repl_log_open_transactions(PGconn *sql, const char *slot, double seconds)
+{
+    PGresult *res;
+    Buf b = BUF_INIT;
+    int n;
+
+    /* A new slot waits for the transactions that hold an xid (any database)
+     * and for prepared ones. */
+    if (pgconn_query(sql,
+                     "SELECT format('pid %s (database %s, open for %s s, %s: %s)', pid, datname,"
+                     " round(extract(epoch FROM now() - xact_start)), state,"
+                     " left(regexp_replace(query, '\\s+', ' ', 'g'), 80)) FROM pg_stat_activity"
+                     " WHERE backend_xid IS NOT NULL AND backend_type = 'client backend' AND"
+                     " pid <> pg_backend_pid() UNION ALL SELECT format('prepared transaction %L"
+                     " (database %s, prepared %s)', gid, database, prepared) FROM"
+                     " pg_prepared_xacts ORDER BY 1",
+                     0, NULL, &res) < 0) {
+        log_info("creating slot %s has waited %.0f s for transactions open on the source to end"
+                 " (cannot list them: %s)",
+                 slot, seconds, tm_error());
+        return;
+    }
+    n = PQntuples(res);
+    for (int i = 0; i < n && i < 5; i++)
+        buf_printf(&b, "%s%s", i ? "; " : "", PQgetvalue(res, i, 0));
+    if (n > 5)
+        buf_printf(&b, "; and %d more", n - 5);
+    log_info("creating slot %s waits for %d transaction%s open on the source to end (%.0f s so"
+             " far): %s. It starts from a point no open transaction spans: commit or end %s",
+             slot, n, n == 1 ? "" : "s", seconds, n ? buf_cstr(&b) : "none left",
+             n == 1 ? "it" : "them");
+    PQclear(res);
+    buf_release(&b);
 }
 
 static void append_literal_ident(Buf *b, const char *name)

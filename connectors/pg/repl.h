@@ -40,6 +40,28 @@ int repl_drop_slot(PGconn *sql, const char *slot);
 int repl_create_slot(ReplConn *rc, const char *name, bool temporary, Lsn *consistent,
                      char **snapshot);
 
+/*
+ * While CREATE_REPLICATION_SLOT waits (for every transaction open on the
+ * source to end): every second stop(arg) is asked whether to give up (the
+ * command is then cancelled, -ECANCELED), and every waiting_every seconds
+ * waiting(arg, seconds so far) may say what it waits for.
+ */
+typedef struct ReplWait {
+    bool (*stop)(void *arg);
+    void (*waiting)(void *arg, double seconds);
+    double waiting_every;
+    void *arg;
+} ReplWait;
+
+int repl_create_slot_wait(ReplConn *rc, const char *name, bool temporary, Lsn *consistent,
+                          char **snapshot, const ReplWait *w);
+
+/*
+ * Logs the transactions open on the source that a slot being created waits
+ * for (pid, database, age, state, query; prepared ones too), using sql.
+ */
+void repl_log_open_transactions(PGconn *sql, const char *slot, double seconds);
+
 int repl_start(ReplConn *rc, Lsn start);
 
 /*

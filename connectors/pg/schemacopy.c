@@ -8,6 +8,8 @@
  */
 #include "connectors/pg/schemacopy.h"
 #include "connectors/pg/pgconn.h"
+#include "connectors/pg/schemaext.h"
+#include "connectors/pg/schemafk.h"
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -143,8 +145,11 @@ static int wait_tool(const char *what, pid_t pid)
                    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
 }
 
-/* Keeps every restore-list line except schema creation and its comment. */
-static int filter_list(const char *in, const char *out)
+/*
+ * Keeps every restore-list line except schema creation and its comment and,
+ * when fks is false, the foreign keys (see schemafk.h).
+ */
+static int filter_list(const char *in, const char *out, bool fks)
 {
     FILE *fi = fopen(in, "r");
     FILE *fo = fi ? fopen(out, "w") : NULL;
@@ -157,6 +162,8 @@ static int filter_list(const char *in, const char *out)
     }
     while (fgets(line, sizeof(line), fi)) {
         if (strstr(line, " SCHEMA - ") || strstr(line, " COMMENT - SCHEMA "))
+            continue;
+        if (!fks && schemafk_is_list_entry(line))
             continue;
         fputs(line, fo);
     }
@@ -206,6 +213,8 @@ int schemacopy_start(const Config *cfg, PGconn *dst, const TableSet *tabs, const
     rc = pgconn_open(&cfg->source.conn, PGCONN_NORMAL, "source", &src);
     if (rc < 0)
         goto out;
+    if (strcmp(section, "pre-data") == 0 && (rc = schemaext_ensure(src, dst, tabs)) < 0)
+        goto out;
     pg_dump = tool_path(src, "pg_dump");
     pg_restore = tool_path(src, "pg_restore");
 
@@ -243,7 +252,7 @@ int schemacopy_start(const Config *cfg, PGconn *dst, const TableSet *tabs, const
     if (rc == 0)
         rc = wait_tool("pg_restore -l", *pid);
     if (rc == 0)
-        rc = filter_list(list, flist);
+        rc = filter_list(list, flist, strcmp(section, "post-data") != 0);
     if (rc == 0 && strcmp(section, "pre-data") == 0)
         rc = create_schemas(dst, tabs);
     if (rc < 0)
@@ -296,7 +305,10 @@ int schemacopy_finish(SchemaJob *job, int wstatus)
     if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0)
         log_info("schema copy: %s restored", job->section);
     else
-        rc = tm_fail(-EIO, "schema copy: pg_restore of %s failed (%s %d); its messages are above",
+        rc = tm_fail(-EIO,
+                     "schema copy: pg_restore of %s failed (%s %d); its messages are above. It"
+                     " ran in one transaction, so nothing of it was kept: fix the cause and start"
+                     " again, and the section is restored again (the copied rows are kept)",
                      job->section, WIFEXITED(wstatus) ? "exit code" : "signal",
                      WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : WTERMSIG(wstatus));
     job_cleanup(job);

@@ -3,10 +3,10 @@
  * with PostgreSQL's own tools. pg_dump --schema-only (custom format) of the
  * schemas holding the pipeline's tables; pg_restore of the pre-data section
  * (types, sequences, tables) before the copy and of the post-data section
- * (indexes, constraints, foreign keys, triggers) after it, because loading
- * rows into bare tables and indexing once is much faster than maintaining
- * indexes row by row. Each section is restored in one transaction and
- * recorded in tidemark.pipeline_state so a restart does not run it twice.
+ * (indexes, constraints, triggers; foreign keys: see schemafk.h) after it,
+ * because loading rows into bare tables and indexing once is much faster
+ * than maintaining indexes row by row. Extensions: see schemaext.h. Each section is restored in one
+ * transaction and recorded in tidemark.pipeline_state so a restart does not run it twice.
  */
 #ifndef TM_SCHEMACOPY_H
 #define TM_SCHEMACOPY_H

@@ -23,14 +23,30 @@ static int sync_one(PGconn *dst, const char *schema, const char *name, const cha
                           "SELECT c.oid IS NOT NULL, CASE WHEN c.oid IS NOT NULL THEN"
                           " (SELECT last_value::text FROM pg_sequences s WHERE"
                           " format('%I.%I', s.schemaname, s.sequencename)::regclass = c.oid)"
-                          " END FROM (SELECT to_regclass($1)::oid AS oid) c",
+                          " END, (SELECT relkind FROM pg_class WHERE oid = c.oid)"
+                          " FROM (SELECT to_regclass($1)::oid AS oid) c",
                           1, p1, &res);
 
-    if (rc < 0)
+    if (rc < 0) {
+        if (PQstatus(dst) == CONNECTION_OK) {
+            fprintf(out, "  %-40s source %-20s target: NOT SET: %s\n", disp,
+                    last ? last : "(unused)", tm_error());
+            r->failed++;
+            rc = 0;
+        }
         goto out;
+    }
     bool exists = PQgetvalue(res, 0, 0)[0] == 't';
+    bool is_seq = !PQgetisnull(res, 0, 2) && PQgetvalue(res, 0, 2)[0] == 'S';
     char *before = xstrdup(PQgetisnull(res, 0, 1) ? "(unused)" : PQgetvalue(res, 0, 1));
     PQclear(res);
+    if (exists && !is_seq) {
+        fprintf(out, "  %-40s source %-20s target: NOT SET: not a sequence on the target\n", disp,
+                last ? last : "(unused)");
+        r->failed++;
+        free(before);
+        goto out;
+    }
     if (!exists) {
         fprintf(out, "  %-40s source %-20s target MISSING\n", disp, last ? last : "(unused)");
         r->missing++;
@@ -42,7 +58,14 @@ static int sync_one(PGconn *dst, const char *schema, const char *name, const cha
 
         rc = pgconn_query(dst, "SELECT setval($1::regclass, $2::bigint, $3::bool)", 3, p3, NULL);
     }
-    if (rc == 0) {
+    if (rc < 0 && PQstatus(dst) == CONNECTION_OK) {
+        /* This sequence only (not a sequence on the target, no privilege,
+         * out of its range): say so and go on with the others. */
+        fprintf(out, "  %-40s source %-20s target %s: NOT SET: %s\n", disp,
+                last ? last : "(unused)", before, tm_error());
+        r->failed++;
+        rc = 0;
+    } else if (rc == 0) {
         fprintf(out, "  %-40s source %-20s target %s -> %s%s\n", disp, last ? last : "(unused)",
                 before, last ? last : "(unused)", dry_run ? " (dry run)" : "");
         r->synced++;

@@ -17,9 +17,15 @@
 typedef struct SeqSyncResult {
     int synced;
     int missing; /* on the source but not on the target */
+    int failed;  /* on the target but could not be set (each reported) */
 } SeqSyncResult;
 
-/* Prints one line per sequence to out. With dry_run nothing is changed. */
+/*
+ * Prints one line per sequence to out. With dry_run nothing is changed. A
+ * sequence that is missing on the target or cannot be set there is reported
+ * and counted, and the others are still set; only a failure of the run
+ * itself (a lost connection, the source unreadable) returns an error.
+ */
 int sequences_sync(const Config *cfg, const TableSet *tabs, bool dry_run, FILE *out,
                    SeqSyncResult *res);
 

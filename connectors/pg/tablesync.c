@@ -628,6 +628,26 @@ static int load_plan(Worker *w, int idx, CopyPart **parts, int *n, long long *es
     return rc;
 }
 
+/* A copy slot waits for the transactions open on the source: say which, and
+ * give up when the pipeline stops. */
+typedef struct CopyWait {
+    TableSync *ts;
+    PGconn *src;
+    const char *slot;
+} CopyWait;
+
+static bool copy_stop(void *arg)
+{
+    return atomic_load(&((CopyWait *)arg)->ts->cancel);
+}
+
+static void copy_waiting(void *arg, double seconds)
+{
+    const CopyWait *cw = arg;
+
+    repl_log_open_transactions(cw->src, cw->slot, seconds);
+}
+
 static int run_table(Worker *w, int idx)
 {
     TableSync *ts = w->ts;
@@ -681,9 +701,12 @@ static int run_table(Worker *w, int idx)
      * its previous one is still held for parts other workers copy. */
     snprintf(name, sizeof(name), "tm_sync_%d_%u_%.40s", (int)getpid(),
              atomic_fetch_add(&ts->slot_seq, 1u), ts->cfg->pipeline);
+    CopyWait cw = {ts, w->src, name};
+    ReplWait wait = {copy_stop, copy_waiting, 5.0, &cw};
+
     rc = repl_connect(ctx->holder);
     if (rc == 0)
-        rc = repl_create_slot(ctx->holder, name, true, &ctx->lsn, &ctx->snapshot);
+        rc = repl_create_slot_wait(ctx->holder, name, true, &ctx->lsn, &ctx->snapshot, &wait);
     if (rc < 0) {
         repl_free(ctx->holder);
         copyparts_free(parts, n);

@@ -18,29 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
-/* OIDs of built-in types without a btree equality operator. */
-static bool type_needs_text_eq(uint32_t oid)
-{
-    switch (oid) {
-    case 114:  /* json */
-    case 199:  /* json[] */
-    case 142:  /* xml */
-    case 143:  /* xml[] */
-    case 600:  /* point */
-    case 601:  /* lseg */
-    case 602:  /* path */
-    case 603:  /* box */
-    case 604:  /* polygon */
-    case 628:  /* line */
-    case 718:  /* circle */
-    case 1017: /* point[] */
-        return true;
-    default:
-        return false;
-    }
-}
-
-static Pending *pend_push(PgSink *s, PendKind kind)
+Pending *pgapply_pend_push(PgSink *s, PendKind kind)
 {
     if (s->pend_count == s->pend_cap) {
         Pending *n = xcalloc(s->pend_cap * 2, sizeof(Pending));
@@ -65,7 +43,7 @@ static int conn_code(PgSink *s, int rc)
     return PQstatus(s->conn) == CONNECTION_BAD ? -ENOTCONN : rc;
 }
 
-static int send_failed(PgSink *s, const char *what)
+int pgapply_send_failed(PgSink *s, const char *what)
 {
     return tm_fail(conn_code(s, -EIO), "target: sending %s: %s", what,
                    pgconn_errmsg(s->conn, NULL));
@@ -74,16 +52,16 @@ static int send_failed(PgSink *s, const char *what)
 static int send_simple(PgSink *s, PendKind kind, const char *sql)
 {
     if (!PQsendQueryParams(s->conn, sql, 0, NULL, NULL, NULL, NULL, 0))
-        return send_failed(s, sql);
-    pend_push(s, kind);
+        return pgapply_send_failed(s, sql);
+    pgapply_pend_push(s, kind);
     return 0;
 }
 
-static int send_prepare(PgSink *s, const char *name, const char *sql, const char *table)
+int pgapply_send_prepare(PgSink *s, const char *name, const char *sql, const char *table)
 {
     if (!PQsendPrepare(s->conn, name, sql, 0, NULL))
-        return send_failed(s, "a prepared statement");
-    Pending *p = pend_push(s, PEND_PREPARE);
+        return pgapply_send_failed(s, "a prepared statement");
+    Pending *p = pgapply_pend_push(s, PEND_PREPARE);
     snprintf(p->table, sizeof(p->table), "%s", table);
     return 0;
 }
@@ -101,58 +79,21 @@ static const char *const WM_SQL =
     "'2000-01-01 00:00:00+00'::timestamptz + $3::bigint * interval '1 microsecond',"
     " commit_time), updated_at = now() WHERE pipeline = $1 AND lsn = $4::pg_lsn";
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static bool is_partitioned(const PgSink *s, const char *schema, const char *name)
-{
-    char key[2 * 64 + 2];
-    const char *k = key;
-
-    snprintf(key, sizeof(key), "%s.%s", schema, name);
-    return s->npartitioned &&
-           bsearch(&k, s->partitioned, s->npartitioned, sizeof(char *), cmp_str) != NULL;
-}
-
 void pgapply_reset_session(PgSink *s)
 {
     s->session++;
     for (size_t i = 0; i < s->ndealloc; i++)
         free(s->dealloc[i]);
     s->ndealloc = 0;
-    for (size_t i = 0; i < s->npartitioned; i++)
-        free(s->partitioned[i]);
-    free(s->partitioned);
-    s->partitioned = NULL;
-    s->npartitioned = 0;
-}
-
-/* The target's partitioned tables: statements on them must not say ONLY. */
-static int load_partitioned(PgSink *s)
-{
-    PGresult *res;
-    int rc = pgconn_query(s->conn,
-                          "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n"
-                          " ON n.oid = c.relnamespace WHERE c.relkind = 'p'",
-                          0, NULL, &res);
-
-    if (rc < 0)
-        return tm_fail_ctx(rc, "target: listing partitioned tables");
-    s->npartitioned = (size_t)PQntuples(res);
-    s->partitioned = xcalloc(s->npartitioned ? s->npartitioned : 1, sizeof(char *));
-    for (size_t i = 0; i < s->npartitioned; i++)
-        s->partitioned[i] = xstrdup(PQgetvalue(res, (int)i, 0));
-    qsort(s->partitioned, s->npartitioned, sizeof(char *), cmp_str);
-    PQclear(res);
-    return 0;
+    pgrun_discard_all(s);
+    pgtarget_release(&s->tcat);
 }
 
 int pgapply_start(Sink *base, Lsn durable)
 {
     PgSink *s = pgsink_of(base);
-    int lrc = load_partitioned(s);
+    /* Read before pipeline mode: the stream never waits on the catalog. */
+    int lrc = pgtarget_load(s->conn, &s->tcat);
 
     if (lrc < 0)
         return lrc;
@@ -164,13 +105,13 @@ int pgapply_start(Sink *base, Lsn durable)
     s->pipelined = true;
     s->dl_prepared = false;
     s->durable = s->queued_lsn = durable;
-    int rc = send_prepare(s, "tm_wm", WM_SQL, "tidemark.watermark");
+    int rc = pgapply_send_prepare(s, "tm_wm", WM_SQL, "tidemark.watermark");
 
     return rc == 0 ? send_sync(s, LSN_INVALID, 0) : rc;
 }
 
 /* Grows the parameter arrays and resets the scratch buffer for one command. */
-static void params_reset(PgSink *s, size_t n)
+void pgapply_params_reset(PgSink *s, size_t n)
 {
     if (n > s->params_cap) {
         s->params_cap = n + 16;
@@ -181,7 +122,7 @@ static void params_reset(PgSink *s, size_t n)
 }
 
 /* Copies a value NUL-terminated into scratch (libpq's text parameters need it). */
-static int param_set(PgSink *s, size_t i, const ColValue *v, const char *table, const char *col)
+int pgapply_param_set(PgSink *s, size_t i, const ColValue *v, const char *table, const char *col)
 {
     if (v->state == COL_NULL) {
         s->param_off[i] = SIZE_MAX;
@@ -198,6 +139,14 @@ static int param_set(PgSink *s, size_t i, const ColValue *v, const char *table, 
     return 0;
 }
 
+/* A text parameter as is (a set statement's array literal). */
+void pgapply_param_text(PgSink *s, size_t i, const char *data, size_t len)
+{
+    s->param_off[i] = s->scratch.len;
+    buf_append(&s->scratch, data, len);
+    buf_putc(&s->scratch, '\0');
+}
+
 /* Resolves offsets to pointers once scratch has stopped growing. */
 static void params_finish(PgSink *s, size_t n)
 {
@@ -206,7 +155,7 @@ static void params_finish(PgSink *s, size_t n)
 }
 
 /* A statement name to DEALLOCATE once what is queued before it is through. */
-static void dealloc_later(PgSink *s, unsigned long session, const char *name)
+void pgapply_dealloc_later(PgSink *s, unsigned long session, const char *name)
 {
     if (!name[0] || session != s->session)
         return; /* that session is gone, and its statements with it */
@@ -217,364 +166,82 @@ static void dealloc_later(PgSink *s, unsigned long session, const char *name)
     s->dealloc[s->ndealloc++] = xstrdup(name);
 }
 
-static void sinkrel_free(void *state)
-{
-    SinkRel *r = state;
-
-    if (!r)
-        return;
-    dealloc_later(r->sink, r->session, r->ins_name);
-    dealloc_later(r->sink, r->session, r->del_name);
-    for (UpdStmt *u = r->upds; u; u = u->next)
-        dealloc_later(r->sink, r->session, u->name);
-    free(r->qname);
-    for (uint16_t i = 0; i < r->ncols; i++)
-        free(r->qcols[i]);
-    free(r->qcols);
-    free(r->del_shape);
-    for (UpdStmt *u = r->upds, *n; u; u = n) {
-        n = u->next;
-        free(u->shape);
-        free(u);
-    }
-    free(r);
-}
-
-static SinkRel *sinkrel_get(PgSink *s, RelEntry *rel)
-{
-    if (rel->sink_state)
-        return rel->sink_state;
-    SinkRel *r = xcalloc(1, sizeof(*r));
-
-    r->sink = s;
-    r->session = s->session;
-    r->qname = pgconn_qualified(s->conn, rel->info.schema, rel->info.name);
-    r->only = !is_partitioned(s, rel->info.schema, rel->info.name);
-    r->ncols = rel->info.ncols;
-    r->qcols = xcalloc(r->ncols ? r->ncols : 1, sizeof(char *));
-    for (uint16_t i = 0; i < r->ncols; i++)
-        r->qcols[i] = pgconn_ident(s->conn, rel->info.cols[i].name);
-    r->full = rel->info.replident == 'f';
-    rel->sink_state = r;
-    rel->sink_state_free = sinkrel_free;
-    return r;
-}
-
-static void name_stmt(PgSink *s, char *out, size_t len)
+void pgapply_stmt_name(PgSink *s, char *out, size_t len)
 {
     snprintf(out, len, "tm_s%lu", ++s->stmt_seq);
 }
 
-/* Appends "WHERE ..." locating the row described by the shape's W columns. */
-static void append_where(Buf *sql, const RelEntry *rel, const SinkRel *r, const char *wshape,
-                         int firstparam)
-{
-    int p = firstparam;
-    bool first = true;
-
-    /* ctid alone names one row per partition (or inheritance child): the
-     * row is the one at that ctid in that relation. */
-    if (r->full)
-        buf_printf(sql, " WHERE (tableoid, ctid) = (SELECT tableoid, ctid FROM %s%s WHERE ",
-                   r->only ? "ONLY " : "", r->qname);
-    else
-        buf_puts(sql, " WHERE ");
-    for (uint16_t i = 0; i < r->ncols; i++) {
-        if (wshape[i] != 'W')
-            continue;
-        if (!first)
-            buf_puts(sql, " AND ");
-        first = false;
-        if (!r->full)
-            buf_printf(sql, "%s = $%d", r->qcols[i], p++);
-        else if (type_needs_text_eq(rel->info.cols[i].type_oid))
-            buf_printf(sql, "%s::text IS NOT DISTINCT FROM $%d::text", r->qcols[i], p++);
-        else
-            buf_printf(sql, "%s IS NOT DISTINCT FROM $%d", r->qcols[i], p++);
-    }
-    if (first)
-        buf_puts(sql, "false");
-    if (r->full)
-        buf_puts(sql, " LIMIT 1)");
-}
-
-/* Which columns identify the row: key columns, or (FULL) every old value we have. */
-static void where_shape(const RelEntry *rel, const SinkRel *r, const Tuple *old, char *shape)
-{
-    for (uint16_t i = 0; i < r->ncols; i++) {
-        bool use = r->full ? (i < old->ncols && old->cols[i].state != COL_UNCHANGED)
-                           : rel->info.cols[i].is_key;
-        shape[i] = use ? 'W' : '-';
-    }
-    shape[r->ncols] = '\0';
-}
-
-static int check_tuple(const RelEntry *rel, const Tuple *t, const char *what)
-{
-    if (t->ncols != rel->info.ncols)
-        return tm_fail(-EPROTO,
-                       "%s on %s carries %u columns, the relation has %u (stale Relation?)", what,
-                       rel->display, t->ncols, rel->info.ncols);
-    return 0;
-}
-
-/*
- * "id=42" (or every old value of a FULL-identity row), cut to fit: the
- * divergence error names the row so the operator can look at it.
- */
-static void describe_row(const RelEntry *rel, const char *wshape, const Tuple *t, char *out,
-                         size_t len)
-{
-    size_t n = 0;
-
-    out[0] = '\0';
-    for (uint16_t i = 0; i < rel->info.ncols && i < t->ncols && n + 4 < len; i++) {
-        const ColValue *v = &t->cols[i];
-        int w;
-
-        if (wshape[i] != 'W')
-            continue;
-        if (v->state == COL_NULL)
-            w = snprintf(out + n, len - n, "%s%s=NULL", n ? ", " : "", rel->info.cols[i].name);
-        else
-            w = snprintf(out + n, len - n, "%s%s=%.*s", n ? ", " : "", rel->info.cols[i].name,
-                         (int)(v->len > 40 ? 40 : v->len), v->data ? v->data : "");
-        if (w < 0 || (size_t)w >= len - n) {
-            memcpy(out + len - 4, "...", 4);
-            return;
-        }
-        n += (size_t)w;
-    }
-}
-
-static int send_stmt(PgSink *s, const char *name, size_t nparams, char op, bool check_one,
-                     const RelEntry *rel, const TxnInfo *txn, const char *key)
+int pgapply_send_stmt(PgSink *s, const char *name, size_t nparams, char op, long expect,
+                      const char *table, Lsn lsn, const char *key, size_t nchanges)
 {
     params_finish(s, nparams);
     if (!PQsendQueryPrepared(s->conn, name, (int)nparams, s->params, NULL, NULL, 0))
-        return send_failed(s, "a statement");
-    Pending *p = pend_push(s, PEND_STMT);
+        return pgapply_send_failed(s, "a statement");
+    Pending *p = pgapply_pend_push(s, PEND_STMT);
     p->op = op;
-    p->check_one = check_one;
+    p->expect = expect;
     if (key)
         snprintf(p->key, sizeof(p->key), "%s", key);
-    p->lsn = txn ? txn->final_lsn : LSN_INVALID;
+    p->lsn = lsn;
     p->bytes = s->scratch.len;
     s->inflight_bytes += p->bytes;
-    snprintf(p->table, sizeof(p->table), "%s", rel->display);
-    s->batch_changes++;
+    snprintf(p->table, sizeof(p->table), "%s", table);
+    s->batch_changes += nchanges;
     return 0;
 }
 
-static int apply_insert(PgSink *s, RelEntry *rel, SinkRel *r, const Tuple *t, const TxnInfo *txn)
+bool pgapply_can_send(const PgSink *s)
 {
-    int rc = check_tuple(rel, t, "INSERT");
-
-    if (rc < 0)
-        return rc;
-    if (!r->ins_name[0]) {
-        Buf sql = BUF_INIT;
-
-        buf_printf(&sql, "INSERT INTO %s (", r->qname);
-        for (uint16_t i = 0; i < r->ncols; i++)
-            buf_printf(&sql, "%s%s", i ? ", " : "", r->qcols[i]);
-        /* The source generated identity values; keep them. */
-        buf_puts(&sql, ") OVERRIDING SYSTEM VALUE VALUES (");
-        for (uint16_t i = 0; i < r->ncols; i++)
-            buf_printf(&sql, "%s$%u", i ? ", " : "", i + 1);
-        buf_puts(&sql, ")");
-        name_stmt(s, r->ins_name, sizeof(r->ins_name));
-        rc = send_prepare(s, r->ins_name, buf_cstr(&sql), rel->display);
-        buf_release(&sql);
-        if (rc < 0)
-            return rc;
-    }
-    params_reset(s, r->ncols);
-    for (uint16_t i = 0; i < r->ncols; i++) {
-        rc = param_set(s, i, &t->cols[i], rel->display, rel->info.cols[i].name);
-        if (rc < 0)
-            return rc;
-    }
-    return send_stmt(s, r->ins_name, r->ncols, 'I', false, rel, txn, NULL);
+    return !(s->begin_pending && s->gated);
 }
 
-static bool same_value(const ColValue *a, const ColValue *b)
+int pgapply_ready(PgSink *s)
 {
-    if (a->state != b->state)
-        return false;
-    if (a->state == COL_NULL)
-        return true;
-    return a->state == COL_TEXT && a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
-}
-
-static void evict_oldest_update(PgSink *s, SinkRel *r)
-{
-    UpdStmt **link = &r->upds;
-
-    while (*link && (*link)->next)
-        link = &(*link)->next;
-    if (!*link)
-        return;
-    dealloc_later(s, r->session, (*link)->name);
-    free((*link)->shape);
-    free(*link);
-    *link = NULL;
-    r->nupds--;
-}
-
-static int apply_update(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg, const TxnInfo *txn)
-{
-    const Tuple *nt = &chg->update.newtup;
-    const Tuple *ot = chg->update.old_kind ? &chg->update.oldtup : nt;
-    char *shape = xmalloc(2u * r->ncols + 2);
-    UpdStmt *u;
-    size_t np = 0;
-    int rc = check_tuple(rel, nt, "UPDATE");
-
-    if (rc == 0 && chg->update.old_kind)
-        rc = check_tuple(rel, ot, "UPDATE (old row)");
-    if (rc < 0)
-        goto out;
-    /* SET only what may have changed: not unchanged TOAST (invariant 4), not an
-     * unchanged key (no old key sent), not a value equal to the full old row's.
-     * Besides saving work, this keeps GENERATED ALWAYS identity keys out of SET,
-     * which PostgreSQL refuses. */
-    for (uint16_t i = 0; i < r->ncols; i++) {
-        const ColValue *nv = &nt->cols[i];
-        bool set = nv->state != COL_UNCHANGED;
-
-        if (set && !chg->update.old_kind && rel->info.cols[i].is_key)
-            set = false;
-        if (set && chg->update.old_kind == 'O' && same_value(nv, &ot->cols[i]))
-            set = false;
-        shape[i] = set ? 'S' : '-';
-    }
-    shape[r->ncols] = '|';
-    where_shape(rel, r, ot, shape + r->ncols + 1);
-    if (!strchr(shape, 'S'))
-        goto out; /* every column unchanged TOAST: nothing to write */
-
-    UpdStmt **link = &r->upds;
-
-    for (u = r->upds; u && strcmp(u->shape, shape) != 0; link = &u->next, u = u->next)
-        ;
-    if (u && u != r->upds) { /* most recently used first */
-        *link = u->next;
-        u->next = r->upds;
-        r->upds = u;
-    }
-    if (!u) {
-        Buf sql = BUF_INIT;
-        int p = 1;
-
-        if (r->nupds >= PGSINK_MAX_UPDATE_SHAPES)
-            evict_oldest_update(s, r);
-        u = xcalloc(1, sizeof(*u));
-        u->shape = xstrdup(shape);
-        name_stmt(s, u->name, sizeof(u->name));
-        u->next = r->upds;
-        r->upds = u;
-        r->nupds++;
-        buf_printf(&sql, "UPDATE %s%s SET ", r->only ? "ONLY " : "", r->qname);
-        for (uint16_t i = 0; i < r->ncols; i++)
-            if (shape[i] == 'S') {
-                buf_printf(&sql, "%s%s = $%d", p > 1 ? ", " : "", r->qcols[i], p);
-                p++;
-            }
-        append_where(&sql, rel, r, shape + r->ncols + 1, p);
-        rc = send_prepare(s, u->name, buf_cstr(&sql), rel->display);
-        buf_release(&sql);
-        if (rc < 0)
-            goto out;
-    }
-    params_reset(s, 2u * r->ncols);
-    for (uint16_t i = 0; i < r->ncols && rc == 0; i++)
-        if (shape[i] == 'S')
-            rc = param_set(s, np++, &nt->cols[i], rel->display, rel->info.cols[i].name);
-    for (uint16_t i = 0; i < r->ncols && rc == 0; i++)
-        if (shape[r->ncols + 1 + i] == 'W')
-            rc = param_set(s, np++, &ot->cols[i], rel->display, rel->info.cols[i].name);
-    if (rc == 0) {
-        char key[80];
-
-        describe_row(rel, shape + r->ncols + 1, ot, key, sizeof(key));
-        rc = send_stmt(s, u->name, np, 'U', true, rel, txn, key);
-    }
-out:
-    free(shape);
-    return rc;
-}
-
-static int apply_delete(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg, const TxnInfo *txn)
-{
-    const Tuple *ot = &chg->del.oldtup;
-    char *shape = xmalloc(r->ncols + 1u);
-    size_t np = 0;
-    int rc = check_tuple(rel, ot, "DELETE");
-
-    if (rc < 0)
-        goto out;
-    where_shape(rel, r, ot, shape);
-    if (!r->del_name[0] || strcmp(r->del_shape, shape) != 0) {
-        Buf sql = BUF_INIT;
-
-        dealloc_later(s, r->session, r->del_name);
-        free(r->del_shape);
-        r->del_shape = xstrdup(shape);
-        name_stmt(s, r->del_name, sizeof(r->del_name));
-        buf_printf(&sql, "DELETE FROM %s%s", r->only ? "ONLY " : "", r->qname);
-        append_where(&sql, rel, r, shape, 1);
-        rc = send_prepare(s, r->del_name, buf_cstr(&sql), rel->display);
-        buf_release(&sql);
-        if (rc < 0)
-            goto out;
-    }
-    params_reset(s, r->ncols);
-    for (uint16_t i = 0; i < r->ncols && rc == 0; i++)
-        if (shape[i] == 'W')
-            rc = param_set(s, np++, &ot->cols[i], rel->display, rel->info.cols[i].name);
-    if (rc == 0) {
-        char key[80];
-
-        describe_row(rel, shape, ot, key, sizeof(key));
-        rc = send_stmt(s, r->del_name, np, 'D', true, rel, txn, key);
-    }
-out:
-    free(shape);
-    return rc;
+    if (!s->begin_pending)
+        return 0;
+    if (s->gated)
+        return -EBUSY;
+    s->begin_pending = false;
+    return send_simple(s, PEND_BEGIN, "BEGIN");
 }
 
 int pgapply_txn_begin(Sink *base, const TxnInfo *txn)
 {
     PgSink *s = pgsink_of(base);
 
-    if (s->gated && !s->batch_open)
-        return tm_fail(-EPROTO, "pgsink: a transaction began while the previous batch awaits"
-                                " its checks");
     s->txn_open = true;
     if (s->batch_open)
         return 0;
     s->batch_open = true;
     s->batch_changes = 0;
     s->batch_txns = 0;
+    /* The previous batch's COMMIT waits for its checks: this one gathers
+     * meanwhile and begins on the target after it. */
+    if (s->gated) {
+        s->begin_pending = true;
+        return 0;
+    }
     return send_simple(s, PEND_BEGIN, "BEGIN");
 }
 
 int pgapply_apply(Sink *base, RelEntry *rel, const Change *chg, const TxnInfo *txn)
 {
     PgSink *s = pgsink_of(base);
-    SinkRel *r = sinkrel_get(s, rel);
+    SinkRel *r = pgrow_rel(s, rel);
+    bool taken = false;
+    int rc = pgrun_add(s, rel, r, chg, txn, &taken);
 
-    switch (chg->kind) {
-    case CHG_INSERT:
-        return apply_insert(s, rel, r, &chg->insert.newtup, txn);
-    case CHG_UPDATE:
-        return apply_update(s, rel, r, chg, txn);
-    case CHG_DELETE:
-        return apply_delete(s, rel, r, chg, txn);
-    default:
-        return tm_fail(-EINVAL, "pgsink: change kind '%c' is not a row change", chg->kind);
-    }
+    if (rc < 0 || taken)
+        return rc;
+    return pgrow_apply(s, rel, r, chg, txn);
+}
+
+/* Everything gathered goes out before a Relation message replaces shapes. */
+int pgapply_barrier(Sink *base)
+{
+    PgSink *s = pgsink_of(base);
+
+    return s->batch_open ? pgrun_flush_all(s) : 0;
 }
 
 static const char *const DL_SQL =
@@ -602,8 +269,11 @@ int pgapply_dead_letter(Sink *base, const RelEntry *rel, const Change *chg, cons
 
     if (!s->batch_open)
         return tm_fail(-EPROTO, "pgsink: dead letter outside a transaction");
+    rc = pgapply_ready(s);
+    if (rc < 0)
+        return rc;
     if (!s->dl_prepared) {
-        rc = send_prepare(s, "tm_dl", DL_SQL, "tidemark.dead_letter");
+        rc = pgapply_send_prepare(s, "tm_dl", DL_SQL, "tidemark.dead_letter");
         if (rc < 0)
             return rc;
         s->dl_prepared = true;
@@ -629,16 +299,16 @@ int pgapply_dead_letter(Sink *base, const RelEntry *rel, const Change *chg, cons
     }
     snprintf(xidbuf, sizeof(xidbuf), "%u", txn->xid);
     lsn_format(txn->final_lsn, lsnbuf, sizeof(lsnbuf));
-    params_reset(s, 7);
+    pgapply_params_reset(s, 7);
     const char *vals[7] = {s->cfg->pipeline, rel->display, lsnbuf, xidbuf, op,
                            buf_cstr(&json),  error};
     for (size_t i = 0; i < 7; i++) {
         ColValue v = {COL_TEXT, (uint32_t)strlen(vals[i]), vals[i]};
 
-        param_set(s, i, &v, "tidemark.dead_letter", "value");
+        pgapply_param_set(s, i, &v, "tidemark.dead_letter", "value");
     }
     buf_release(&json);
-    rc = send_stmt(s, "tm_dl", 7, 'L', false, rel, txn, NULL);
+    rc = pgapply_send_stmt(s, "tm_dl", 7, 'L', -1, rel->display, txn->final_lsn, NULL, 1);
     return rc;
 }
 
@@ -651,11 +321,16 @@ int pgapply_truncate(Sink *base, RelEntry **rels, uint32_t nrels, uint8_t flags,
 
     if (nrels == 0)
         return 0;
+    rc = pgapply_ready(s);
+    if (rc == 0)
+        rc = pgrun_flush_all(s); /* what came before the TRUNCATE goes first */
+    if (rc < 0)
+        return rc;
     /* ONLY per relation: a partitioned table refuses it (its rows are in
      * its partitions); a plain one keeps its inheritance children's rows. */
     buf_puts(&sql, "TRUNCATE ");
     for (uint32_t i = 0; i < nrels; i++) {
-        SinkRel *r = sinkrel_get(s, rels[i]);
+        SinkRel *r = pgrow_rel(s, rels[i]);
 
         buf_printf(&sql, "%s%s%s", i ? ", " : "", r->only ? "ONLY " : "", r->qname);
     }
@@ -698,9 +373,9 @@ static int send_watermark(PgSink *s, Lsn lsn, PgTime commit_time, bool have_time
         params[2] = timebuf;
     }
     if (!PQsendQueryPrepared(s->conn, "tm_wm", 4, params, NULL, NULL, 0))
-        return send_failed(s, "the watermark");
-    Pending *p = pend_push(s, PEND_WATERMARK);
-    p->check_one = true;
+        return pgapply_send_failed(s, "the watermark");
+    Pending *p = pgapply_pend_push(s, PEND_WATERMARK);
+    p->expect = 1;
     p->lsn = lsn;
     return 0;
 }
@@ -708,8 +383,8 @@ static int send_watermark(PgSink *s, Lsn lsn, PgTime commit_time, bool have_time
 static int send_sync(PgSink *s, Lsn lsn, PgTime commit_time)
 {
     if (!PQpipelineSync(s->conn))
-        return send_failed(s, "a pipeline sync");
-    Pending *p = pend_push(s, PEND_SYNC);
+        return pgapply_send_failed(s, "a pipeline sync");
+    Pending *p = pgapply_pend_push(s, PEND_SYNC);
     p->lsn = lsn;
     p->commit_time = commit_time;
     if (lsn > s->queued_lsn)
@@ -727,13 +402,23 @@ int pgapply_close_batch(Sink *base)
         return 0;
     if (s->batch_txns == 0)
         return pgapply_abort_batch(base);
+    if (!pgapply_can_send(s))
+        return 0; /* still gathering: closed once the previous batch committed */
+    rc = pgapply_ready(s);
+    if (rc < 0)
+        return rc;
     /* The COMMIT waits for this Sync's result: a Sync inside BEGIN does
      * not commit, it only makes the server answer every statement so far. */
-    rc = s->own_position ? 0 : send_watermark(s, s->batch_end, s->batch_commit_time, true);
+    rc = pgrun_flush_all(s);
+    if (rc == 0 && s->run_lost)
+        rc = tm_fail(-EPROTO, "pgsink: changes gathered for a set statement were dropped"
+                              " unsent; refusing to commit the batch");
+    if (rc == 0 && !s->own_position)
+        rc = send_watermark(s, s->batch_end, s->batch_commit_time, true);
     if (rc == 0 && !PQpipelineSync(s->conn))
-        rc = send_failed(s, "a pipeline sync");
+        rc = pgapply_send_failed(s, "a pipeline sync");
     if (rc == 0) {
-        pend_push(s, PEND_SYNC)->gate = true;
+        pgapply_pend_push(s, PEND_SYNC)->gate = true;
         s->gated = true;
         s->gate_lsn = s->batch_end;
         s->gate_commit_time = s->batch_commit_time;
@@ -751,13 +436,17 @@ int pgsink_batch_position(Sink *base, const char *sql, int nparams, const char *
                           const char *what)
 {
     PgSink *s = pgsink_of(base);
+    int rc;
 
     if (!s->batch_open)
         return tm_fail(-EPROTO, "pgsink: a position outside a batch");
+    rc = pgapply_ready(s); /* -EBUSY while the previous batch is gated: try again after */
+    if (rc < 0)
+        return rc;
     if (!PQsendQueryParams(s->conn, sql, nparams, NULL, params, NULL, NULL, 0))
-        return send_failed(s, what);
-    Pending *p = pend_push(s, PEND_POSITION);
-    p->check_one = true;
+        return pgapply_send_failed(s, what);
+    Pending *p = pgapply_pend_push(s, PEND_POSITION);
+    p->expect = 1;
     snprintf(p->table, sizeof(p->table), "%s", what);
     return 0;
 }
@@ -772,6 +461,12 @@ int pgapply_abort_batch(Sink *base)
         return 0;
     s->batch_open = false;
     s->txn_open = false;
+    pgrun_discard_all(s);
+    s->run_lost = false;
+    if (s->begin_pending) { /* nothing of it reached the target */
+        s->begin_pending = false;
+        return 0;
+    }
     rc = send_simple(s, PEND_ROLLBACK, "ROLLBACK");
     if (rc == 0)
         rc = send_sync(s, LSN_INVALID, 0);
@@ -859,7 +554,7 @@ static int check_result(PgSink *s, Pending *p, PGresult *res)
     }
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
         return result_error(s, p, res);
-    if (p->check_one && strcmp(PQcmdTuples(res), "1") != 0) {
+    if (p->expect >= 0 && strtol(PQcmdTuples(res), NULL, 10) != p->expect) {
         if (p->kind == PEND_POSITION)
             return tm_fail(-ESTALE,
                            "target: %s moved since this process read it (another process"
@@ -872,12 +567,13 @@ static int check_result(PgSink *s, Pending *p, PGresult *res)
                            " applies this pipeline",
                            s->cfg->pipeline, lsn_format(p->lsn, lsnbuf, sizeof(lsnbuf)));
         return tm_fail(TM_EDIVERGED,
-                       "target: %s on %s of the row %s (source transaction committed at %s)"
-                       " matched %s rows instead of 1: the target has diverged from the source."
-                       " The batch was rolled back; the pipeline is halted until the target"
-                       " is repaired and `tidemark resume` is run",
-                       op_name(p->op), p->table, p->key[0] ? p->key : "(no key)",
-                       lsn_format(p->lsn, lsnbuf, sizeof(lsnbuf)), PQcmdTuples(res));
+                       "target: %s on %s of %s %s (source transaction committed at %s)"
+                       " matched %s rows instead of %ld: the target has diverged from the"
+                       " source. The batch was rolled back; the pipeline is halted until the"
+                       " target is repaired and `tidemark resume` is run",
+                       op_name(p->op), p->table, p->expect == 1 ? "the row" : "the rows",
+                       p->key[0] ? p->key : "(no key)", lsn_format(p->lsn, lsnbuf, sizeof(lsnbuf)),
+                       PQcmdTuples(res), p->expect);
     }
     return 0;
 }

@@ -4,6 +4,7 @@
  * table. The stream apply itself is in pgapply.c.
  */
 #include "sinks/pg/pgsink_int.h"
+#include "sinks/pg/pgidentity.h"
 #include "sinks/pg/pgstate.h"
 #include "connectors/pg/pgconn.h"
 #include "core/error.h"
@@ -140,6 +141,7 @@ static void pgsink_disconnect(PgSink *s)
     s->batch_open = s->txn_open = false;
     s->batch_changes = s->batch_txns = 0;
     s->gated = false;
+    s->begin_pending = false;
     pgapply_reset_session(s);
 }
 
@@ -347,6 +349,21 @@ static bool scope_where(PGconn *conn, const MappingPlan *plan, const TableDef *t
     return any;
 }
 
+/* The target relation's relkind, or '\0' when qname does not exist. */
+static int target_relkind(PGconn *conn, const char *qname, char *kind)
+{
+    const char *params[1] = {qname};
+    PGresult *res;
+    int rc = pgconn_query(conn, "SELECT relkind FROM pg_class WHERE oid = to_regclass($1)", 1,
+                          params, &res);
+
+    if (rc < 0)
+        return rc;
+    *kind = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0)[0] : '\0';
+    PQclear(res);
+    return 0;
+}
+
 static int check_table_on(PgSink *s, PGconn *conn, const TableDef *src, bool require_empty)
 {
     MappingPlan *plan = NULL;
@@ -361,27 +378,31 @@ static int check_table_on(PgSink *s, PGconn *conn, const TableDef *src, bool req
     if (plan)
         t = &tgt;
     q = pgconn_qualified(conn, t->schema, t->name);
-    const char *params[1] = {q};
-    rc = pgconn_query(conn, "SELECT to_regclass($1) IS NOT NULL", 1, params, &res);
+    char kind;
 
+    rc = target_relkind(conn, q, &kind);
     if (rc < 0)
         goto out;
-    bool exists = PQgetvalue(res, 0, 0)[0] == 't';
-    PQclear(res);
-    if (!exists) {
+    if (!kind) {
         rc = tm_fail(-ENOENT,
                      "table %s does not exist on the target; create the target schema"
                      " first",
                      t->display);
         goto out;
     }
+    rc = pgidentity_relax(conn, s->cfg->pipeline, t->schema, t->name);
+    if (rc < 0)
+        goto out;
     if (require_empty) {
         Buf sql = BUF_INIT;
         const char *vals[8];
         char *owned[8];
         int np;
 
-        buf_printf(&sql, "SELECT EXISTS (SELECT 1 FROM %s", q);
+        /* ONLY: an inheritance parent's children are tables of their own
+         * (and may already be copied); a partitioned table's rows are its
+         * partitions'. */
+        buf_printf(&sql, "SELECT EXISTS (SELECT 1 FROM %s%s", kind == 'p' ? "" : "ONLY ", q);
         bool scoped = scope_where(conn, plan, t, &sql, vals, owned, &np);
         buf_puts(&sql, ")");
         rc = pgconn_query(conn, buf_cstr(&sql), np, vals, &res);
@@ -539,13 +560,20 @@ static int parts_plan_on(PgSink *s, PGconn *conn, const TableDef *t, const CopyP
             char *owned[8];
             int np;
 
+            char kind = 'r';
+            const char *only;
+
+            rc = target_relkind(conn, q, &kind);
+            /* ONLY: an inheritance child's rows belong to its own copy. */
+            only = kind == 'p' ? "" : "ONLY ";
             /* A fan-in target keeps the other sources' rows. */
-            buf_printf(&sql, "DELETE FROM %s", q);
+            buf_printf(&sql, "DELETE FROM %s%s", only, q);
             if (!scope_where(conn, plan, dt, &sql, vals, owned, &np)) {
                 buf_clear(&sql);
-                buf_printf(&sql, "TRUNCATE %s", q);
+                buf_printf(&sql, "TRUNCATE %s%s", only, q);
             }
-            rc = pgconn_query(conn, buf_cstr(&sql), np, vals, NULL);
+            if (rc == 0)
+                rc = pgconn_query(conn, buf_cstr(&sql), np, vals, NULL);
             for (int i = 0; i < np; i++)
                 free(owned[i]);
             buf_release(&sql);
@@ -603,15 +631,18 @@ static int pgsink_copy_open_part(Sink *base, const TableDef *t, const TableDef *
     if (rc < 0)
         goto fail;
     char *q = pgconn_qualified(c->conn, dt->schema, dt->name);
-    buf_printf(&sql, "COPY %s (", q);
+    buf_printf(&sql, "COPY %s", q);
     free(q);
+    /* No list for a table without columns to copy (only generated ones, or
+     * none): COPY then takes every column but the generated ones, i.e. none,
+     * and each (empty) line is a row. */
     for (size_t i = 0; i < dt->ncols; i++) {
         char *col = pgconn_ident(c->conn, dt->cols[i].name);
 
-        buf_printf(&sql, "%s%s", i ? ", " : "", col);
+        buf_printf(&sql, "%s%s", i ? ", " : " (", col);
         free(col);
     }
-    buf_puts(&sql, ") FROM STDIN");
+    buf_puts(&sql, dt->ncols ? ") FROM STDIN" : " FROM STDIN");
     rc = copy_exec(c->conn, "BEGIN", PGRES_COMMAND_OK, "BEGIN");
     if (rc == 0)
         rc = copy_exec(c->conn, buf_cstr(&sql), PGRES_COPY_IN, "COPY FROM STDIN");
@@ -844,6 +875,7 @@ static const SinkOps pgsink_ops = {
     .apply = pgapply_apply,
     .truncate = pgapply_truncate,
     .txn_commit = pgapply_txn_commit,
+    .barrier = pgapply_barrier,
     .close_batch = pgapply_close_batch,
     .abort_batch = pgapply_abort_batch,
     .idle_position = pgapply_idle_position,

@@ -8,6 +8,7 @@
 
 #include "core/buf.h"
 #include "sinks/pg/pgsink.h"
+#include "sinks/pg/pgtarget.h"
 
 #include <libpq-fe.h>
 
@@ -25,15 +26,15 @@ typedef enum PendKind {
 
 typedef struct Pending {
     PendKind kind;
-    char op;        /* 'I', 'U', 'D', 'T' for PEND_STMT */
-    bool check_one; /* the command must affect exactly one row */
-    bool gate;      /* PEND_SYNC: the batch's checks are in; COMMIT may follow */
+    char op;     /* 'I', 'U', 'D', 'T' for PEND_STMT */
+    long expect; /* the row count the command must have (-1: any) */
+    bool gate;   /* PEND_SYNC: the batch's checks are in; COMMIT may follow */
     bool got_result;
     Lsn lsn; /* PEND_STMT: source commit LSN; PEND_SYNC: batch end LSN (0: none) */
     PgTime commit_time;
     size_t bytes; /* parameter bytes queued with it */
     char table[96];
-    char key[80]; /* check_one statements: the row they locate, for the error */
+    char key[80]; /* checked statements: the row(s) they locate, for the error */
 } Pending;
 
 /*
@@ -64,6 +65,14 @@ typedef struct SinkRel {
     char *del_shape;
     UpdStmt *upds; /* most recently used first */
     int nupds;
+    /* Set statements (pgrun.c): NULL when the relation cannot have them. */
+    signed char set_ok;       /* 0 not decided yet, 1 yes, -1 no */
+    char **qtypes;            /* per column: the target type to cast text to */
+    bool *unique_checked;     /* per column: pgtarget_column_checked (UPDATEs go row by row) */
+    struct Run *run;          /* changes gathered for one statement */
+    struct SinkRel *run_next; /* PgSink.runs */
+    const RelEntry *run_rel;  /* the relation r belongs to (names for errors) */
+    struct RunStmts *stmts;   /* prepared set statements */
 } SinkRel;
 
 struct PgSink {
@@ -88,6 +97,9 @@ struct PgSink {
      * batch may begin before that COMMIT.
      */
     bool gated;
+    /* A batch opened while the previous one is gated: gathered in memory
+     * (set statements), its BEGIN sent once the previous COMMIT is. */
+    bool begin_pending;
     Lsn gate_lsn;
     PgTime gate_commit_time;
     size_t inflight_bytes;
@@ -107,9 +119,12 @@ struct PgSink {
     unsigned long session;
     char **dealloc;
     size_t ndealloc, dealloc_cap;
-    /* Partitioned tables of the target, "schema.name" sorted (no ONLY for them). */
-    char **partitioned;
-    size_t npartitioned;
+    /* The target's tables and column types, read when the session starts. */
+    TargetCatalog tcat;
+    /* Relations with a set statement being gathered (SinkRel.run_next). */
+    struct SinkRel *runs;
+    size_t run_bytes; /* buffered in them */
+    bool run_lost;    /* a run was freed unsent: the open batch must not commit */
 };
 
 static inline PgSink *pgsink_of(Sink *s)
@@ -117,8 +132,43 @@ static inline PgSink *pgsink_of(Sink *s)
     return (PgSink *)s;
 }
 
-/* Forgets the session's statements and partitioned-table list (new connection). */
+/* Forgets the session's statements, catalog and gathered runs (new connection). */
 void pgapply_reset_session(PgSink *s);
+
+/* pgapply.c: the pipelined command stream; every command gets a Pending. */
+/* Before sending into the open batch: sends its pending BEGIN, or -EBUSY
+ * while the previous batch is gated (the caller has changed nothing yet). */
+int pgapply_ready(PgSink *s);
+bool pgapply_can_send(const PgSink *s);
+Pending *pgapply_pend_push(PgSink *s, PendKind kind);
+int pgapply_send_failed(PgSink *s, const char *what);
+int pgapply_send_prepare(PgSink *s, const char *name, const char *sql, const char *table);
+void pgapply_stmt_name(PgSink *s, char *out, size_t len);
+/* A statement name to DEALLOCATE once what is queued before it is through. */
+void pgapply_dealloc_later(PgSink *s, unsigned long session, const char *name);
+/* Parameters of the next statement: reset, then set 0..n-1 (copied). */
+void pgapply_params_reset(PgSink *s, size_t n);
+int pgapply_param_set(PgSink *s, size_t i, const ColValue *v, const char *table, const char *col);
+void pgapply_param_text(PgSink *s, size_t i, const char *data, size_t len);
+/* Sends prepared statement name; expect >= 0 is the row count it must report. */
+int pgapply_send_stmt(PgSink *s, const char *name, size_t nparams, char op, long expect,
+                      const char *table, Lsn lsn, const char *key, size_t nchanges);
+
+/* pgrow.c: one statement per row change, prepared per relation shape. */
+SinkRel *pgrow_rel(PgSink *s, RelEntry *rel);
+int pgrow_apply(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg, const TxnInfo *txn);
+/* Fills a divergence description ("id=42") of the W columns of t. */
+void pgrow_describe(const RelEntry *rel, const char *wshape, const Tuple *t, char *out, size_t len);
+
+/* pgrun.c: consecutive changes of one relation gathered into one set statement. */
+/* Takes chg into r's run when it can (*taken), flushing the run first when
+ * chg does not fit it; otherwise flushes r's run so chg may go row by row. */
+int pgrun_add(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg, const TxnInfo *txn,
+              bool *taken);
+int pgrun_flush_all(PgSink *s);
+void pgrun_discard_all(PgSink *s);
+/* r is freed: its run goes (unsent) and its statements are deallocated later. */
+void pgrun_release(PgSink *s, SinkRel *r);
 
 /* Opens and sets up an apply session (used for the stream and copy sessions). */
 int pgsink_open_session(PgSink *s, PGconn **out);
@@ -130,6 +180,7 @@ int pgapply_truncate(Sink *s, RelEntry **rels, uint32_t nrels, uint8_t flags, co
 int pgapply_txn_commit(Sink *s, const TxnInfo *txn);
 int pgapply_dead_letter(Sink *s, const RelEntry *src_rel, const Change *chg, const TxnInfo *txn,
                         const char *error);
+int pgapply_barrier(Sink *s);
 int pgapply_close_batch(Sink *s);
 int pgapply_abort_batch(Sink *s);
 int pgapply_idle_position(Sink *s, Lsn lsn);

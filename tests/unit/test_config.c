@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Lines 1-5; tests append sections from line 6 on. */
@@ -566,6 +567,30 @@ static void test_missing_password_file(void **state)
                  "test.yaml:6:18: target.password_file: \"/tmp\" is not a regular file");
 }
 
+static void test_password_file_mode(void **state)
+{
+    char *pw = temp_file("*:*:*:*:secret\n");
+    const char *path = pw ? pw : ""; /* (temp_file asserts it) */
+    char yaml[512], want[512];
+
+    (void)state;
+    /* The documented 0640 root:tidemark: libpq would ignore it. */
+    assert_int_equal(chmod(pw, 0640), 0);
+    snprintf(yaml, sizeof(yaml), BASE "  password_file: %s\n", path);
+    snprintf(want, sizeof(want),
+             "test.yaml:6:18: target.password_file: \"%s\" has group or world access (mode"
+             " 0640), so libpq would ignore it: chmod 0600 it",
+             path);
+    expect_error_has(yaml, want, "owned by the user tidemark runs as");
+    assert_int_equal(chmod(pw, 0600), 0);
+    Config *cfg = load_ok(yaml);
+
+    assert_string_equal(cfg->target.conn.password_file, pw);
+    config_free(cfg);
+    unlink(pw);
+    free(pw);
+}
+
 static void test_load_file(void **state)
 {
     char *path = temp_file(BASE "log:\n  level: warning\n");
@@ -771,6 +796,7 @@ int main(void)
         cmocka_unit_test(test_free_null),
         cmocka_unit_test(test_connect_params),
         cmocka_unit_test(test_table_display),
+        cmocka_unit_test(test_password_file_mode),
         cmocka_unit_test(test_kafka_source),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
