@@ -39,7 +39,8 @@ def group_name(env):
     return "tidemark-" + env.pipeline
 
 
-def apply_config(env, bootstrap, extra_source="", extra="", batch=500, tables=None, level="info"):
+def apply_config(env, bootstrap, extra_source="", extra="", batch=500, tables=None, level="info",
+                 set_statements=True):
     lines = ["pipeline: %s" % env.pipeline,
              "source:",
              "  type: kafka",
@@ -51,7 +52,8 @@ def apply_config(env, bootstrap, extra_source="", extra="", batch=500, tables=No
     lines += ["  " + line for line in extra_source.strip().splitlines()]
     lines += ["target:",
               "  conninfo: %s" % harness.yaml_quote(env.dst),
-              "apply: {batch_max_changes: %d}" % batch,
+              "apply: {batch_max_changes: %d, set_statements: %s}" % (
+                  batch, "true" if set_statements else "false"),
               "log: {level: %s}" % level]
     return "\n".join(lines) + "\n" + extra
 

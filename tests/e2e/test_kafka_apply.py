@@ -152,14 +152,21 @@ class KvWorkload(threading.Thread):
             self.error = e
 
 
-def assert_history_exact(env):
-    """Per key: 0, 1, 2, ... up to the final v, each once, in order."""
+def assert_history_exact(env, exact=True):
+    """Per key: 0, 1, 2, ... up to the final v, each once, in order. With the sink's set
+    statements (the default) repeated updates of a key in one batch merge into one, so
+    versions may be missing: then each key's versions only have to rise strictly (a batch
+    applied twice would go back) and end at the final value."""
     final = dict(env.dst_sql("SELECT k, v FROM kv"))
     hist = collections.defaultdict(list)
     for k, v in env.dst_sql("SELECT k, v FROM kv_history ORDER BY at"):
         hist[k].append(v)
-    bad = ["key %d: %s (final %d)" % (k, hist[k][:12], v) for k, v in sorted(final.items())
-           if hist[k] != list(range(v + 1))]
+    if exact:
+        bad = [k for k, v in final.items() if hist[k] != list(range(v + 1))]
+    else:
+        bad = [k for k, v in final.items()
+               if not hist[k] or hist[k][-1] != v or any(b <= a for a, b in zip(hist[k], hist[k][1:]))]
+    bad = ["key %d: %s (final %d)" % (k, hist[k][:12], final[k]) for k in sorted(bad)]
     assert not bad, "%d key(s) applied twice, skipped or out of order:\n%s" % (len(bad), "\n".join(bad[:10]))
     return hist
 
@@ -220,8 +227,7 @@ def test_apply_exactly_once_under_kills_rebalances_and_broker_restarts(env):
         assert not work.is_alive() and work.error is None, work.error
         wait_applied(env, mock.bootstrap, prod, appliers, ["public.kv"], timeout=150)
         env.assert_tables_equal("kv")
-        hist = assert_history_exact(env)
-        assert sum(len(h) for h in hist.values()) > 3000 * 4
+        assert_history_exact(env, exact=False)
         logs = "".join(a.log() for a in appliers)
         print("fenced batches: %d, producer resends skipped: %s" % (
             logs.count("moved since this process read it"),
@@ -246,7 +252,7 @@ def test_apply_skips_producer_resends(env, kafka3):
     env.src_sql("INSERT INTO kv SELECT g, 0, txid_current(), 'x' FROM generate_series(1, 40) g")
     prod = env.daemon(config_text=kafka_config(env, kafka3.bootstrap))
     wait_copied(env, prod, ["kv"])
-    appliers = start_appliers(env, kafka3.bootstrap, 1)
+    appliers = start_appliers(env, kafka3.bootstrap, 1, set_statements=False)
     for i in range(20):
         env.src_sql("UPDATE kv SET v = v + 1, src_txid = txid_current() WHERE k %% 5 = %s", (i % 5,))
     wait_applied(env, kafka3.bootstrap, prod, appliers, ["public.kv"])
@@ -281,7 +287,7 @@ def test_apply_fence_rolls_back_a_batch_whose_offsets_moved(env, kafka3):
     kafka3.command("topic %s 1" % topic)
     env.src_sql("INSERT INTO kv SELECT g, 0, txid_current(), 'x' FROM generate_series(1, 10) g")
     prod = env.daemon(config_text=kafka_config(env, kafka3.bootstrap))
-    appliers = start_appliers(env, kafka3.bootstrap, 1, level="debug")
+    appliers = start_appliers(env, kafka3.bootstrap, 1, level="debug", set_statements=False)
     wait_applied(env, kafka3.bootstrap, prod, appliers, ["public.kv"])
     (o1,) = stored_offsets(env).values()
     # "another applier" applied the next five messages: keys 1..5
@@ -313,7 +319,7 @@ def test_apply_per_key_order_and_split_transactions(env, kafka3):
     env.src_sql("INSERT INTO kv SELECT g, 0, txid_current(), 'x' FROM generate_series(1, 100) g")
     prod = env.daemon(config_text=kafka_config(env, kafka3.bootstrap))
     wait_copied(env, prod, ["kv"])
-    appliers = start_appliers(env, kafka3.bootstrap, 2, batch=50)
+    appliers = start_appliers(env, kafka3.bootstrap, 2, batch=50, set_statements=False)
     work = KvWorkload(env.src, 100, 300, seed=7)
     work.run()
     assert work.error is None, work.error
