@@ -152,8 +152,10 @@ static int is_resend(const APart *p, const KPos *np, const KEvent *ev, const rd_
 
     if (!p->pos.kind)
         return 0;
+    /* A transaction whose commit record begins right at the snapshot's LSN is not in
+     * it: after initial-load rows, only an earlier commit is a resend. */
     if (np->kind == 's')
-        return p->pos.kind == 'r' ? np->commit <= p->pos.commit : pos_cmp(np, &p->pos) <= 0;
+        return p->pos.kind == 'r' ? np->commit < p->pos.commit : pos_cmp(np, &p->pos) <= 0;
     /* initial-load rows share their snapshot's position */
     if (np->commit < p->pos.commit || (p->pos.kind == 's' && np->commit == p->pos.commit))
         return 1;
@@ -259,6 +261,17 @@ static int handle(Applier *a, rd_kafka_message_t *m)
     /* Not ours (any more), not positioned yet, or before where the target says we are. */
     if (!p || !p->ready || a->sink_down || m->offset < p->next)
         return 0;
+    /* This group never applied the partition: it starts at its beginning, which must
+     * be the topic's first message, or what retention deleted is missing on the target. */
+    if (p->next < 0 && m->offset > 0)
+        return tm_fail(-EIO,
+                       "%s [%d] begins at offset %lld: the messages before it were deleted"
+                       " (retention) before group %s applied any of them, so the target would"
+                       " miss them. Load the target from the source instead, or, if it already"
+                       " holds everything up to there, insert the row (%s, %s, %d, %lld) into"
+                       " tidemark.kafka_offsets (consumer_group, topic, partition, next_offset)",
+                       topic, (int)m->partition, (long long)m->offset, a->cfg->source.kafka.group,
+                       a->cfg->source.kafka.group, topic, (int)m->partition, (long long)m->offset);
     read_headers(m, &h);
     rc = kevent_parse(m->payload, m->len, &h, &ev);
     if (rc < 0)

@@ -87,6 +87,8 @@ def high_watermarks(bootstrap, topics):
 
 
 def stored_offsets(env):
+    if env.dst_sql("SELECT to_regclass('tidemark.kafka_offsets')")[0][0] is None:
+        return {}  # no applier has started yet
     rows = env.dst_sql("SELECT topic, partition, next_offset FROM tidemark.kafka_offsets"
                        " WHERE consumer_group = %s", (group_name(env),))
     return {(t, p): n for t, p, n in rows}
