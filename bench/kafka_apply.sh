@@ -11,17 +11,18 @@
 #      every round reads: initial-load events ('r') and the stream (3 updates and an insert per
 #      transaction);
 #   3. for N in $APPLIERS (1 2 4): the target's tables emptied, N `tidemark apply` processes in
-#      a fresh consumer group, timed from the group's first committed batch (the group's first
-#      join, which the mock delays by ~3 s, is not applying) until tidemark.kafka_offsets holds
-#      every partition's high watermark (everything applied and committed); messages/s counts
-#      what was applied in that time; the target compared with the source (md5 of every
-#      table); CPU of the appliers, of the clusters' processes and of the mock brokers;
+#      a fresh consumer group, timed from the moment the last of them got its partitions (the
+#      group's first join, which the mock delays by ~3 s, is not applying) until
+#      tidemark.kafka_offsets holds every partition's high watermark (everything applied and
+#      committed); the target compared with the source (md5 of every table); CPU of the
+#      appliers, of the clusters' processes and of the mock brokers;
 #   4. summary: messages/s per N and the ratios to N=1.
 # Results and method: docs/BENCHMARKS.md ("Kafka appliers"), docs/SCALE.md.
 #
 # Environment: SCALE (2), CLIENTS (4), TXNS per client (5000), PARTITIONS (16), APPLIERS
 # ("1 2 4"), BATCH (apply.batch_max_changes, 10000), TIDEMARK_BIN (build/tidemark), KAFKA_MOCK,
-# APPLY_TIMEOUT seconds (600), PG_BIN, KEEP=1 keeps the directory. Runs as root or not.
+# APPLY_TIMEOUT seconds (600), PG_BIN, KEEP=1 keeps the directory (and the clusters running),
+# LOG_DIR=DIR copies the logs there at the end. Runs as root or not.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -80,6 +81,9 @@ cleanup() {
         exec {MOCK_IN}>&- 2>/dev/null || true
         kill -TERM "$MOCK_PID" 2>/dev/null || true
         wait "$MOCK_PID" 2>/dev/null || true
+    fi
+    if [ -n "${LOG_DIR:-}" ] && [ -n "$BENCH_DIR" ]; then
+        mkdir -p "$LOG_DIR" && cp "$BENCH_DIR"/*.log "$LOG_DIR"/ 2>/dev/null || true
     fi
     if [ -n "$BENCH_DIR" ] && [ -d "$BENCH_DIR" ]; then
         if [ "${KEEP:-0}" = 1 ]; then
@@ -231,22 +235,24 @@ EOF
         "$BENCH_DIR/tidemark" apply --config "$BENCH_DIR/apply.yaml" >>"$BENCH_DIR/apply-$n-$i.log" 2>&1 &
         AP_PIDS+=($!)
     done
-    # timed from the first committed batch: the group's first join (the mock waits ~3 s
-    # for members) is not the appliers' work
-    until [ "$(pgc_psql dst bench -c "SELECT count(*) FROM tidemark.kafka_offsets WHERE consumer_group = '$group'" 2>/dev/null || echo 0)" != 0 ]; do
-        for pid in "${AP_PIDS[@]}"; do
-            kill -0 "$pid" 2>/dev/null || die "an applier exited (see $BENCH_DIR/apply-$n-*.log)"
+    # timed from the moment every applier has its partitions (the log line's own time): the
+    # group's first join, which the mock delays by ~3 s, is not applying
+    for i in $(seq "$n"); do
+        until grep -q "partition(s) assigned" "$BENCH_DIR/apply-$n-$i.log"; do
+            kill -0 "${AP_PIDS[$((i - 1))]}" 2>/dev/null || die "an applier exited (see $BENCH_DIR/apply-$n-$i.log)"
+            sleep 0.02
         done
-        sleep 0.02
     done
-    t0=$(now)
-    first_applied=$(pgc_psql dst bench -c "SELECT coalesce(sum(next_offset), 0) FROM tidemark.kafka_offsets WHERE consumer_group = '$group'")
+    t0=$(for i in $(seq "$n"); do
+        date -d "$(grep -m1 "partition(s) assigned" "$BENCH_DIR/apply-$n-$i.log" | cut -d' ' -f1)" +%s.%N
+    done | sort -n | tail -1)
+    first_applied=0
     deadline=$((SECONDS + APPLY_TIMEOUT))
     until [ "$(applied "$group")" = 0 ]; do
         for pid in "${AP_PIDS[@]}"; do
             kill -0 "$pid" 2>/dev/null || die "an applier exited (see $BENCH_DIR/apply-$n-*.log)"
         done
-        [ "$SECONDS" -lt "$deadline" ] || die "timed out applying with $n applier(s)"
+        [ "$SECONDS" -lt "$deadline" ] || die "timed out applying with $n applier(s) (SECONDS=$SECONDS deadline=$deadline)"
         sleep 0.1
     done
     SECS[$n]=$(calc '%.2f' "$(now) - $t0")

@@ -617,6 +617,11 @@ static void on_progress(struct ev_loop *loop, ev_timer *w, int revents)
     a->last_msgs = a->n_msgs;
 }
 
+static void on_pos_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    applier_pos_request(w->data);
+}
+
 static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
 {
     notify_watchdog();
@@ -723,11 +728,12 @@ int applier_run(Config *cfg)
         ev_io_init(&a.sink_r, on_sink_readable, a.sink->ops->socket(a.sink), EV_READ);
         ev_io_init(&a.sink_w, on_sink_writable, a.sink->ops->socket(a.sink), EV_WRITE);
         ev_timer_init(&a.retry_timer, on_retry, 0, 0);
+        ev_timer_init(&a.pos_timer, on_pos_timer, 0, 0);
         ev_timer_init(&a.progress_timer, on_progress, 10, 10);
         ev_signal_init(&a.sig_term, on_signal, SIGTERM);
         ev_signal_init(&a.sig_int, on_signal, SIGINT);
         a.kafka_r.data = a.sink_r.data = a.sink_w.data = a.retry_timer.data = &a;
-        a.progress_timer.data = a.sig_term.data = a.sig_int.data = &a;
+        a.progress_timer.data = a.sig_term.data = a.sig_int.data = a.pos_timer.data = &a;
         ev_io_start(a.loop, &a.kafka_r);
         ev_io_start(a.loop, &a.sink_r);
         ev_timer_start(a.loop, &a.progress_timer);

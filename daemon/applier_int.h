@@ -104,7 +104,7 @@ typedef struct Applier {
     size_t batch_msgs;
 
     ev_io kafka_r, sink_r, sink_w;
-    ev_timer retry_timer, progress_timer, watchdog_timer;
+    ev_timer retry_timer, pos_timer, progress_timer, watchdog_timer;
     ev_signal sig_term, sig_int;
 
     rd_kafka_message_t *held; /* waiting for its table's catalog */

@@ -287,13 +287,25 @@ static void pos_done(OffloadJob *base)
             a->want_positions = true;
     pos_free(j);
     rc = l->cnt ? kconsumer_start_at(a->kc, l) : 0;
-    rd_kafka_topic_partition_list_destroy(l);
     if (rc < 0) {
-        applier_fail(a, rc);
-        return;
+        /* librdkafka could not move them yet (a partition still looking up its
+         * offsets, say): they stay paused and unpositioned, and are asked for again. */
+        log_info("%s; trying again", tm_error());
+        kconsumer_pause(a->kc, l);
+        for (int i = 0; i < l->cnt; i++) {
+            APart *p = applier_part(a, l->elems[i].topic, l->elems[i].partition);
+
+            if (p)
+                p->ready = false;
+        }
+        a->want_positions = true;
+        ev_timer_set(&a->pos_timer, 0.2, 0);
+        ev_timer_start(a->loop, &a->pos_timer);
     }
+    rd_kafka_topic_partition_list_destroy(l);
     applier_pump(a);
-    applier_pos_request(a);
+    if (rc == 0)
+        applier_pos_request(a);
 }
 
 void applier_pos_request(Applier *a)
