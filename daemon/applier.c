@@ -272,6 +272,12 @@ static int handle(Applier *a, rd_kafka_message_t *m)
                        " tidemark.kafka_offsets (consumer_group, topic, partition, next_offset)",
                        topic, (int)m->partition, (long long)m->offset, a->cfg->source.kafka.group,
                        a->cfg->source.kafka.group, topic, (int)m->partition, (long long)m->offset);
+    if (p->next >= 0 && m->offset > p->next)
+        log_write(LOG_LVL_WARNING, NULL, LSN_INVALID,
+                  "%s [%d]: offsets %lld to %lld are not in Kafka (a compacted topic?): going on"
+                  " from %lld",
+                  topic, (int)m->partition, (long long)p->next, (long long)m->offset - 1,
+                  (long long)m->offset);
     read_headers(m, &h);
     rc = kevent_parse(m->payload, m->len, &h, &ev);
     if (rc < 0)

@@ -42,6 +42,7 @@ typedef struct APart {
     char *topic;
     int32_t partition;
     bool ready;        /* its position is read from the target and the consumer moved there */
+    bool assigned;     /* assigned to the consumer (else: waits for its position to be) */
     int64_t next;      /* the next offset to apply; -1: from the partition's beginning */
     int64_t stored;    /* next_offset the target holds or a queued batch writes (-1: no row) */
     KPos pos;          /* the last message applied (in the open batch or before) */

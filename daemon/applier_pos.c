@@ -230,12 +230,51 @@ static bool failure_was_race(const Applier *a, const PosJob *j)
     return false;
 }
 
+/*
+ * Partitions whose position is known start there: new ones are assigned at
+ * it, assigned ones (after a failure) are moved. An eager group's assignment
+ * is given whole, once every partition of it has its position. A move
+ * librdkafka cannot make yet leaves the partitions paused, asked again soon.
+ */
+static int positions_start(Applier *a, rd_kafka_topic_partition_list_t *seek,
+                           rd_kafka_topic_partition_list_t *add)
+{
+    int rc = 0;
+
+    a->want_positions = false;
+    for (size_t i = 0; i < a->nparts; i++)
+        if (!a->parts[i].ready)
+            a->want_positions = true;
+    if (add->cnt && kconsumer_eager(a->kc) && a->want_positions) {
+        /* not yet: the rest of the assignment comes with the next answer */
+        for (int i = 0; i < add->cnt; i++)
+            applier_part(a, add->elems[i].topic, add->elems[i].partition)->ready = false;
+        add->cnt = 0;
+    }
+    if (add->cnt) {
+        rc = kconsumer_assign(a->kc, add);
+        for (int i = 0; rc == 0 && i < add->cnt; i++)
+            applier_part(a, add->elems[i].topic, add->elems[i].partition)->assigned = true;
+        if (rc < 0)
+            return rc;
+    }
+    if (seek->cnt && kconsumer_start_at(a->kc, seek) < 0) {
+        log_info("%s; trying again", tm_error());
+        kconsumer_pause(a->kc, seek);
+        for (int i = 0; i < seek->cnt; i++)
+            applier_part(a, seek->elems[i].topic, seek->elems[i].partition)->ready = false;
+        a->want_positions = true;
+        ev_timer_set(&a->pos_timer, 0.2, 0);
+        ev_timer_start(a->loop, &a->pos_timer);
+    }
+    return 0;
+}
+
 static void pos_done(OffloadJob *base)
 {
     PosJob *j = (PosJob *)base;
     Applier *a = j->a;
     int rc = offload_rethrow(base);
-    rd_kafka_topic_partition_list_t *l;
 
     if (base->cancelled) {
         pos_free(j);
@@ -260,7 +299,9 @@ static void pos_done(OffloadJob *base)
         a->failed_rc = 0;
         applier_batch_release(&a->failed);
     }
-    l = rd_kafka_topic_partition_list_new((int)a->nparts + 1);
+    rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new((int)a->nparts + 1);
+    rd_kafka_topic_partition_list_t *add = rd_kafka_topic_partition_list_new((int)a->nparts + 1);
+
     for (size_t i = 0; i < a->nparts; i++) {
         APart *p = &a->parts[i];
         const PosRow *r = NULL;
@@ -277,35 +318,21 @@ static void pos_done(OffloadJob *base)
         p->producer = r && r->producer ? xstrdup(r->producer) : NULL;
         p->touched = false;
         p->ready = true;
-        rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset =
-            p->next >= 0 ? p->next : RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_topic_partition_list_add(p->assigned ? seek : add, p->topic, p->partition)
+            ->offset = p->next >= 0 ? p->next : RD_KAFKA_OFFSET_BEGINNING;
         log_debug("%s [%d]: applying from offset %lld", p->topic, (int)p->partition,
                   (long long)p->next);
     }
-    for (size_t i = 0; i < a->nparts; i++)
-        if (!a->parts[i].ready)
-            a->want_positions = true;
     pos_free(j);
-    rc = l->cnt ? kconsumer_start_at(a->kc, l) : 0;
+    rc = positions_start(a, seek, add);
+    rd_kafka_topic_partition_list_destroy(seek);
+    rd_kafka_topic_partition_list_destroy(add);
     if (rc < 0) {
-        /* librdkafka could not move them yet (a partition still looking up its
-         * offsets, say): they stay paused and unpositioned, and are asked for again. */
-        log_info("%s; trying again", tm_error());
-        kconsumer_pause(a->kc, l);
-        for (int i = 0; i < l->cnt; i++) {
-            APart *p = applier_part(a, l->elems[i].topic, l->elems[i].partition);
-
-            if (p)
-                p->ready = false;
-        }
-        a->want_positions = true;
-        ev_timer_set(&a->pos_timer, 0.2, 0);
-        ev_timer_start(a->loop, &a->pos_timer);
+        applier_fail(a, rc);
+        return;
     }
-    rd_kafka_topic_partition_list_destroy(l);
     applier_pump(a);
-    if (rc == 0)
-        applier_pos_request(a);
+    applier_pos_request(a);
 }
 
 void applier_pos_request(Applier *a)

@@ -40,31 +40,40 @@ static void fail_once(KConsumer *kc, const char *fmt, ...)
     kc->failed = -EIO;
 }
 
+static bool cooperative(rd_kafka_t *rk)
+{
+    return strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+}
+
+/*
+ * Assignments are not taken here: the applier reads the partitions' offsets
+ * from the target first and assigns them at those offsets
+ * (kconsumer_assign), so nothing is fetched from anywhere else. (Assigning
+ * at once, paused, and seeking later raced with librdkafka's own offset
+ * lookup of the initial position, which could win and move a partition
+ * past messages never applied.) The group waits for the call meanwhile.
+ */
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     KConsumer *kc = opaque;
-    bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     rd_kafka_error_t *e = NULL;
 
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        /* Assigned paused: fetching starts where the target says, once it said it.
-         * Until then the end (not the committed offset, which may be missing and
-         * make auto.offset.reset=error fire for a partition no one asked about). */
-        for (int i = 0; i < parts->cnt; i++)
-            parts->elems[i].offset = RD_KAFKA_OFFSET_END;
-        if (coop)
-            e = rd_kafka_incremental_assign(rk, parts);
-        else
-            rd_kafka_assign(rk, parts);
-        rd_kafka_pause_partitions(rk, parts);
-        if (e) {
-            fail_once(kc, "Kafka: assigning partitions: %s", rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
+        if (kc->closing) {
+            /* leaving: take nothing (the group reassigns them once we are gone) */
+            if (!cooperative(rk))
+                rd_kafka_assign(rk, NULL);
             return;
         }
-        if (!kc->closing)
-            kc->fn(kc->arg, true, parts, false);
+        if (parts->cnt == 0) {
+            /* Nothing to position: the call the group waits for is made now (else a
+             * member with no partitions holds up every later rebalance). */
+            if (kconsumer_assign(kc, parts) < 0)
+                fail_once(kc, "%s", tm_error());
+            return;
+        }
+        kc->fn(kc->arg, true, parts, false);
         return;
     }
     bool lost = err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS || rd_kafka_assignment_lost(rk);
@@ -72,10 +81,25 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
         log_warn("kafka: rebalance failed (%s): dropping the assignment", rd_kafka_err2str(err));
     kc->fn(kc->arg, false, parts, lost);
-    if (coop && err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
-        e = rd_kafka_incremental_unassign(rk, parts);
-    else
+    if (cooperative(rk) && err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        /* only what was assigned: a partition still waiting for its offsets was not */
+        rd_kafka_topic_partition_list_t *now = NULL, *drop;
+
+        rd_kafka_assignment(rk, &now);
+        drop = rd_kafka_topic_partition_list_new(parts->cnt + 1);
+        for (int i = 0; now && i < parts->cnt; i++)
+            if (rd_kafka_topic_partition_list_find(now, parts->elems[i].topic,
+                                                   parts->elems[i].partition))
+                rd_kafka_topic_partition_list_add(drop, parts->elems[i].topic,
+                                                  parts->elems[i].partition);
+        if (drop->cnt)
+            e = rd_kafka_incremental_unassign(rk, drop);
+        rd_kafka_topic_partition_list_destroy(drop);
+        if (now)
+            rd_kafka_topic_partition_list_destroy(now);
+    } else {
         rd_kafka_assign(rk, NULL);
+    }
     if (e)
         rd_kafka_error_destroy(e);
 }
@@ -339,6 +363,30 @@ int kconsumer_poll(KConsumer *kc, rd_kafka_message_t **out)
         if (rc < 0)
             return tm_fail(rc, "%s", kc->failmsg);
     }
+}
+
+bool kconsumer_eager(KConsumer *kc)
+{
+    return !cooperative(kc->rk);
+}
+
+int kconsumer_assign(KConsumer *kc, rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_error_t *e = NULL;
+    rd_kafka_resp_err_t err = 0;
+    int rc = 0;
+
+    if (cooperative(kc->rk))
+        e = rd_kafka_incremental_assign(kc->rk, parts);
+    else
+        err = rd_kafka_assign(kc->rk, parts);
+    if (e) {
+        rc = tm_fail(-EIO, "Kafka: assigning partitions: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    } else if (err) {
+        rc = tm_fail(-EIO, "Kafka: assigning partitions: %s", rd_kafka_err2str(err));
+    }
+    return rc;
 }
 
 void kconsumer_wake(KConsumer *kc)

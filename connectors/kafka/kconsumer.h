@@ -20,9 +20,9 @@ typedef struct KConsumer KConsumer;
 
 /*
  * A rebalance, called from kconsumer_poll() on the loop thread: parts were
- * assigned (already assigned to the consumer and paused: nothing is fetched
- * before the applier seeks them), or revoked (lost: the group moved on
- * without this member).
+ * given to this member (not assigned yet: the caller assigns them with
+ * kconsumer_assign once it knows where each starts), or revoked (lost: the
+ * group moved on without this member).
  */
 typedef void (*KcRebalanceFn)(void *arg, bool assigned,
                               const rd_kafka_topic_partition_list_t *parts, bool lost);
@@ -49,7 +49,16 @@ int kconsumer_poll(KConsumer *kc, rd_kafka_message_t **out);
  */
 void kconsumer_wake(KConsumer *kc);
 
-/* Moves each partition of parts to its .offset and resumes it (does not wait for the broker). */
+/*
+ * Assigns parts, each from its .offset. With the eager protocol (range,
+ * roundrobin) parts must be the whole assignment the group gave.
+ */
+int kconsumer_assign(KConsumer *kc, rd_kafka_topic_partition_list_t *parts);
+
+/* Whether the group's protocol is eager (whole assignments) rather than cooperative. */
+bool kconsumer_eager(KConsumer *kc);
+
+/* Moves each (assigned) partition of parts to its .offset and resumes it. */
 int kconsumer_start_at(KConsumer *kc, rd_kafka_topic_partition_list_t *parts);
 
 /* Pauses parts: nothing more of them is delivered until kconsumer_start_at(). */

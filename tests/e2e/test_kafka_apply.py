@@ -239,6 +239,38 @@ def test_apply_exactly_once_under_kills_rebalances_and_broker_restarts(env):
         mock.close()
 
 
+def test_apply_idle_member_does_not_hold_up_a_rebalance(env, kafka3):
+    """More appliers than partitions: one member gets an empty assignment. When an applier
+    that holds partitions is killed (-9), the group rebalances and the idle member must
+    answer at once and take the partitions over from the target's offsets: every change
+    applies once."""
+    env.src_sql(KV_DDL)
+    env.dst_sql(KV_DDL + ";" + HISTORY_DDL)
+    topic = "%s.public.kv" % env.pipeline
+    kafka3.command("topic %s 2" % topic)
+    env.src_sql("INSERT INTO kv SELECT g, 0, txid_current(), 'x' FROM generate_series(1, 40) g")
+    prod = env.daemon(config_text=kafka_config(env, kafka3.bootstrap))
+    wait_copied(env, prod, ["kv"])
+    appliers = start_appliers(env, kafka3.bootstrap, 3, set_statements=False)
+    wait_applied(env, kafka3.bootstrap, prod, appliers, ["public.kv"])
+    owners = {r[0] for r in env.dst_sql("SELECT applier FROM tidemark.kafka_offsets")}
+    pids = {int(o.rsplit(":", 1)[1]) for o in owners}
+    holders = [a for a in appliers if a.proc.pid in pids]
+    idle = [a for a in appliers if a.proc.pid not in pids]
+    assert holders and idle, "owners %s, pids %s" % (owners, [a.proc.pid for a in appliers])
+    for victim in holders:
+        victim.kill9()
+    for i in range(10):
+        env.src_sql("UPDATE kv SET v = v + 1, src_txid = txid_current() WHERE k %% 5 = %s", (i % 5,))
+    # the session timeout is 6 s; a member stuck in its rebalance holds the group for 300 s
+    wait_applied(env, kafka3.bootstrap, prod, idle, ["public.kv"], timeout=60)
+    env.assert_tables_equal("kv")
+    assert_history_exact(env)
+    for a in idle:
+        a.stop()
+    prod.stop()
+
+
 # --------------------------------------------------------------------------- resends, fences
 
 def test_apply_skips_producer_resends(env, kafka3):
