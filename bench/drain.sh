@@ -17,7 +17,7 @@
 #   6. summary: seconds, transactions/s, ratio tidemark/native, tidemark peak RSS.
 # Method notes and results: docs/BENCHMARKS.md.
 #
-# Environment: SCALE (10), CLIENTS (4), JOBS (2), TXNS per client (5000), ORDER (tidemark-first
+# Environment: WORKLOAD (pgbench | bigtxn: one transaction updating every account row), SCALE (10), CLIENTS (4), JOBS (2), TXNS per client (5000), ORDER (tidemark-first
 # | native-first), TIDEMARK_BIN (build/tidemark), DRAIN_TIMEOUT seconds (900), PG_BIN
 # (/usr/lib/postgresql/15/bin), TIDEMARK_LABEL (names the binary in the summary, e.g. the commit
 # it was built from), TM_TARGET_EXTRA (appended to tidemark's target conninfo, for
@@ -36,6 +36,7 @@ CLIENTS=${CLIENTS:-4}
 JOBS=${JOBS:-2}
 TXNS=${TXNS:-5000}
 ORDER=${ORDER:-tidemark-first}
+WORKLOAD=${WORKLOAD:-pgbench}
 TIDEMARK_BIN=${TIDEMARK_BIN:-$ROOT/build/tidemark}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-900}
 PIPELINE=bench
@@ -184,15 +185,25 @@ pgc_psql dst postgres -c "CHECKPOINT"
 
 # ---------------------------------------------------------------- 3. the backlog
 BACKLOG_START=$(pgc_psql src bench -c "SELECT pg_current_wal_lsn()")
-log "pgbench -n -c $CLIENTS -j $JOBS -t $TXNS (both consumers stopped)"
-"$PG_BIN/pgbench" -n -c "$CLIENTS" -j "$JOBS" -t "$TXNS" -h "$BENCH_DIR" -p "$(pgc_port src)" \
-    -U "$PGC_SUPERUSER" bench >"$BENCH_DIR/pgbench.log" 2>&1 || {
-    cat "$BENCH_DIR/pgbench.log"
-    die "pgbench failed"
-}
+if [ "$WORKLOAD" = bigtxn ]; then
+    # One transaction changing every account row (scale x 100,000 rows): memory must not
+    # grow with a transaction's size.
+    log "one transaction updating every pgbench_accounts row (both consumers stopped)"
+    pgc_psql src bench -c "UPDATE pgbench_accounts SET abalance = abalance + 1" \
+        >"$BENCH_DIR/pgbench.log" 2>&1 || die "the big transaction failed"
+    echo "number of transactions actually processed: 1" >>"$BENCH_DIR/pgbench.log"
+else
+    log "pgbench -n -c $CLIENTS -j $JOBS -t $TXNS (both consumers stopped)"
+    "$PG_BIN/pgbench" -n -c "$CLIENTS" -j "$JOBS" -t "$TXNS" -h "$BENCH_DIR" -p "$(pgc_port src)" \
+        -U "$PGC_SUPERUSER" bench >"$BENCH_DIR/pgbench.log" 2>&1 || {
+        cat "$BENCH_DIR/pgbench.log"
+        die "pgbench failed"
+    }
+fi
 BACKLOG_END=$(pgc_psql src bench -c "SELECT pg_current_wal_lsn()")
 BACKLOG_TXNS=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$BENCH_DIR/pgbench.log")
 PGBENCH_TPS=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$BENCH_DIR/pgbench.log" | head -1)
+PGBENCH_TPS=${PGBENCH_TPS:-0}
 BACKLOG_BYTES=$(pgc_psql src bench -c "SELECT pg_wal_lsn_diff('$BACKLOG_END', '$BACKLOG_START')::bigint")
 HISTORY_COUNT=$(pgc_psql src bench -c "SELECT count(*) FROM public.pgbench_history")
 ACCOUNTS_DIGEST=$("$PY" "$TIMER" digests "$SRC" pgbench_accounts | awk '{print $2}')

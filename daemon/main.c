@@ -23,6 +23,11 @@ static const Command commands[] = {
     {"verify", "prove the target matches the source row by row, even while streaming", cmd_verify},
     {"dead-letter", "list or replay the rows a mapping could not transform", cmd_dead_letter},
     {"resume", "lift the halt a divergence put on the pipeline, after a repair", cmd_resume},
+    {"preflight", "check both sides before a migration: every problem at once", cmd_preflight},
+    {"cutover", "switch the application to the target, nothing lost (fallback kept)", cmd_cutover},
+    {"rollback", "switch back to the source after a cutover, nothing lost", cmd_rollback},
+    {"teardown", "drop the pipeline's slots, publications and state", cmd_teardown},
+    {"runbook", "write the migration runbook from the config and recorded runs", cmd_runbook},
     /* further commands register here */
 };
 

@@ -751,8 +751,11 @@ static void stream_started(Pipeline *p, Lsn start)
 static void start_run(OffloadJob *j)
 {
     StartJob *s = (StartJob *)j;
+    int rc = stream_open(s->p->repl, s->start);
 
-    offload_result(j, stream_open(s->p->repl, s->start));
+    if (rc == -ENOENT) /* the slot is gone: switched over, or lost */
+        rc = pipeline_slot_gone(s->p->cfg);
+    offload_result(j, rc);
 }
 
 static void start_stream(Pipeline *p);
@@ -769,7 +772,14 @@ static void start_done(OffloadJob *j)
     if (cancelled)
         return;
     p->stream_starting = false;
-    if (rc == TM_EDIVERGED) { /* the slot is past the target: retrying cannot help */
+    if (rc == -ESHUTDOWN) { /* a cutover or rollback switched the pipeline over */
+        log_notice("%s", tm_error());
+        notify_stopping();
+        ev_break(p->loop, EVBREAK_ALL);
+        return;
+    }
+    /* the slot is past the target, or gone: retrying cannot help */
+    if (rc == TM_EDIVERGED || rc == -ENOENT) {
         pipeline_fail(p, rc);
         return;
     }

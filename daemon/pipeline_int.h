@@ -152,6 +152,14 @@ int pipeline_setup(Pipeline *p, Lsn *start);
 /* schema: copy — whether post-data is still to restore after the copies. */
 int pipeline_schema_pending(Pipeline *p, bool *pending);
 
+/*
+ * The slot vanished (err -ENOENT from the stream start): -ESHUTDOWN when a
+ * cutover or rollback switched this pipeline over (the daemon stops cleanly),
+ * else -ENOENT saying the changes after the watermark cannot be streamed.
+ * Blocking: a worker's job.
+ */
+int pipeline_slot_gone(const Config *cfg);
+
 /* pipeline_fk.c: schema: copy — foreign keys created NOT VALID now (once
  * post-data is restored), validated once every table has caught up. */
 typedef struct FkJob FkJob;

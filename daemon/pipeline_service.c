@@ -481,7 +481,9 @@ static void reload_run(OffloadJob *j)
         rc = catalog_check_identity(&r->tabs);
     if (rc == 0)
         r->same = same_tables(&r->tabs, &p->tabs);
-    for (size_t i = 0; rc == 0 && !r->same && i < r->tabs.n; i++)
+    if (rc == 0 && !r->same && p->sink->ops->check_tables)
+        rc = p->sink->ops->check_tables(p->sink, &r->tabs, false);
+    for (size_t i = 0; rc == 0 && !r->same && !p->sink->ops->check_tables && i < r->tabs.n; i++)
         rc = p->sink->ops->check_table(p->sink, &r->tabs.t[i], false);
     if (rc == 0 && !r->same)
         rc = catalog_sync_publication(p->monitor, p->cfg->source.publication, &r->tabs, NULL);

@@ -75,6 +75,8 @@ static int lookup_idle_slot(Pipeline *p, PGconn *src, bool *exists, Lsn *confirm
 
 static int check_tables(Pipeline *p, bool require_empty)
 {
+    if (p->sink->ops->check_tables)
+        return p->sink->ops->check_tables(p->sink, &p->tabs, require_empty);
     for (size_t i = 0; i < p->tabs.n; i++) {
         const TableDef *t = &p->tabs.t[i];
 
@@ -306,4 +308,35 @@ int pipeline_setup(Pipeline *p, Lsn *start)
         rc = found ? resume_start(p, src, start) : first_start(p, src, start);
     PQfinish(src);
     return rc;
+}
+
+int pipeline_slot_gone(const Config *cfg)
+{
+    const char *params[1] = {cfg->pipeline};
+    PGconn *dst = NULL;
+    PGresult *res = NULL;
+    bool switched = false;
+
+    if (strcmp(cfg->target.type, "postgres") == 0 &&
+        pgconn_open(&cfg->target.conn, PGCONN_NORMAL, "target", &dst) == 0 &&
+        pgconn_query(dst,
+                     "SELECT value FROM tidemark.pipeline_state WHERE pipeline = $1 AND"
+                     " key = 'switched'",
+                     1, params, &res) == 0)
+        switched = PQntuples(res) == 1;
+    if (switched)
+        tm_fail(-ESHUTDOWN,
+                "pipeline %s was switched over (%s) and its slot %s dropped: stopping (the"
+                " other direction runs now, docs/CUTOVER.md)",
+                cfg->pipeline, PQgetvalue(res, 0, 0), cfg->source.slot);
+    PQclear(res);
+    if (dst)
+        PQfinish(dst);
+    if (switched)
+        return -ESHUTDOWN;
+    return tm_fail(-ENOENT,
+                   "slot %s no longer exists on the source: the changes after the target's"
+                   " watermark cannot be streamed without loss. Start the pipeline over (empty"
+                   " the target tables, `tidemark teardown`, start it)",
+                   cfg->source.slot);
 }

@@ -55,6 +55,8 @@ typedef struct SinkOps {
     int (*table_state)(Sink *s, const TableDef *t, bool *synced, Lsn *sync_lsn);
     /* Checks t can receive rows (exists; with require_empty, holds none). */
     int (*check_table)(Sink *s, const TableDef *t, bool require_empty);
+    /* Optional: check_table for every table of tabs, cheaper than one by one. */
+    int (*check_tables)(Sink *s, const TableSet *tabs, bool require_empty);
     /* Enters streaming mode: durable() starts at lsn. */
     int (*start)(Sink *s, Lsn lsn);
 

@@ -397,3 +397,43 @@ void catalog_matviews_free(CatalogMatview *m, size_t n)
     }
     free(m);
 }
+
+int catalog_schema_matviews(PGconn *conn, const TableSet *tabs, TableName **out, size_t *n)
+{
+    Buf schemas = BUF_INIT;
+    const char *params[1];
+    PGresult *res;
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    /* A text array literal of the schema names, each element quoted. */
+    buf_putc(&schemas, '{');
+    for (size_t i = 0; i < tabs->n; i++) {
+        buf_puts(&schemas, i ? ",\"" : "\"");
+        for (const char *p = tabs->t[i].schema; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                buf_putc(&schemas, '\\');
+            buf_putc(&schemas, *p);
+        }
+        buf_putc(&schemas, '"');
+    }
+    buf_putc(&schemas, '}');
+    params[0] = buf_cstr(&schemas);
+    rc = pgconn_query(conn,
+                      "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n"
+                      " ON n.oid = c.relnamespace WHERE c.relkind = 'm'"
+                      " AND n.nspname = ANY ($1::text[]) ORDER BY c.oid",
+                      1, params, &res);
+    buf_release(&schemas);
+    if (rc < 0)
+        return tm_fail_ctx(rc, "listing materialized views");
+    *out = xcalloc((size_t)PQntuples(res) + 1, sizeof(TableName));
+    for (int i = 0; i < PQntuples(res); i++) {
+        (*out)[i].schema = xstrdup(PQgetvalue(res, i, 0));
+        (*out)[i].name = xstrdup(PQgetvalue(res, i, 1));
+    }
+    *n = (size_t)PQntuples(res);
+    PQclear(res);
+    return 0;
+}

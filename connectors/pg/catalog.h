@@ -48,4 +48,13 @@ typedef struct CatalogMatview {
 int catalog_matviews(PGconn *src, const TableSet *tabs, CatalogMatview **out, size_t *n);
 void catalog_matviews_free(CatalogMatview *m, size_t n);
 
+/*
+ * Every materialized view of the schemas that hold tabs, in creation order
+ * (a view built on another one comes after it), as names to quote: what
+ * cutover refreshes on the new side (catalog_matviews above is the profile's
+ * view of which ones the tables feed). *out holds *n entries whose schema
+ * and name are malloc'd, as is the array.
+ */
+int catalog_schema_matviews(PGconn *conn, const TableSet *tabs, TableName **out, size_t *n);
+
 #endif

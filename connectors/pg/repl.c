@@ -261,7 +261,9 @@ static int check_not_confirmed_past(ReplConn *rc, Lsn start)
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         err = tm_fail(-EIO, "looking up slot %s: %s", rc->cfg->source.slot,
                       pgconn_errmsg(rc->conn, res));
-    else if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+    else if (PQntuples(res) == 0)
+        err = tm_fail(-ENOENT, "slot %s does not exist on the source", rc->cfg->source.slot);
+    else if (!PQgetisnull(res, 0, 0))
         err = lsn_parse(PQgetvalue(res, 0, 0), &confirmed);
     PQclear(res);
     if (err == 0 && confirmed > start)

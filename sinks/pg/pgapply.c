@@ -171,6 +171,8 @@ void pgapply_stmt_name(PgSink *s, char *out, size_t len)
     snprintf(out, len, "tm_s%lu", ++s->stmt_seq);
 }
 
+#define FLUSH_REQUEST_BYTES (1024u * 1024)
+
 int pgapply_send_stmt(PgSink *s, const char *name, size_t nparams, char op, long expect,
                       const char *table, Lsn lsn, const char *key, size_t nchanges)
 {
@@ -187,6 +189,16 @@ int pgapply_send_stmt(PgSink *s, const char *name, size_t nparams, char op, long
     s->inflight_bytes += p->bytes;
     snprintf(p->table, sizeof(p->table), "%s", table);
     s->batch_changes += nchanges;
+    /* The server holds its results until a Sync or a full output buffer:
+     * inside one huge transaction (no Sync for a long while) results of a
+     * few large statements would never come back, and the backpressure
+     * that waits for them would wait forever. Ask for them now and then. */
+    s->unflushed_bytes += p->bytes + 64;
+    if (s->unflushed_bytes >= FLUSH_REQUEST_BYTES) {
+        if (!PQsendFlushRequest(s->conn))
+            return pgapply_send_failed(s, "a flush request");
+        s->unflushed_bytes = 0;
+    }
     return 0;
 }
 
@@ -384,6 +396,7 @@ static int send_sync(PgSink *s, Lsn lsn, PgTime commit_time)
 {
     if (!PQpipelineSync(s->conn))
         return pgapply_send_failed(s, "a pipeline sync");
+    s->unflushed_bytes = 0;
     Pending *p = pgapply_pend_push(s, PEND_SYNC);
     p->lsn = lsn;
     p->commit_time = commit_time;
@@ -479,8 +492,15 @@ int pgapply_idle_position(Sink *base, Lsn lsn)
 
     int rc;
 
-    if (s->own_position || s->batch_open || s->gated || lsn <= s->queued_lsn)
+    if (s->own_position || lsn <= s->queued_lsn)
         return 0;
+    if (s->batch_open || s->gated) {
+        /* Written once what was received before it is queued (gate_passed):
+         * the source will not say it again (we reported it as received). */
+        if (lsn > s->idle_pending)
+            s->idle_pending = lsn;
+        return 0;
+    }
     rc = send_watermark(s, lsn, 0, false);
     if (rc == 0)
         rc = send_sync(s, lsn, s->durable_commit_time);
@@ -609,6 +629,8 @@ static int gate_passed(PgSink *s)
     s->gated = false;
     if (rc == 0 && s->ndealloc > 0)
         rc = send_deallocs(s);
+    if (rc == 0 && !s->batch_open && s->idle_pending > s->queued_lsn)
+        rc = pgapply_idle_position(&s->base, s->idle_pending);
     return rc;
 }
 

@@ -17,9 +17,9 @@
  * many rows as the run has (one per key): a row missing on the target is a
  * divergence, found before the batch commits (pgapply.c's gate).
  *
- * Runs take only keyed relations whose target columns the session's catalog
- * knows, and only INSERTs, UPDATEs that keep the key, and DELETEs; the rest
- * goes row by row (pgrow.c) after the relation's run is sent.
+ * Runs take relations whose target columns the session's catalog knows:
+ * INSERTs, and for keyed relations UPDATEs that keep the key and DELETEs;
+ * the rest goes row by row (pgrow.c) after the relation's run is sent.
  */
 #include "sinks/pg/pgsink_int.h"
 #include "connectors/pg/pgconn.h"
@@ -32,8 +32,8 @@
 #include <string.h>
 
 #define RUN_MAX_ROWS   5000
-#define RUN_MAX_BYTES  (8u * 1024 * 1024)
-#define RUNS_MAX_BYTES (64u * 1024 * 1024)
+#define RUN_MAX_BYTES  (4u * 1024 * 1024)
+#define RUNS_MAX_BYTES (16u * 1024 * 1024)
 #define RUN_MAX_STMTS  16
 #define VALUE_NULL     UINT32_MAX
 
@@ -73,7 +73,7 @@ static bool decide(PgSink *s, RelEntry *rel, SinkRel *r)
     if (r->set_ok)
         return r->set_ok > 0;
     r->set_ok = -1;
-    if (!s->cfg->apply.set_statements || r->full || r->ncols == 0)
+    if (!s->cfg->apply.set_statements || r->ncols == 0)
         return false;
     tt = pgtarget_find(&s->tcat, rel->info.schema, rel->info.name);
     if (!tt)
@@ -509,7 +509,9 @@ int pgrun_add(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg, const Txn
         np = r->ncols;
         break;
     case CHG_UPDATE:
-        if (chg->update.old_kind) /* the key changes: row by row, in order */
+        /* The key changes, or (REPLICA IDENTITY FULL) there is none to
+         * locate rows by: row by row, in order. */
+        if (chg->update.old_kind || r->full)
             return flush_run(s, r, rel);
         kind = 'U';
         t = &chg->update.newtup;
@@ -538,6 +540,8 @@ int pgrun_add(PgSink *s, RelEntry *rel, SinkRel *r, const Change *chg, const Txn
         np += nkey;
         break;
     case CHG_DELETE:
+        if (r->full)
+            return flush_run(s, r, rel);
         kind = 'D';
         t = &chg->del.oldtup;
         shape = xmalloc(r->ncols + 1u);

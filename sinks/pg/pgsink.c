@@ -107,8 +107,10 @@ int pgsink_open_session(PgSink *s, PGconn **out)
         goto fail;
     }
     /* replica: the target's triggers and FK checks must not fire twice for
-     * what the source already validated and cascaded. */
+     * what the source already validated and cascaded. read-write: a database
+     * frozen by cutover or rollback (docs/CUTOVER.md) still takes the stream. */
     rc = pgconn_exec(conn, "SET session_replication_role = replica; SET DateStyle = ISO;"
+                           " SET default_transaction_read_only = off;"
                            " SET IntervalStyle = postgres; SET extra_float_digits = 3;"
                            " SET statement_timeout = 0; SET lock_timeout = 0;"
                            " SET idle_in_transaction_session_timeout = 0;"
@@ -142,6 +144,8 @@ static void pgsink_disconnect(PgSink *s)
     s->batch_changes = s->batch_txns = 0;
     s->gated = false;
     s->begin_pending = false;
+    s->idle_pending = LSN_INVALID;
+    s->unflushed_bytes = 0;
     pgapply_reset_session(s);
 }
 
@@ -182,24 +186,40 @@ static int pgsink_connect(Sink *base, const char *client_encoding)
     return 0;
 }
 
-/* A pipeline halted by a divergence stays halted until `tidemark resume`. */
+/*
+ * A pipeline halted by a divergence stays halted until `tidemark resume`. One
+ * that a cutover or rollback switched away from is over (the other direction
+ * runs now), and one being created by a switch may not start before it ends.
+ */
 static int check_not_halted(PgSink *s)
 {
     const char *params[1] = {s->cfg->pipeline};
     PGresult *res;
     int rc = pgconn_query(s->conn,
-                          "SELECT value, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SSOF')"
-                          " FROM tidemark.pipeline_state WHERE pipeline = $1 AND key = 'halted'",
+                          "SELECT key, value, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SSOF')"
+                          " FROM tidemark.pipeline_state WHERE pipeline = $1 AND key IN"
+                          " ('halted', 'switched', 'switching') ORDER BY key",
                           1, params, &res);
 
     if (rc < 0)
         return tm_fail_ctx(rc, "target: reading the pipeline's state");
-    if (PQntuples(res) == 1)
+    if (PQntuples(res) >= 1 && strcmp(PQgetvalue(res, 0, 0), "halted") == 0)
         rc = tm_fail(TM_EDIVERGED,
                      "pipeline %s is halted since %s: %s -- repair the target (see"
                      " docs/OPERATIONS.md, \"Divergence\"), then run `tidemark resume --config"
                      " FILE` to retry from the watermark",
-                     s->cfg->pipeline, PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 0));
+                     s->cfg->pipeline, PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 1));
+    else if (PQntuples(res) >= 1 && strcmp(PQgetvalue(res, 0, 0), "switched") == 0)
+        rc = tm_fail(-ESHUTDOWN,
+                     "pipeline %s was switched over on %s (%s): the other direction runs now"
+                     " (docs/CUTOVER.md); `tidemark rollback` or `cutover` re-creates this one",
+                     s->cfg->pipeline, PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 1));
+    else if (PQntuples(res) >= 1)
+        rc = tm_fail(-EBUSY,
+                     "pipeline %s is being created by a cutover or rollback since %s and may"
+                     " not start before it ends; if that run was killed, run it again or with"
+                     " --abort",
+                     s->cfg->pipeline, PQgetvalue(res, 0, 2));
     PQclear(res);
     return rc;
 }
@@ -438,6 +458,20 @@ static int pgsink_check_table(Sink *base, const TableDef *t, bool require_empty)
 
     if (rc == 0)
         rc = check_table_on(s, conn, t, require_empty);
+    if (conn)
+        PQfinish(conn);
+    return rc;
+}
+
+/* Every table on one session: a start or reload checks them all at once. */
+static int pgsink_check_tables(Sink *base, const TableSet *tabs, bool require_empty)
+{
+    PgSink *s = pgsink_of(base);
+    PGconn *conn = NULL;
+    int rc = pgsink_open_session(s, &conn);
+
+    for (size_t i = 0; rc == 0 && i < tabs->n; i++)
+        rc = check_table_on(s, conn, &tabs->t[i], require_empty);
     if (conn)
         PQfinish(conn);
     return rc;
@@ -870,6 +904,7 @@ static const SinkOps pgsink_ops = {
     .init_position = pgsink_init_position,
     .table_state = pgsink_table_state,
     .check_table = pgsink_check_table,
+    .check_tables = pgsink_check_tables,
     .start = pgapply_start,
     .txn_begin = pgapply_txn_begin,
     .apply = pgapply_apply,

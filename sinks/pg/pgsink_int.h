@@ -103,7 +103,9 @@ struct PgSink {
     Lsn gate_lsn;
     PgTime gate_commit_time;
     size_t inflight_bytes;
-    Lsn queued_lsn; /* highest LSN a queued batch will make durable */
+    size_t unflushed_bytes; /* sent since the last Sync or flush request */
+    Lsn idle_pending;       /* a keepalive's position to write once nothing is open */
+    Lsn queued_lsn;         /* highest LSN a queued batch will make durable */
     Lsn durable;
     PgTime durable_commit_time;
     unsigned long stmt_seq;
