@@ -417,9 +417,9 @@ static void on_rebalance(void *arg, bool assigned, const rd_kafka_topic_partitio
                                             .stored = -1,
                                             .gen = a->assign_gen};
         }
-        log_info("kafka: %d partition(s) assigned (%zu in all); reading their offsets from the"
-                 " target",
-                 parts->cnt, a->nparts);
+        log_info("kafka: %d partition(s) assigned (%s) (%zu in all); reading their offsets from"
+                 " the target",
+                 parts->cnt, kconsumer_eager(a->kc) ? "eager" : "cooperative", a->nparts);
         a->positions_after = a->nbatches ? a->batches[a->nbatches - 1].end : 0;
         a->want_positions = true;
         applier_pos_request(a);

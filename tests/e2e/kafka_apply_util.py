@@ -13,7 +13,7 @@ import confluent_kafka
 import harness
 from test_kafka import lsn_int, slot_confirmed, wait_copied
 
-SESSION = "properties: {session.timeout.ms: 6000, heartbeat.interval.ms: 500, reconnect.backoff.max.ms: 500}"
+SESSION = "properties: {session.timeout.ms: 6000, heartbeat.interval.ms: 500, reconnect.backoff.max.ms: 500%s}"
 
 
 class Applier(harness.Daemon):
@@ -40,13 +40,13 @@ def group_name(env):
 
 
 def apply_config(env, bootstrap, extra_source="", extra="", batch=500, tables=None, level="info",
-                 set_statements=True):
+                 set_statements=True, properties=""):
     lines = ["pipeline: %s" % env.pipeline,
              "source:",
              "  type: kafka",
              "  brokers: %s" % harness.yaml_quote(bootstrap),
              "  conninfo: %s" % harness.yaml_quote(env.src),
-             "  " + SESSION]
+             "  " + SESSION % ((", " + properties) if properties else "")]
     if tables is not None:
         lines.append("  tables: [%s]" % ", ".join(harness.yaml_quote(t) for t in tables))
     lines += ["  " + line for line in extra_source.strip().splitlines()]

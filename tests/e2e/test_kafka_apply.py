@@ -15,7 +15,7 @@ import pytest
 
 import harness
 from kafka_apply_util import apply_config, start_appliers, stored_offsets, wait_applied, group_name
-from test_kafka import KafkaMock, kafka_config, lsn_int, read_topic, wait_copied
+from test_kafka import KafkaMock, kafka_config, lsn_int, read_topic, slot_confirmed, wait_copied
 from test_kafka_debezium import DDL, MODES, insert
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
@@ -267,6 +267,87 @@ def test_apply_idle_member_does_not_hold_up_a_rebalance(env, kafka3):
     env.assert_tables_equal("kv")
     assert_history_exact(env)
     for a in idle:
+        a.stop()
+    prod.stop()
+
+
+def test_apply_starts_at_the_targets_offsets_not_kafkas(env, kafka3):
+    """The group's committed offsets in Kafka are advisory: set one partition's far ahead
+    (starting there would skip changes) and the other's back to 0 (starting there would
+    read everything again), and a restarted applier still begins each partition exactly
+    at the offset tidemark.kafka_offsets holds: nothing skipped, nothing read twice."""
+    env.src_sql(KV_DDL)
+    env.dst_sql(KV_DDL + ";" + HISTORY_DDL)
+    topic = "%s.public.kv" % env.pipeline
+    kafka3.command("topic %s 2" % topic)
+    env.src_sql("INSERT INTO kv SELECT g, 0, txid_current(), 'x' FROM generate_series(1, 40) g")
+    prod = env.daemon(config_text=kafka_config(env, kafka3.bootstrap))
+    wait_copied(env, prod, ["kv"])
+    (a,) = start_appliers(env, kafka3.bootstrap, 1, set_statements=False)
+    wait_applied(env, kafka3.bootstrap, prod, [a], ["public.kv"])
+    a.stop()
+    stored = stored_offsets(env)
+    for i in range(20):
+        env.src_sql("UPDATE kv SET v = v + 1, src_txid = txid_current() WHERE k %% 5 = %s", (i % 5,))
+    wait_copied(env, prod, ["kv"])
+    target = lsn_int(harness.current_wal_lsn(env.src))
+    harness.wait_for(lambda: slot_confirmed(env) >= target, 60, "the producer to deliver", 0.1)
+    # a member of the group commits them (the mock refuses commits from outside the group)
+    c = confluent_kafka.Consumer({"bootstrap.servers": kafka3.bootstrap, "group.id": group_name(env),
+                                  "enable.auto.commit": False, "log_level": 3,
+                                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    try:
+        c.subscribe([topic])
+        harness.wait_for(lambda: c.poll(0.2) is None and len(c.assignment()) == 2, 60,
+                         "the test consumer's assignment", 0)
+        c.commit(offsets=[confluent_kafka.TopicPartition(topic, 0, stored[(topic, 0)] + 1000),
+                          confluent_kafka.TopicPartition(topic, 1, 0)], asynchronous=False)
+        got = {(tp.topic, tp.partition): tp.offset for tp in c.committed(
+            [confluent_kafka.TopicPartition(topic, 0), confluent_kafka.TopicPartition(topic, 1)], timeout=10)}
+    finally:
+        c.close()
+    assert got == {(topic, 0): stored[(topic, 0)] + 1000, (topic, 1): 0}, got
+    a.start()
+    wait_applied(env, kafka3.bootstrap, prod, [a], ["public.kv"])
+    env.assert_tables_equal("kv")
+    assert_history_exact(env)
+    a.stop()
+    assert "(0 resends skipped" in a.log(), a.log_tail()  # nothing before the stored offsets read
+    prod.stop()
+
+
+def test_apply_cooperative_rebalances(env, kafka3):
+    """The cooperative protocol (partition.assignment.strategy: cooperative-sticky): members
+    join, one is killed (-9) and comes back, one leaves, while changes stream; partitions
+    move incrementally and each starts at the target's offset: the target equals the source
+    and every key's history is exact."""
+    env.src_sql(KV_DDL)
+    env.dst_sql(KV_DDL + ";" + HISTORY_DDL)
+    topic = "%s.public.kv" % env.pipeline
+    kafka3.command("topic %s 6" % topic)
+    env.src_sql("INSERT INTO kv SELECT g, 0, txid_current(), 'x' FROM generate_series(1, 200) g")
+    prod = env.daemon(config_text=kafka_config(env, kafka3.bootstrap))
+    wait_copied(env, prod, ["kv"])
+    coop = "partition.assignment.strategy: cooperative-sticky"
+    appliers = start_appliers(env, kafka3.bootstrap, 2, batch=50, set_statements=False, properties=coop)
+    work = KvWorkload(env.src, 200, 600, seed=21)
+    work.start()
+    harness.wait_for(lambda: work.done >= 100, 60, "the workload to start", 0.1)
+    appliers += start_appliers(env, kafka3.bootstrap, 1, batch=50, set_statements=False, properties=coop)
+    harness.wait_for(lambda: work.done >= 250, 60, "more of the workload", 0.1)
+    appliers[0].kill9()
+    harness.wait_for(lambda: work.done >= 350, 60, "more of the workload", 0.1)
+    appliers[0].start()
+    harness.wait_for(lambda: work.done >= 450, 60, "more of the workload", 0.1)
+    appliers[1].stop()
+    work.join(120)
+    assert not work.is_alive() and work.error is None, work.error
+    live = [appliers[0], appliers[2]]
+    wait_applied(env, kafka3.bootstrap, prod, live, ["public.kv"])
+    env.assert_tables_equal("kv")
+    assert_history_exact(env)
+    assert "assigned (cooperative)" in appliers[2].log(), appliers[2].log_tail()
+    for a in live:
         a.stop()
     prod.stop()
 
