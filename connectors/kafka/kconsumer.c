@@ -82,7 +82,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         log_warn("kafka: rebalance failed (%s): dropping the assignment", rd_kafka_err2str(err));
     kc->fn(kc->arg, false, parts, lost);
     if (cooperative(rk) && err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-        /* only what was assigned: a partition still waiting for its offsets was not */
+        /* Only what was assigned: a partition still waiting for its offsets was not. The
+         * call is made even when that is nothing, or the group (and a close) waits for it. */
         rd_kafka_topic_partition_list_t *now = NULL, *drop;
 
         rd_kafka_assignment(rk, &now);
@@ -92,8 +93,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                                    parts->elems[i].partition))
                 rd_kafka_topic_partition_list_add(drop, parts->elems[i].topic,
                                                   parts->elems[i].partition);
-        if (drop->cnt)
-            e = rd_kafka_incremental_unassign(rk, drop);
+        e = rd_kafka_incremental_unassign(rk, drop);
         rd_kafka_topic_partition_list_destroy(drop);
         if (now)
             rd_kafka_topic_partition_list_destroy(now);

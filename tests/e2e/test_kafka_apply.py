@@ -4,8 +4,10 @@ PostgreSQL target, compared with the source row by row."""
 
 import collections
 import json
+import os
 import random
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -189,10 +191,17 @@ def test_apply_exactly_once_under_kills_rebalances_and_broker_restarts(env):
             env, mock.bootstrap, target_extra="properties: {reconnect.backoff.max.ms: 500}"))
         wait_copied(env, prod, ["kv"])  # so every key's history starts at 0
         appliers = start_appliers(env, mock.bootstrap, 3, batch=200)
-        work = KvWorkload(env.src, 600, 3000, seed=16)
+        # CI runs one round (the short campaign); TIDEMARK_APPLY_CAMPAIGN_ROUNDS=N runs N, with
+        # a workload N times as long and a seed of its own per round
+        rounds = int(os.environ.get("TIDEMARK_APPLY_CAMPAIGN_ROUNDS", "1"))
+        work = KvWorkload(env.src, 600, 3000 * rounds, seed=16)
         work.start()
         rng = random.Random(1616)
         actions = ["kill", "producer", "leave", "broker", "kill", "pause", "kill", "broker", "kill"]
+        for r in range(1, rounds):
+            more = list(actions[:9])
+            random.Random(1616 + r).shuffle(more)
+            actions += more
         for act in actions:
             time.sleep(rng.uniform(1.0, 2.5))
             if act == "kill":
@@ -223,7 +232,7 @@ def test_apply_exactly_once_under_kills_rebalances_and_broker_restarts(env):
                 prod.start()
             for a in appliers:
                 a.check_alive()
-        work.join(120)
+        work.join(120 * rounds)
         assert not work.is_alive() and work.error is None, work.error
         wait_applied(env, mock.bootstrap, prod, appliers, ["public.kv"], timeout=150)
         env.assert_tables_equal("kv")
@@ -349,6 +358,44 @@ def test_apply_cooperative_rebalances(env, kafka3):
     assert "assigned (cooperative)" in appliers[2].log(), appliers[2].log_tail()
     for a in live:
         a.stop()
+    prod.stop()
+
+
+def last_log(daemon):
+    with open(daemon.logs[-1], "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+def test_apply_stops_while_its_offsets_are_being_read(env, kafka3, strategy):
+    """SIGTERM while the applier still waits for its partitions' offsets from the target (so
+    it has not taken them from the group yet): it leaves the group and exits 0, with either
+    protocol, and a restart goes on exactly from the stored offsets."""
+    env.src_sql(KV_DDL)
+    env.dst_sql(KV_DDL + ";" + HISTORY_DDL)
+    kafka3.command("topic %s.public.kv 2" % env.pipeline)
+    env.src_sql("INSERT INTO kv SELECT g, 0, txid_current(), 'x' FROM generate_series(1, 20) g")
+    prod = env.daemon(config_text=kafka_config(env, kafka3.bootstrap))
+    wait_copied(env, prod, ["kv"])
+    (a,) = start_appliers(env, kafka3.bootstrap, 1, set_statements=False,
+                          properties="partition.assignment.strategy: " + strategy)
+    wait_applied(env, kafka3.bootstrap, prod, [a], ["public.kv"])
+    a.stop()
+    with psycopg.connect(env.dst) as lock:
+        # the offsets cannot be read while this is held
+        lock.execute("LOCK TABLE tidemark.kafka_offsets IN ACCESS EXCLUSIVE MODE")
+        a.start()
+        harness.wait_for(lambda: "partition(s) assigned" in last_log(a), 60, "the assignment", 0.05)
+        a.proc.send_signal(signal.SIGTERM)
+        harness.wait_for(lambda: "received Terminated" in last_log(a), 60, "the signal", 0.05)
+        lock.rollback()
+    assert a.wait_exit(30) == 0, a.log_tail()
+    env.src_sql("UPDATE kv SET v = v + 1, src_txid = txid_current()")
+    a.start()
+    wait_applied(env, kafka3.bootstrap, prod, [a], ["public.kv"])
+    env.assert_tables_equal("kv")
+    assert_history_exact(env)
+    a.stop()
     prod.stop()
 
 
