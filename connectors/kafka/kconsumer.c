@@ -61,9 +61,18 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         if (kc->closing) {
-            /* leaving: take nothing (the group reassigns them once we are gone) */
-            if (!cooperative(rk))
+            /* Leaving: take nothing (the group reassigns them once we are gone), but
+             * answer, or the close waits for the call. */
+            if (cooperative(rk)) {
+                rd_kafka_topic_partition_list_t *none = rd_kafka_topic_partition_list_new(1);
+
+                e = rd_kafka_incremental_assign(rk, none);
+                rd_kafka_topic_partition_list_destroy(none);
+                if (e)
+                    rd_kafka_error_destroy(e);
+            } else {
                 rd_kafka_assign(rk, NULL);
+            }
             return;
         }
         if (parts->cnt == 0) {
