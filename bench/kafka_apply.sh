@@ -19,7 +19,7 @@
 #   4. summary: messages/s per N and the ratios to N=1.
 # Results and method: docs/BENCHMARKS.md ("Kafka appliers"), docs/SCALE.md.
 #
-# Environment: SCALE (2), CLIENTS (4), TXNS per client (5000), PARTITIONS (16), APPLIERS
+# Environment: SCALE (2), CLIENTS (4), TXNS per client (5000), PARTITIONS (32), APPLIERS
 # ("1 2 4"), BATCH (apply.batch_max_changes, 10000), TIDEMARK_BIN (build/tidemark), KAFKA_MOCK,
 # APPLY_TIMEOUT seconds (600), PG_BIN, KEEP=1 keeps the directory (and the clusters running),
 # LOG_DIR=DIR copies the logs there at the end. Runs as root or not.
@@ -32,7 +32,7 @@ PY=/usr/bin/python3
 SCALE=${SCALE:-2}
 CLIENTS=${CLIENTS:-4}
 TXNS=${TXNS:-5000}
-PARTITIONS=${PARTITIONS:-16}
+PARTITIONS=${PARTITIONS:-32}
 APPLIERS=${APPLIERS:-"1 2 4"}
 BATCH=${BATCH:-10000}
 TIDEMARK_BIN=${TIDEMARK_BIN:-$ROOT/build/tidemark}
