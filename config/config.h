@@ -29,9 +29,9 @@ typedef struct Config {
     struct {
         char *type; /* "postgres", or "kafka": tidemark's topics, read by `tidemark apply` */
         ConfigEndpoint conn; /* kafka: optional, the database the topics come from (verify) */
-        char *slot;        /* default tidemark_<pipeline> */
-        char *publication; /* default tidemark_<pipeline> */
-        size_t ntables;    /* 0: all tables of schema public */
+        char *slot;          /* default tidemark_<pipeline> */
+        char *publication;   /* default tidemark_<pipeline> */
+        size_t ntables;      /* 0: all tables of schema public */
         TableName *tables;
         struct {
             char *brokers;      /* bootstrap.servers */

@@ -109,7 +109,7 @@ struct PgSink {
     Lsn durable;
     PgTime durable_commit_time;
     unsigned long stmt_seq;
-    bool dl_prepared; /* tm_dl (dead-letter INSERT) prepared in this session */
+    bool dl_prepared;  /* tm_dl (dead-letter INSERT) prepared in this session */
     bool own_position; /* the caller writes its position per batch: no watermark */
     /* per-call scratch for parameter values */
     Buf scratch;
