@@ -91,6 +91,9 @@ struct KeyDesc {
 static int check_readable_file(const Loader *ld, const Node *node, const char *path);
 static int check_tables(const Loader *ld, const Node *node, const char *path);
 static int check_topic_template(const Loader *ld, const Node *node, const char *path);
+static int check_source_type(const Loader *ld, const Node *node, const char *path);
+static int node_fail(const Loader *ld, const Node *n, const char *fmt, ...) TM_PRINTF(3, 4);
+static int check_topic_names(const Loader *ld, const Node *node, const char *path);
 static int check_verify_rules(const Loader *ld, const Node *node, const char *path);
 static int check_verify_fks(const Loader *ld, const Node *node, const char *path);
 static int check_verify_spots(const Loader *ld, const Node *node, const char *path);
@@ -106,8 +109,36 @@ static const char *const undeliverable_modes[] = {"stop", "dead_letter", NULL};
 static const char *const log_levels[] = {"error", "warning", "notice", "info", "debug", NULL};
 static const char *const log_formats[] = {"auto", "text", "json", "journal", NULL};
 
+static const char *const source_types[] = {"postgres", "kafka", NULL};
+
+/* Keys of source that only a Kafka source (tidemark apply) reads. */
+static const char *const kafka_source_only[] = {
+    "brokers",
+    "group",
+    "topic_prefix",
+    "topics",
+    "properties",
+    "decimal.handling.mode",
+    "time.precision.mode",
+    "binary.handling.mode",
+    "interval.handling.mode",
+    "hstore.handling.mode",
+    "money.fraction.digits",
+    "include.unknown.datatypes",
+    NULL,
+};
+
 static const KeyDesc source_keys[] = {
-    {.name = "conninfo", .type = KT_STRING, .required = true},
+    /* first: conninfo's required_if and the checks below read it */
+    {.name = "type",
+     .type = KT_STRING,
+     .def = "\"postgres\"",
+     .one_of = source_types,
+     .check = check_source_type},
+    {.name = "conninfo",
+     .type = KT_STRING,
+     .required_if_key = "type",
+     .required_if_value = "postgres"},
     {.name = "password_file", .type = KT_STRING, .check = check_readable_file},
     {.name = "slot",
      .type = KT_STRING,
@@ -116,6 +147,31 @@ static const KeyDesc source_keys[] = {
      .pattern_hint = "use 1 to 63 lower-case letters, digits or underscores"},
     {.name = "publication", .type = KT_STRING, .def = "\"tidemark_{pipeline}\""},
     {.name = "tables", .type = KT_STRLIST, .def = "[]", .check = check_tables},
+    /* type: kafka — tidemark's topics read by `tidemark apply` (docs/SCALE.md) */
+    {.name = "brokers", .type = KT_STRING, .required_if_key = "type", .required_if_value = "kafka"},
+    {.name = "group",
+     .type = KT_STRING,
+     .def = "\"tidemark-{pipeline}\"",
+     .pattern = "^[A-Za-z0-9._-]{1,249}$",
+     .pattern_hint = "use 1 to 249 letters, digits, '.', '_' or '-'"},
+    {.name = "topic_prefix", .type = KT_STRING, .def = "\"{pipeline}\""},
+    /* empty: every topic named <topic_prefix>.<schema>.<table> */
+    {.name = "topics", .type = KT_STRLIST, .def = "[]", .check = check_topic_names},
+    {.name = "properties", .type = KT_STRMAP, .def = "{}"},
+    /* the converter settings the producing pipeline used (target.* there) */
+    {.name = "decimal.handling.mode",
+     .type = KT_STRING,
+     .def = "\"precise\"",
+     .one_of = decimal_modes},
+    {.name = "time.precision.mode", .type = KT_STRING, .def = "\"adaptive\"", .one_of = time_modes},
+    {.name = "binary.handling.mode", .type = KT_STRING, .def = "\"bytes\"", .one_of = binary_modes},
+    {.name = "interval.handling.mode",
+     .type = KT_STRING,
+     .def = "\"numeric\"",
+     .one_of = interval_modes},
+    {.name = "hstore.handling.mode", .type = KT_STRING, .def = "\"json\"", .one_of = hstore_modes},
+    {.name = "money.fraction.digits", .type = KT_INT, .def = "2", .min = 0, .max = 18},
+    {.name = "include.unknown.datatypes", .type = KT_BOOL, .def = "false"},
     {.name = NULL},
 };
 
@@ -1137,6 +1193,74 @@ static int check_topic_template(const Loader *ld, const Node *node, const char *
     return 0;
 }
 
+/*
+ * source.type: a Kafka source is read by `tidemark apply` into a PostgreSQL
+ * target; the Kafka-only keys mean nothing to a PostgreSQL source, so
+ * writing them there is a mistake worth naming.
+ */
+static int check_source_type(const Loader *ld, const Node *node, const char *path)
+{
+    const Node *src = node->parent, *root = src ? src->parent : NULL;
+    bool kafka = strcmp(json_string_value(node->json), "kafka") == 0;
+
+    if (!kafka) {
+        for (const char *const *k = kafka_source_only; *k; k++) {
+            const Node *kid = node_kid(src, *k);
+
+            if (kid) {
+                char *kp = node_path(kid);
+                int rc = fail_at(ld, kid->key_at, kp,
+                                 "only a Kafka source has it (source.type:"
+                                 " kafka, read by `tidemark apply`)");
+
+                free(kp);
+                return rc;
+            }
+        }
+        return 0;
+    }
+    const Node *tgt = root ? node_kid(root, "target") : NULL;
+    const Node *ttype = tgt ? node_kid(tgt, "type") : NULL;
+
+    if (ttype && json_is_string(ttype->json) &&
+        strcmp(json_string_value(ttype->json), "postgres") != 0) {
+        char *tp = node_path(ttype);
+        int rc = fail_at(ld, ttype->at, tp,
+                         "a Kafka source (source.type: kafka) is applied to a PostgreSQL target"
+                         " only");
+
+        free(tp);
+        return rc;
+    }
+    (void)path;
+    return 0;
+}
+
+/* Topic names as Kafka allows them: 1 to 249 of a-z A-Z 0-9 . _ - */
+static int check_topic_names(const Loader *ld, const Node *node, const char *path)
+{
+    (void)path;
+    for (size_t i = 0; i < node->nkids; i++) {
+        const char *t = json_string_value(node->kids[i]->json);
+        size_t n = strlen(t);
+        bool ok = n >= 1 && n <= 249 && strcmp(t, ".") != 0 && strcmp(t, "..") != 0;
+
+        for (size_t k = 0; ok && k < n; k++)
+            ok = (t[k] >= 'a' && t[k] <= 'z') || (t[k] >= 'A' && t[k] <= 'Z') ||
+                 (t[k] >= '0' && t[k] <= '9') || t[k] == '.' || t[k] == '_' || t[k] == '-';
+        if (!ok)
+            return node_fail(ld, node->kids[i],
+                             "\"%s\" is not a Kafka topic name (1 to 249 letters, digits, '.',"
+                             " '_' or '-')",
+                             t);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(json_string_value(node->kids[j]->json), t) == 0)
+                return node_fail(ld, node->kids[i], "topic %s is listed twice (first at line %d)",
+                                 t, node->kids[j]->at.line);
+    }
+    return 0;
+}
+
 /* ---- verify: nested shapes ---------------------------------------------- */
 
 static int node_fail(const Loader *ld, const Node *n, const char *fmt, ...) TM_PRINTF(3, 4);
@@ -1481,6 +1605,38 @@ static void fill_kafka(Config *cfg, const json_t *tgt)
     }
 }
 
+/* The keys and values of a KT_STRMAP (properties), as strings. */
+static void fill_props(const json_t *props, size_t *n, char ***keys, char ***values)
+{
+    const char *key;
+    const json_t *v;
+    size_t i = 0;
+
+    *n = json_object_size(props);
+    *keys = xcalloc(*n + 1, sizeof(char *));
+    *values = xcalloc(*n + 1, sizeof(char *));
+    json_object_foreach((json_t *)props, key, v)
+    {
+        (*keys)[i] = xstrdup(key);
+        (*values)[i++] = scalar_str(v);
+    }
+}
+
+static void fill_kafka_source(Config *cfg, const json_t *src)
+{
+    const json_t *topics = json_object_get(src, "topics");
+
+    cfg->source.kafka.brokers = opt_str(src, "brokers");
+    cfg->source.kafka.group = opt_str(src, "group");
+    cfg->source.kafka.topic_prefix = opt_str(src, "topic_prefix");
+    cfg->source.kafka.ntopics = json_array_size(topics);
+    cfg->source.kafka.topics = xcalloc(cfg->source.kafka.ntopics + 1, sizeof(char *));
+    for (size_t i = 0; i < cfg->source.kafka.ntopics; i++)
+        cfg->source.kafka.topics[i] = xstrdup(json_string_value(json_array_get(topics, i)));
+    fill_props(json_object_get(src, "properties"), &cfg->source.kafka.nproperties,
+               &cfg->source.kafka.prop_keys, &cfg->source.kafka.prop_values);
+}
+
 static void fill_endpoint(ConfigEndpoint *ep, const json_t *obj)
 {
     ep->conninfo = opt_str(obj, "conninfo");
@@ -1499,7 +1655,9 @@ static Config *config_from_tree(const char *name, json_t *tree)
 
     cfg->path = xstrdup(name);
     cfg->pipeline = opt_str(tree, "pipeline");
+    cfg->source.type = opt_str(src, "type");
     fill_endpoint(&cfg->source.conn, src);
+    fill_kafka_source(cfg, src);
     cfg->source.slot = opt_str(src, "slot");
     cfg->source.publication = opt_str(src, "publication");
     cfg->source.ntables = json_array_size(tables);
@@ -1589,6 +1747,19 @@ void config_free(Config *cfg)
         return;
     free(cfg->path);
     free(cfg->pipeline);
+    free(cfg->source.type);
+    free(cfg->source.kafka.brokers);
+    free(cfg->source.kafka.group);
+    free(cfg->source.kafka.topic_prefix);
+    for (size_t i = 0; i < cfg->source.kafka.ntopics; i++)
+        free(cfg->source.kafka.topics[i]);
+    free(cfg->source.kafka.topics);
+    for (size_t i = 0; i < cfg->source.kafka.nproperties; i++) {
+        free(cfg->source.kafka.prop_keys[i]);
+        free(cfg->source.kafka.prop_values[i]);
+    }
+    free(cfg->source.kafka.prop_keys);
+    free(cfg->source.kafka.prop_values);
     free(cfg->source.conn.conninfo);
     free(cfg->source.conn.password_file);
     free(cfg->source.slot);
@@ -1629,6 +1800,11 @@ int config_connect_params(const ConfigEndpoint *ep, const char **keys, const cha
     int need = ep->password_file ? 3 : 2;
     int n = 0;
 
+    if (!ep->conninfo)
+        return tm_fail(-EINVAL, "no PostgreSQL conninfo is configured for this connection (a Kafka"
+                                " source or target has none; for `tidemark verify` of a Kafka"
+                                " source, set source.conninfo to the database the topics come"
+                                " from)");
     if (max < need)
         return tm_fail(-ENOSPC, "connection parameters need %d slots, only %d given", need, max);
     keys[n] = "dbname";

@@ -27,11 +27,22 @@ typedef struct Config {
     char *path;
     char *pipeline;
     struct {
-        ConfigEndpoint conn;
-        char *slot;        /* default tidemark_<pipeline> */
-        char *publication; /* default tidemark_<pipeline> */
-        size_t ntables;    /* 0: all tables of schema public */
+        char *type; /* "postgres", or "kafka": tidemark's topics, read by `tidemark apply` */
+        ConfigEndpoint conn; /* kafka: optional, the database the topics come from (verify) */
+        char *slot;          /* default tidemark_<pipeline> */
+        char *publication;   /* default tidemark_<pipeline> */
+        size_t ntables;      /* 0: all tables of schema public */
         TableName *tables;
+        struct {
+            char *brokers;      /* bootstrap.servers */
+            char *group;        /* consumer group; default tidemark-<pipeline> */
+            char *topic_prefix; /* default: the pipeline name */
+            size_t ntopics;     /* 0: every topic named <topic_prefix>.* */
+            char **topics;
+            size_t nproperties; /* extra librdkafka consumer settings */
+            char **prop_keys;
+            char **prop_values;
+        } kafka;
     } source;
     struct {
         char *type; /* "postgres" or "kafka" */

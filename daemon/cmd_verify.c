@@ -8,6 +8,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "daemon/applier.h"
 #include "daemon/cmd_util.h"
 #include "daemon/commands.h"
 #include "migration/verify.h"
@@ -178,6 +179,8 @@ int cmd_verify(int argc, char **argv)
     }
     log_init(LOG_FMT_TEXT, level);
     log_set_pipeline(cfg->pipeline);
+    if (strcmp(cfg->source.type, "kafka") == 0)
+        vo.wait_target = applier_verify_wait; /* a target fed through Kafka */
     rc = verify_run(cfg, &vo, &report);
     if (rc < 0) {
         char msg[1024];

@@ -24,6 +24,7 @@ int cmd_status(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_dead_letter(int argc, char **argv);
 int cmd_resume(int argc, char **argv);
+int cmd_apply(int argc, char **argv);
 int cmd_preflight(int argc, char **argv);
 int cmd_cutover(int argc, char **argv);
 int cmd_rollback(int argc, char **argv);

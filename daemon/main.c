@@ -16,6 +16,7 @@
 
 static const Command commands[] = {
     {"run", "run one pipeline in the foreground until SIGTERM/SIGINT", cmd_run},
+    {"apply", "apply tidemark's Kafka topics to PostgreSQL, in a consumer group", cmd_apply},
     {"sync-sequences", "set target sequences from the source (cutover)", cmd_sync_sequences},
     {"profile", "profile the source data before migrating it (report, baseline)", cmd_profile},
     {"status", "show where the pipeline stands (tables, lag, slot, errors)", cmd_status},
@@ -117,6 +118,14 @@ int cmd_run(int argc, char **argv)
     }
     if (config_load(path, &cfg) < 0)
         return cmd_die(NULL);
+    if (strcmp(cfg->source.type, "kafka") == 0) {
+        fprintf(stderr,
+                "tidemark run: %s: a Kafka source (source.type: kafka) is read by"
+                " `tidemark apply`\n",
+                path);
+        config_free(cfg);
+        return 1;
+    }
     if (log_level_parse(level_s ? level_s : cfg->log.level, &level) < 0 ||
         log_format_parse(format_s ? format_s : cfg->log.format, &format) < 0) {
         config_free(cfg);

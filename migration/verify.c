@@ -145,6 +145,8 @@ static int wait_watermark(Run *r, PGconn *dst, Lsn lsn)
     bool reached = false;
     int rc;
 
+    if (r->opt->wait_target)
+        return r->opt->wait_target(r->cfg, dst, lsn, r->rs.catchup_timeout_s, r->opt->cancel);
     snprintf(want, sizeof(want), LSN_FMT, LSN_ARGS(lsn));
     rc = query_text(dst, "SELECT to_regclass('tidemark.sync_state') IS NOT NULL", 0, NULL,
                     &has_sync);

@@ -19,6 +19,7 @@
 #include "core/table.h"
 
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
@@ -41,6 +42,14 @@ typedef struct VerifyOptions {
     /* Set from another thread (the daemon stopping): stop waiting for the
      * pipeline to catch up and fail with -ECANCELED. */
     const volatile int *cancel;
+    /*
+     * How the target shows that it holds every source transaction committed
+     * up to lsn when that is not this pipeline's watermark (a target fed
+     * through Kafka by `tidemark apply`: daemon/applier_verify.c). NULL: the
+     * watermark. 0 once it does; -ETIMEDOUT after timeout_s.
+     */
+    int (*wait_target)(const Config *cfg, PGconn *dst, Lsn lsn, long timeout_s,
+                       const volatile int *cancel);
 } VerifyOptions;
 
 /*

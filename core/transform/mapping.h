@@ -120,6 +120,16 @@ int mapping_apply(const MappingPlan *plan, const Tuple *in, Arena *arena, Tuple 
                   bool *filtered);
 
 /*
+ * A row change (INSERT, UPDATE, DELETE) through plan: *out is the change the
+ * target gets, whose kind may differ when a filter is crossed (an UPDATE
+ * into the filter's range is an INSERT, out of it a DELETE), or *filtered
+ * when the target gets nothing (count it). Tuples live in arena and in.
+ * Errors as mapping_apply(): the caller decides about dead letters.
+ */
+int mapping_apply_change(const MappingPlan *plan, const Change *in, Arena *arena, Change *out,
+                         bool *filtered);
+
+/*
  * Maps an old key tuple (UPDATE's 'K' old tuple, DELETE's key): the target
  * key columns are computed from the source key columns, every other output
  * column is COL_NULL. The filter is not evaluated (a key tuple does not

@@ -3,7 +3,8 @@
  * column's type to a rendering op and its Connect schema), dbzvalue.c (the
  * dispatch, strings, bytes, arrays, bits, geometry, hstore), dbznum.c
  * (numeric, money, Java's number formatting) and dbztime.c (dates, times,
- * intervals). Not for use outside sinks/kafka.
+ * intervals), and by connectors/kafka/dbzdecode*.c, which reads the same
+ * encodings back (its inverse). Not for use elsewhere.
  */
 #ifndef TM_DBZ_INT_H
 #define TM_DBZ_INT_H

@@ -540,3 +540,35 @@ DbzOptions debezium_options(const Config *cfg)
         o.money_digits = cfg->target.kafka.money_digits;
     return o;
 }
+
+DbzOptions debezium_options_tree(const json_t *section)
+{
+    DbzOptions o = DBZ_OPTIONS_DEFAULT;
+    const char *d = json_string_value(json_object_get(section, "decimal.handling.mode"));
+    const char *t = json_string_value(json_object_get(section, "time.precision.mode"));
+    const char *b = json_string_value(json_object_get(section, "binary.handling.mode"));
+    const char *iv = json_string_value(json_object_get(section, "interval.handling.mode"));
+    const char *hs = json_string_value(json_object_get(section, "hstore.handling.mode"));
+    const json_t *digits = json_object_get(section, "money.fraction.digits");
+
+    if (d)
+        o.decimal = strcmp(d, "double") == 0   ? DBZ_DEC_DOUBLE
+                    : strcmp(d, "string") == 0 ? DBZ_DEC_STRING
+                                               : DBZ_DEC_PRECISE;
+    if (t)
+        o.time = strcmp(t, "connect") == 0                      ? DBZ_TIME_CONNECT
+                 : strcmp(t, "adaptive_time_microseconds") == 0 ? DBZ_TIME_ADAPTIVE_US
+                                                                : DBZ_TIME_ADAPTIVE;
+    if (b)
+        o.binary = strcmp(b, "base64") == 0            ? DBZ_BIN_BASE64
+                   : strcmp(b, "base64-url-safe") == 0 ? DBZ_BIN_BASE64_URL
+                   : strcmp(b, "hex") == 0             ? DBZ_BIN_HEX
+                                                       : DBZ_BIN_BYTES;
+    o.interval_string = iv && strcmp(iv, "string") == 0;
+    o.hstore_map = hs && strcmp(hs, "map") == 0;
+    o.include_unknown = json_is_true(json_object_get(section, "include.unknown.datatypes"));
+    o.schemas = json_is_true(json_object_get(section, "schemas.enable"));
+    if (json_is_integer(digits))
+        o.money_digits = (int)json_integer_value(digits);
+    return o;
+}

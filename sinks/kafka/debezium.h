@@ -55,6 +55,12 @@ typedef struct DbzOptions {
 DbzOptions debezium_options(const Config *cfg);
 
 /*
+ * The same from one section of a validated config tree holding Debezium's
+ * setting names (target of a Kafka sink, source of `tidemark apply`).
+ */
+DbzOptions debezium_options_tree(const json_t *section);
+
+/*
  * A column's type as the source catalog describes it (core/table.h's
  * TableColumn). From pgoutput alone only oid and typmod are known: domains,
  * enums and extension types then count as types without a converter.

@@ -426,7 +426,7 @@ int pgapply_close_batch(Sink *base)
     if (rc == 0 && s->run_lost)
         rc = tm_fail(-EPROTO, "pgsink: changes gathered for a set statement were dropped"
                               " unsent; refusing to commit the batch");
-    if (rc == 0)
+    if (rc == 0 && !s->own_position)
         rc = send_watermark(s, s->batch_end, s->batch_commit_time, true);
     if (rc == 0 && !PQpipelineSync(s->conn))
         rc = pgapply_send_failed(s, "a pipeline sync");
@@ -438,6 +438,30 @@ int pgapply_close_batch(Sink *base)
     }
     s->batch_open = false;
     return rc;
+}
+
+void pgsink_own_position(Sink *base)
+{
+    pgsink_of(base)->own_position = true;
+}
+
+int pgsink_batch_position(Sink *base, const char *sql, int nparams, const char *const *params,
+                          const char *what)
+{
+    PgSink *s = pgsink_of(base);
+    int rc;
+
+    if (!s->batch_open)
+        return tm_fail(-EPROTO, "pgsink: a position outside a batch");
+    rc = pgapply_ready(s); /* -EBUSY while the previous batch is gated: try again after */
+    if (rc < 0)
+        return rc;
+    if (!PQsendQueryParams(s->conn, sql, nparams, NULL, params, NULL, NULL, 0))
+        return pgapply_send_failed(s, what);
+    Pending *p = pgapply_pend_push(s, PEND_POSITION);
+    p->expect = 1;
+    snprintf(p->table, sizeof(p->table), "%s", what);
+    return 0;
 }
 
 int pgapply_abort_batch(Sink *base)
@@ -468,7 +492,7 @@ int pgapply_idle_position(Sink *base, Lsn lsn)
 
     int rc;
 
-    if (lsn <= s->queued_lsn)
+    if (s->own_position || lsn <= s->queued_lsn)
         return 0;
     if (s->batch_open || s->gated) {
         /* Written once what was received before it is queued (gate_passed):
@@ -530,6 +554,9 @@ static int result_error(PgSink *s, const Pending *p, PGresult *res)
     case PEND_WATERMARK:
         return tm_fail(-EIO, "target: writing the watermark failed: %s",
                        pgconn_errmsg(s->conn, res));
+    case PEND_POSITION:
+        return tm_fail(-EIO, "target: writing %s failed: %s", p->table,
+                       pgconn_errmsg(s->conn, res));
     default:
         return tm_fail(-EIO, "target: %s", pgconn_errmsg(s->conn, res));
     }
@@ -548,6 +575,11 @@ static int check_result(PgSink *s, Pending *p, PGresult *res)
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
         return result_error(s, p, res);
     if (p->expect >= 0 && strtol(PQcmdTuples(res), NULL, 10) != p->expect) {
+        if (p->kind == PEND_POSITION)
+            return tm_fail(-ESTALE,
+                           "target: %s moved since this process read it (another process"
+                           " committed there): the batch is rolled back",
+                           p->table);
         if (p->kind == PEND_WATERMARK)
             return tm_fail(-EIO,
                            "target: the watermark of pipeline %s was not where the batch ending"

@@ -13,4 +13,22 @@
 
 Sink *pgsink_new(const Config *cfg);
 
+/*
+ * For a caller that keeps its own position in the target instead of the
+ * pipeline's watermark (the Kafka applier: consumed offsets per partition):
+ * batches then write no watermark, idle_position does nothing, and durable()
+ * reports the largest TxnInfo.end_lsn of a committed batch, whatever the
+ * caller counts in it. Call before start().
+ */
+void pgsink_own_position(Sink *s);
+
+/*
+ * Queues sql (parameters as text) into the open batch, before its gate: the
+ * statement must affect exactly one row, checked with the batch's other
+ * results before COMMIT, like the watermark. If it does not, the batch rolls
+ * back and process() fails with -ESTALE naming what ("the offsets of ...").
+ */
+int pgsink_batch_position(Sink *s, const char *sql, int nparams, const char *const *params,
+                          const char *what);
+
 #endif

@@ -21,6 +21,7 @@ typedef enum PendKind {
     PEND_ROLLBACK,
     PEND_SYNC,
     PEND_DEALLOCATE,
+    PEND_POSITION, /* a caller's own position statement (pgsink_batch_position) */
 } PendKind;
 
 typedef struct Pending {
@@ -108,7 +109,8 @@ struct PgSink {
     Lsn durable;
     PgTime durable_commit_time;
     unsigned long stmt_seq;
-    bool dl_prepared; /* tm_dl (dead-letter INSERT) prepared in this session */
+    bool dl_prepared;  /* tm_dl (dead-letter INSERT) prepared in this session */
+    bool own_position; /* the caller writes its position per batch: no watermark */
     /* per-call scratch for parameter values */
     Buf scratch;
     const char **params;

@@ -690,6 +690,85 @@ static void test_table_display(void **state)
     expect_display("a.b", "c", "\"a.b\".c");
 }
 
+/* source.type: kafka, read by `tidemark apply`: its keys, defaults and mistakes. */
+static void test_kafka_source(void **state)
+{
+    const char *head = "pipeline: orders\n"
+                       "source:\n"
+                       "  type: kafka\n";
+    char yaml[1024];
+    Config *cfg;
+    const char *keys[4], *vals[4];
+
+    (void)state;
+    snprintf(yaml, sizeof(yaml), "%s  brokers: k1:9092\ntarget:\n  conninfo: host=dst\n", head);
+    cfg = load_ok(yaml);
+    assert_string_equal(cfg->source.type, "kafka");
+    assert_null(cfg->source.conn.conninfo);
+    assert_string_equal(cfg->source.kafka.brokers, "k1:9092");
+    assert_string_equal(cfg->source.kafka.group, "tidemark-orders");
+    assert_string_equal(cfg->source.kafka.topic_prefix, "orders");
+    assert_int_equal(cfg->source.kafka.ntopics, 0);
+    assert_string_equal(cfg->source.slot, "tidemark_orders");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(cfg->tree, "source"),
+                                                          "decimal.handling.mode")),
+                        "precise");
+    /* no PostgreSQL source: connecting to it says so instead of trying libpq's defaults */
+    assert_int_equal(config_connect_params(&cfg->source.conn, keys, vals, 4), -EINVAL);
+    assert_non_null(strstr(tm_error(), "source.conninfo"));
+    config_free(cfg);
+
+    snprintf(yaml, sizeof(yaml),
+             "%s  brokers: k1:9092\n"
+             "  conninfo: host=src\n"
+             "  group: apply.orders-1\n"
+             "  topics: [cdc.public.a, cdc.public.b]\n"
+             "  properties: {session.timeout.ms: 6000}\n"
+             "  decimal.handling.mode: string\n"
+             "target:\n  conninfo: host=dst\n",
+             head);
+    cfg = load_ok(yaml);
+    assert_string_equal(cfg->source.conn.conninfo, "host=src");
+    assert_string_equal(cfg->source.kafka.group, "apply.orders-1");
+    assert_int_equal(cfg->source.kafka.ntopics, 2);
+    assert_string_equal(cfg->source.kafka.topics[1], "cdc.public.b");
+    assert_int_equal(cfg->source.kafka.nproperties, 1);
+    assert_string_equal(cfg->source.kafka.prop_values[0], "6000");
+    config_free(cfg);
+
+    /* mistakes, each at its place */
+    snprintf(yaml, sizeof(yaml), "%starget:\n  conninfo: host=dst\n", head);
+    expect_error(yaml, "test.yaml:3:3: source.brokers: required key is missing");
+    snprintf(yaml, sizeof(yaml), "%s  brokers: k\n  grup: x\ntarget:\n  conninfo: d\n", head);
+    expect_error(yaml, "test.yaml:5:3: source.grup: unknown key (did you mean \"group\"?)");
+    snprintf(yaml, sizeof(yaml), "%s  brokers: k\n  group: \"a b\"\ntarget:\n  conninfo: d\n",
+             head);
+    expect_error(yaml, "test.yaml:5:10: source.group: invalid value \"a b\"");
+    snprintf(yaml, sizeof(yaml),
+             "%s  brokers: k\n  topics: [ok.topic, \"bad topic\"]\ntarget:\n  conninfo: d\n", head);
+    expect_error(yaml, "test.yaml:5:22: source.topics[1]: \"bad topic\" is not a Kafka topic name");
+    snprintf(yaml, sizeof(yaml), "%s  brokers: k\n  topics: [a.b, a.b]\ntarget:\n  conninfo: d\n",
+             head);
+    expect_error(yaml, "test.yaml:5:17: source.topics[1]: topic a.b is listed twice");
+    snprintf(yaml, sizeof(yaml),
+             "%s  brokers: k\n  time.precision.mode: micro\ntarget:\n  conninfo: d\n", head);
+    expect_error(yaml, "test.yaml:5:24: source.time.precision.mode: \"micro\" is not one of");
+    snprintf(yaml, sizeof(yaml), "%s  brokers: k\ntarget:\n  type: kafka\n  brokers: k\n", head);
+    expect_error(yaml, "test.yaml:6:9: target.type: a Kafka source (source.type: kafka) is"
+                       " applied to a PostgreSQL target only");
+    /* Kafka-only keys on a PostgreSQL source */
+    expect_error("pipeline: orders\n"
+                 "source:\n"
+                 "  conninfo: host=src\n"
+                 "  group: g\n"
+                 "target:\n"
+                 "  conninfo: host=dst\n",
+                 "test.yaml:4:3: source.group: only a Kafka source has it");
+    /* a PostgreSQL source still needs its conninfo */
+    expect_error("pipeline: orders\nsource:\n  type: postgres\ntarget:\n  conninfo: d\n",
+                 "test.yaml:3:3: source.conninfo: required key is missing");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -718,6 +797,7 @@ int main(void)
         cmocka_unit_test(test_connect_params),
         cmocka_unit_test(test_table_display),
         cmocka_unit_test(test_password_file_mode),
+        cmocka_unit_test(test_kafka_source),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
