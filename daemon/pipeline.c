@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 #define MAX_INFLIGHT       20000
-#define MAX_INFLIGHT_BYTES (64u * 1024 * 1024)
+#define MAX_INFLIGHT_BYTES (16u * 1024 * 1024)
 #define BACKOFF_MIN_S      0.5
 #define BACKOFF_MAX_S      30.0
 

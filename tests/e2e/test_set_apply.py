@@ -132,5 +132,7 @@ def test_big_transaction_bounded_memory_and_prompt_catch_up(env):
     with open("/proc/%d/status" % d.proc.pid) as f:
         hwm = [l for l in f if l.startswith("VmHWM")][0]
     kb = int(hwm.split()[1])
-    assert kb < 64 * 1024, hwm
+    # 72 MB of new rows; what is held is the open runs (16 MB) and what
+    # awaits the target's results (16 MB), not the transaction.
+    assert kb < 48 * 1024, hwm
     d.stop()
