@@ -7,9 +7,9 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "daemon/applier.h"
+#include "daemon/cmd_util.h"
 #include "daemon/commands.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -35,62 +35,19 @@ static void usage_apply(FILE *out)
 
 int cmd_apply(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"log-level", required_argument, NULL, 'l'},
-        {"log-format", required_argument, NULL, 'f'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char *path = NULL, *level_s = NULL, *format_s = NULL;
-    LogLevel level;
-    LogFormat format;
-    Config *cfg = NULL;
-    int c, rc;
+    Config *cfg;
+    int rc;
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            path = optarg;
-            break;
-        case 'l':
-            level_s = optarg;
-            break;
-        case 'f':
-            format_s = optarg;
-            break;
-        case 'h':
-            usage_apply(stdout);
-            return 0;
-        default:
-            usage_apply(stderr);
-            return EXIT_USAGE;
-        }
-    }
-    if (!path || optind < argc) {
-        fprintf(stderr, "tidemark apply: %s\n",
-                !path ? "--config FILE is required" : "unexpected argument");
-        usage_apply(stderr);
-        return EXIT_USAGE;
-    }
-    if (config_load(path, &cfg) < 0)
-        return cmd_die(NULL);
+    if (!cmd_service_start("apply", argc, argv, usage_apply, &cfg, &rc))
+        return rc;
     if (strcmp(cfg->source.type, "kafka") != 0) {
-        config_free(cfg);
         fprintf(stderr,
                 "tidemark apply: %s: source.type is %s; `tidemark apply` reads a Kafka"
                 " source (source.type: kafka), `tidemark run` a PostgreSQL one\n",
-                path, "postgres");
+                cfg->path, cfg->source.type);
+        config_free(cfg);
         return 1;
     }
-    if (log_level_parse(level_s ? level_s : cfg->log.level, &level) < 0 ||
-        log_format_parse(format_s ? format_s : cfg->log.format, &format) < 0) {
-        config_free(cfg);
-        return cmd_die(NULL);
-    }
-    log_init(format, level);
-    log_set_pipeline(cfg->pipeline);
     rc = applier_run(cfg);
     config_free(cfg);
     return rc < 0 ? cmd_die(NULL) : 0;

@@ -152,13 +152,9 @@ static int run_switch(int argc, char **argv, SwitchKind kind)
             return EXIT_USAGE;
         }
     }
-    if (!path || optind < argc) {
-        fprintf(stderr, "tidemark %s: %s\n", name,
-                !path ? "--config FILE is required" : "unexpected argument");
-        return EXIT_USAGE;
-    }
-    if (config_load(path, &cfg) < 0)
-        return cmd_die(NULL);
+    rc = cmd_load_config(name, path, argc, NULL, &cfg);
+    if (rc != 0)
+        return rc;
     log_init(LOG_FMT_TEXT, LOG_LVL_WARNING);
     sessions_read_write();
     memset(&sa, 0, sizeof(sa));

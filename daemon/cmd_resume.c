@@ -11,6 +11,7 @@
 #include "connectors/pg/pgconn.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "daemon/cmd_util.h"
 #include "daemon/commands.h"
 
 #include <getopt.h>
@@ -121,13 +122,9 @@ int cmd_resume(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (!path || optind < argc) {
-        fprintf(stderr, "tidemark resume: %s\n",
-                !path ? "--config FILE is required" : "unexpected argument");
-        return EXIT_USAGE;
-    }
-    if (config_load(path, &cfg) < 0)
-        return cmd_die(NULL);
+    rc = cmd_load_config("resume", path, argc, NULL, &cfg);
+    if (rc != 0)
+        return rc;
     log_init(LOG_FMT_TEXT, LOG_LVL_WARNING);
     if (strcmp(cfg->target.type, "postgres") != 0) {
         printf("pipeline %s: only a postgres target can halt; nothing to resume\n", cfg->pipeline);

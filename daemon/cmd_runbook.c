@@ -62,13 +62,9 @@ int cmd_runbook(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (!path || optind < argc) {
-        fprintf(stderr, "tidemark runbook: %s\n",
-                !path ? "--config FILE is required" : "unexpected argument");
-        return EXIT_USAGE;
-    }
-    if (config_load(path, &cfg) < 0)
-        return cmd_die(NULL);
+    rc = cmd_load_config("runbook", path, argc, NULL, &cfg);
+    if (rc != 0)
+        return rc;
     log_init(LOG_FMT_TEXT, LOG_LVL_WARNING);
     rc = runbook_render(cfg, path, &text);
     if (rc == 0 && output)

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "sinks/pg/pgidentity.h"
+#include "daemon/cmd_util.h"
 #include "daemon/commands.h"
 
 #include <getopt.h>
@@ -102,13 +103,9 @@ int cmd_sync_sequences(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (!path || optind < argc) {
-        fprintf(stderr, "tidemark sync-sequences: %s\n",
-                !path ? "--config FILE is required" : "unexpected argument");
-        return EXIT_USAGE;
-    }
-    if (config_load(path, &cfg) < 0)
-        return cmd_die(NULL);
+    rc = cmd_load_config("sync-sequences", path, argc, NULL, &cfg);
+    if (rc != 0)
+        return rc;
     log_init(LOG_FMT_TEXT, LOG_LVL_WARNING);
     if (strcmp(cfg->target.type, "postgres") != 0) {
         fprintf(stderr, "tidemark: sync-sequences needs a postgres target\n");

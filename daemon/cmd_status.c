@@ -8,6 +8,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "daemon/cmd_util.h"
 #include "daemon/commands.h"
 #include "daemon/status.h"
 
@@ -189,14 +190,9 @@ int cmd_status(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (!path || optind < argc) {
-        fprintf(stderr, "tidemark status: %s\n",
-                !path ? "--config FILE is required" : "unexpected argument");
-        usage(stderr);
-        return EXIT_USAGE;
-    }
-    if (config_load(path, &cfg) < 0)
-        return cmd_die(NULL);
+    rc = cmd_load_config("status", path, argc, usage, &cfg);
+    if (rc != 0)
+        return rc;
     /* Library code logs at debug level now and then; status output is stdout only. */
     log_init(LOG_FMT_TEXT, LOG_LVL_WARNING);
     rc = status_collect(cfg, &st);

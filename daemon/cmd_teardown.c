@@ -4,6 +4,7 @@
 #include "config/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "daemon/cmd_util.h"
 #include "daemon/commands.h"
 #include "migration/teardown.h"
 
@@ -63,13 +64,9 @@ int cmd_teardown(int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    if (!path || optind < argc) {
-        fprintf(stderr, "tidemark teardown: %s\n",
-                !path ? "--config FILE is required" : "unexpected argument");
-        return EXIT_USAGE;
-    }
-    if (config_load(path, &cfg) < 0)
-        return cmd_die(NULL);
+    rc = cmd_load_config("teardown", path, argc, NULL, &cfg);
+    if (rc != 0)
+        return rc;
     log_init(LOG_FMT_TEXT, LOG_LVL_WARNING);
     setenv("PGOPTIONS", "-c default_transaction_read_only=off", 0);
     rc = teardown_run(cfg, purge, stdout);
