@@ -49,6 +49,19 @@ void buf_putc(Buf *b, char c)
     buf_append(b, &c, 1);
 }
 
+void buf_put_array_elem(Buf *b, const char *s)
+{
+    if (b->len && b->data[b->len - 1] != '{')
+        buf_putc(b, ',');
+    buf_putc(b, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            buf_putc(b, '\\');
+        buf_putc(b, *s);
+    }
+    buf_putc(b, '"');
+}
+
 void buf_printf(Buf *b, const char *fmt, ...)
 {
     va_list ap;

@@ -24,6 +24,9 @@ void buf_reserve(Buf *b, size_t extra);
 void buf_append(Buf *b, const void *data, size_t len);
 void buf_puts(Buf *b, const char *s);
 void buf_putc(Buf *b, char c);
+/* One element of a PostgreSQL array literal the caller opened with '{':
+ * double-quoted, '"' and '\\' escaped, a comma before all but the first. */
+void buf_put_array_elem(Buf *b, const char *s);
 void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_put_u8(Buf *b, uint8_t v);
 void buf_put_be32(Buf *b, uint32_t v);

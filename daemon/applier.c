@@ -656,18 +656,7 @@ static void record_stop(Applier *a, int rc)
 
     snprintf(msg, sizeof(msg), "%s", tm_error());
     if (pgconn_open(&a->cfg->target.conn, PGCONN_NORMAL, "target", &dst) == 0) {
-        const char *params[2] = {a->cfg->pipeline, msg};
-
-        pgconn_query(dst,
-                     "INSERT INTO tidemark.pipeline_state (pipeline, key, value) VALUES"
-                     " ($1, 'last_error', $2) ON CONFLICT (pipeline, key) DO UPDATE SET"
-                     " value = excluded.value, updated_at = now()",
-                     2, params, NULL);
-        if (rc == TM_EDIVERGED)
-            pgconn_query(dst,
-                         "INSERT INTO tidemark.pipeline_state (pipeline, key, value) VALUES"
-                         " ($1, 'halted', $2) ON CONFLICT (pipeline, key) DO NOTHING",
-                         2, params, NULL);
+        pgstate_record_error(dst, a->cfg->pipeline, msg, rc == TM_EDIVERGED);
         PQfinish(dst);
     }
     tm_fail(rc, "%s", msg);

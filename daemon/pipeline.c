@@ -1279,22 +1279,11 @@ static void record_last_error(Pipeline *p, int rc)
     if (strcmp(p->cfg->target.type, "postgres") != 0)
         return;
     if (pgconn_open(&p->cfg->target.conn, PGCONN_NORMAL, "target", &dst) == 0) {
-        const char *params[2] = {p->cfg->pipeline, msg};
-
         pgstate_ensure(dst, "CREATE TABLE IF NOT EXISTS tidemark.pipeline_state ("
                             " pipeline text NOT NULL, key text NOT NULL, value text,"
                             " updated_at timestamptz NOT NULL DEFAULT now(),"
                             " PRIMARY KEY (pipeline, key))");
-        pgconn_query(dst,
-                     "INSERT INTO tidemark.pipeline_state (pipeline, key, value) VALUES"
-                     " ($1, 'last_error', $2) ON CONFLICT (pipeline, key) DO UPDATE SET"
-                     " value = excluded.value, updated_at = now()",
-                     2, params, NULL);
-        if (rc == TM_EDIVERGED)
-            pgconn_query(dst,
-                         "INSERT INTO tidemark.pipeline_state (pipeline, key, value) VALUES"
-                         " ($1, 'halted', $2) ON CONFLICT (pipeline, key) DO NOTHING",
-                         2, params, NULL);
+        pgstate_record_error(dst, p->cfg->pipeline, msg, rc == TM_EDIVERGED);
         PQfinish(dst);
     }
     tm_fail(rc, "%s", msg); /* the caller prints it */

@@ -32,15 +32,8 @@ static char *schemas_literal(const Pf *pf)
     char *out;
 
     buf_putc(&b, '{');
-    for (size_t i = 0; i < pf->ntabs; i++) {
-        buf_puts(&b, i ? ",\"" : "\"");
-        for (const char *p = pf->tabs[i].schema; *p; p++) {
-            if (*p == '"' || *p == '\\')
-                buf_putc(&b, '\\');
-            buf_putc(&b, *p);
-        }
-        buf_putc(&b, '"');
-    }
+    for (size_t i = 0; i < pf->ntabs; i++)
+        buf_put_array_elem(&b, pf->tabs[i].schema);
     buf_putc(&b, '}');
     out = xstrdup(buf_cstr(&b));
     buf_release(&b);

@@ -272,17 +272,8 @@ char *profile_sql_text_array(const char *const *vals, size_t n)
     Buf b = BUF_INIT;
 
     buf_putc(&b, '{');
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            buf_putc(&b, ',');
-        buf_putc(&b, '"');
-        for (const char *p = vals[i]; *p; p++) {
-            if (*p == '"' || *p == '\\')
-                buf_putc(&b, '\\');
-            buf_putc(&b, *p);
-        }
-        buf_putc(&b, '"');
-    }
+    for (size_t i = 0; i < n; i++)
+        buf_put_array_elem(&b, vals[i]);
     buf_putc(&b, '}');
     buf_cstr(&b);
     return b.data;

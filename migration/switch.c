@@ -49,15 +49,8 @@ char *sw_schema_array(const TableSet *tabs)
     char *out;
 
     buf_putc(&b, '{');
-    for (size_t i = 0; i < tabs->n; i++) {
-        buf_puts(&b, i ? ",\"" : "\"");
-        for (const char *p = tabs->t[i].schema; *p; p++) {
-            if (*p == '"' || *p == '\\')
-                buf_putc(&b, '\\');
-            buf_putc(&b, *p);
-        }
-        buf_putc(&b, '"');
-    }
+    for (size_t i = 0; i < tabs->n; i++)
+        buf_put_array_elem(&b, tabs->t[i].schema);
     buf_putc(&b, '}');
     out = xstrdup(buf_cstr(&b));
     buf_release(&b);

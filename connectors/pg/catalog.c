@@ -409,15 +409,8 @@ int catalog_schema_matviews(PGconn *conn, const TableSet *tabs, TableName **out,
     *n = 0;
     /* A text array literal of the schema names, each element quoted. */
     buf_putc(&schemas, '{');
-    for (size_t i = 0; i < tabs->n; i++) {
-        buf_puts(&schemas, i ? ",\"" : "\"");
-        for (const char *p = tabs->t[i].schema; *p; p++) {
-            if (*p == '"' || *p == '\\')
-                buf_putc(&schemas, '\\');
-            buf_putc(&schemas, *p);
-        }
-        buf_putc(&schemas, '"');
-    }
+    for (size_t i = 0; i < tabs->n; i++)
+        buf_put_array_elem(&schemas, tabs->t[i].schema);
     buf_putc(&schemas, '}');
     params[0] = buf_cstr(&schemas);
     rc = pgconn_query(conn,

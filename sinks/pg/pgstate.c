@@ -6,6 +6,7 @@
  * changes at transaction start, so a session that had looked for schema
  * tidemark earlier (verify, profile) would still believe it missing after
  * the previous holder created it, and fail on the same unique index.
+ * pgstate_record_error: the error a pipeline or applier stops with.
  */
 #include "sinks/pg/pgstate.h"
 #include "connectors/pg/pgconn.h"
@@ -35,4 +36,20 @@ int pgstate_ensure(PGconn *conn, const char *ddl)
      * server releases the lock anyway if the session is gone. */
     PQclear(PQexec(conn, "SELECT pg_advisory_unlock(" PGSTATE_LOCK_KEY ")"));
     return rc;
+}
+
+void pgstate_record_error(PGconn *conn, const char *pipeline, const char *msg, bool halted)
+{
+    const char *params[2] = {pipeline, msg};
+
+    pgconn_query(conn,
+                 "INSERT INTO tidemark.pipeline_state (pipeline, key, value) VALUES"
+                 " ($1, 'last_error', $2) ON CONFLICT (pipeline, key) DO UPDATE SET"
+                 " value = excluded.value, updated_at = now()",
+                 2, params, NULL);
+    if (halted)
+        pgconn_query(conn,
+                     "INSERT INTO tidemark.pipeline_state (pipeline, key, value) VALUES"
+                     " ($1, 'halted', $2) ON CONFLICT (pipeline, key) DO NOTHING",
+                     2, params, NULL);
 }

@@ -11,6 +11,7 @@
 #define TM_PGSTATE_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 
 /*
  * The advisory lock key (a bigint, the bytes of "tidemark" in ASCII) that
@@ -25,5 +26,13 @@
  * transaction block: the DDL commits before the lock is released.
  */
 int pgstate_ensure(PGconn *conn, const char *ddl);
+
+/*
+ * Records msg as the pipeline's last_error and, for a divergence, the halt
+ * every start refuses until `tidemark resume` (a halt already recorded is
+ * kept: it names the first divergence). Best effort: the caller is failing
+ * anyway and reports msg itself.
+ */
+void pgstate_record_error(PGconn *conn, const char *pipeline, const char *msg, bool halted);
 
 #endif

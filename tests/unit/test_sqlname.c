@@ -1,6 +1,7 @@
 /*
  * Unit tests for sqlname_parse: PostgreSQL's folding and quoting rules, and
- * the strictness that turns a config typo into an error naming the input.
+ * the strictness that turns a config typo into an error naming the input;
+ * and for the array literals of names sent as one text[] parameter.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +9,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "core/buf.h"
 #include "core/error.h"
 #include "core/sqlname.h"
 
@@ -149,6 +151,27 @@ static void test_stray_characters(void **state)
     expect_error("public.1orders", "cannot start with a digit");
 }
 
+/* Schema names travel to the server as one text[] literal: quotes,
+ * backslashes, commas and braces in a name must come back as written. */
+static void test_array_literal_of_names(void **state)
+{
+    Buf b = BUF_INIT;
+
+    (void)state;
+    buf_putc(&b, '{');
+    buf_put_array_elem(&b, "public");
+    buf_put_array_elem(&b, "Sales \"Dept\"");
+    buf_put_array_elem(&b, "a\\b,{c}");
+    buf_put_array_elem(&b, "");
+    buf_putc(&b, '}');
+    assert_string_equal(buf_cstr(&b), "{\"public\",\"Sales \\\"Dept\\\"\",\"a\\\\b,{c}\",\"\"}");
+    buf_clear(&b);
+    buf_putc(&b, '{');
+    buf_putc(&b, '}');
+    assert_string_equal(buf_cstr(&b), "{}");
+    buf_release(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -163,6 +186,7 @@ int main(void)
         cmocka_unit_test(test_unterminated_quote),
         cmocka_unit_test(test_too_many_parts),
         cmocka_unit_test(test_stray_characters),
+        cmocka_unit_test(test_array_literal_of_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
