@@ -7,11 +7,13 @@
 #      loader; the same settings on both clusters;
 #   2. pgbench -i -s $SCALE on the source (5M rows in pgbench_accounts at the default 50);
 #      pgbench_history gets REPLICA IDENTITY FULL (tidemark refuses a table UPDATE/DELETE could not
-#      be replicated for); VACUUM ANALYZE; the schema (pg_dump --schema-only: tables WITH their
-#      primary keys) is created in every target database before its load — the same for every
-#      loader, and what tidemark's default `schema: existing` expects;
+#      be replicated for); VACUUM ANALYZE; the target schema, created in every target database
+#      before its load, the same for every loader: KEYS=yes pg_dump --schema-only (tables WITH
+#      their primary keys: what tidemark's default `schema: existing` expects, and what users
+#      have), KEYS=no its pre-data section only (bare tables);
 #   3. one warm-up read of the source tables (so the first loader does not pay for a cold cache);
-#   4. the loaders, one after the other, each into its own freshly created database (schema as in
+#   4. for every configuration (each of $KEYS times each of $JOBS; "cores": nproc jobs, tidemark
+#      with its default jobs: 0) the loaders, one after the other, each into its own freshly created database (schema as in
 #      2.), with a CHECKPOINT on both clusters before each, all with $JOBS parallel jobs; $REPEAT
 #      rounds, the order rotated by one loader each round (the machine may be shared: the median
 #      of the rounds is reported, every round's time is printed):
@@ -24,15 +26,17 @@
 #                  state 'r' in pg_subscription_rel;
 #        pipe      psql -c "COPY t TO STDOUT" | psql -c "COPY t FROM STDIN" per table, one table
 #                  after the other (pgbench_accounts dominates), wall time: the bulk-load limit;
-#   5. every target (of the last round) compared with the source (row counts + md5 of the per-row
+#        base      (only if in ORDER) tidemark again with the binary BASE_BIN: A/B of a change;
+#   5. every target (of the last round of each configuration) compared with the source (row counts + md5 of the per-row
 #      md5s in key order): FAIL and exit 1 if one differs;
-#   6. summary: seconds, rows/s, ratio tidemark/each anchor (time, and CPU seconds: the loader's
-#      own processes plus both clusters' during the load), tidemark peak RSS, the goals.
+#   6. summary per configuration: seconds, rows/s, ratio tidemark/each anchor, CPU seconds (the
+#      loader's own processes plus both clusters' during the load) and CPU microseconds per row,
+#      tidemark peak RSS, the goals; then one RESULT line per configuration.
 # Method notes and results: docs/BENCHMARKS.md ("Initial load").
 #
-# Environment: SCALE (50), JOBS (2), PART_SIZE_MB (unset: tidemark's default), REPEAT (3), ORDER
+# Environment: SCALE (50), KEYS ("yes"; e.g. "yes no"), JOBS ("2"; e.g. "1 2 cores"), PART_SIZE_MB (unset: tidemark's default), REPEAT (3), ORDER
 # of the first round (default "tidemark pgcopydb native pipe"), TIDEMARK_BIN (build/tidemark), LOAD_TIMEOUT seconds (1800),
-# PG_BIN (/usr/lib/postgresql/15/bin), PGCOPYDB (pgcopydb), KEEP=1 keeps the clusters,
+# BASE_BIN, PG_BIN (/usr/lib/postgresql/15/bin), PGCOPYDB (pgcopydb), KEEP=1 keeps the clusters,
 # RESULTS_DIR=DIR copies the logs there.  Runs as root (servers then run as postgres) or not.
 set -euo pipefail
 
@@ -196,6 +200,7 @@ load_tidemark_bin() {
         --timeout "$LOAD_TIMEOUT") || die "$1 load failed"
     eval "$out"
     CLIENT_CPU=$TM_CPU_S
+    [ "$1" != tidemark ] || TIDEMARK_PARTS=$TM_PARTS
     rm -f "$BENCH_DIR/tidemark.pid"
     # The pipeline's slot and publication would keep WAL for the loads that follow.
     pgc_psql src bench -c "SELECT pg_drop_replication_slot('tidemark_$PIPELINE')" \
@@ -305,7 +310,7 @@ run_config() {
 
     echo
     echo "== keys=$keys jobs=$jobs ($NJOBS; tidemark jobs: $TM_JOBS): pgbench -s $SCALE, $ROWS_ALL rows in all tables, median of $REPEAT round(s)"
-    echo "tidemark parts: ${TM_PARTS:-?}; load average now $(cut -d' ' -f1 /proc/loadavg)"
+    echo "tidemark parts: ${TIDEMARK_PARTS:-?}; load average now $(cut -d' ' -f1 /proc/loadavg)"
     printf '%-10s %8s %10s %8s %9s %10s   %s\n' loader seconds rows/s "tm/this" "CPU s" "CPU us/row" "rounds: seconds / CPU s"
     local line="" ratio
     for who in tidemark base pgcopydb native pipe; do
