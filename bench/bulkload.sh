@@ -26,7 +26,8 @@
 #                  state 'r' in pg_subscription_rel;
 #        pipe      psql -c "COPY t TO STDOUT" | psql -c "COPY t FROM STDIN" per table, one table
 #                  after the other (pgbench_accounts dominates), wall time: the bulk-load limit;
-#        base      (only if in ORDER) tidemark again with the binary BASE_BIN: A/B of a change;
+#        base      (only if in ORDER) tidemark again with the binary BASE_BIN (default: the same)
+#                  and part_size_mb BASE_PART_SIZE_MB (default: PART_SIZE_MB): A/B of a change;
 #   5. every target (of the last round of each configuration) compared with the source (row counts + md5 of the per-row
 #      md5s in key order): FAIL and exit 1 if one differs;
 #   6. summary per configuration: seconds, rows/s, ratio tidemark/each anchor, CPU seconds (the
@@ -76,7 +77,7 @@ for who in $ORDER; do
 done
 for k in $KEYS; do case $k in yes | no) ;; *) die "KEYS: yes or no, not '$k'" ;; esac; done
 for j in $JOBS; do case $j in cores | [1-9] | [1-9][0-9]) ;; *) die "JOBS: a number or 'cores', not '$j'" ;; esac; done
-case " $ORDER " in *" base "*) [ -x "${BASE_BIN:-}" ] || die "loader base needs BASE_BIN (another tidemark binary)" ;; esac
+BASE_BIN=${BASE_BIN:-$TIDEMARK_BIN}
 
 BENCH_DIR=""
 cleanup() {
@@ -175,7 +176,7 @@ done
 
 # ---------------------------------------------------------------- 4. loads
 table_list=$(printf '%s, ' "${TABLES[@]}")
-# tidemark_yaml DB JOBS_SETTING: the config of a tidemark load into database DB.
+# tidemark_yaml DB JOBS_SETTING PART_SIZE_MB: the config of a tidemark load into database DB.
 tidemark_yaml() {
     cat <<EOF
 pipeline: $PIPELINE
@@ -185,15 +186,15 @@ source:
 target:
   type: postgres
   conninfo: "$(pgc_conninfo dst "$1")"
-copy: {jobs: $2${PART_SIZE_MB:+, part_size_mb: $PART_SIZE_MB}}
+copy: {jobs: $2${3:+, part_size_mb: $3}}
 log: {level: info, format: text}
 EOF
 }
 
-# load_tidemark_bin WHO BIN: one tidemark load into load_WHO with binary BIN.
+# load_tidemark_bin WHO BIN PART_SIZE_MB: one tidemark load into load_WHO with binary BIN.
 load_tidemark_bin() {
     local out
-    tidemark_yaml "load_$1" "$TM_JOBS" >"$BENCH_DIR/$1.yaml"
+    tidemark_yaml "load_$1" "$TM_JOBS" "$3" >"$BENCH_DIR/$1.yaml"
     out=$("$PY" "$TIMER" tidemark --bin "$2" --config "$BENCH_DIR/$1.yaml" \
         --log "$BENCH_DIR/$1.log" --pidfile "$BENCH_DIR/tidemark.pid" \
         --dst "$(pgc_conninfo dst "load_$1")" --pipeline "$PIPELINE" --tables "${#TABLES[@]}" \
@@ -207,8 +208,8 @@ load_tidemark_bin() {
         -c "DROP PUBLICATION IF EXISTS tidemark_$PIPELINE" >/dev/null
     TIME=$TM_SECONDS
 }
-load_tidemark() { load_tidemark_bin tidemark "$TIDEMARK_BIN"; }
-load_base() { load_tidemark_bin base "$BASE_BIN"; }
+load_tidemark() { load_tidemark_bin tidemark "$TIDEMARK_BIN" "${PART_SIZE_MB:-}"; }
+load_base() { load_tidemark_bin base "$BASE_BIN" "${BASE_PART_SIZE_MB:-${PART_SIZE_MB:-}}"; }
 
 load_pgcopydb() {
     local out
