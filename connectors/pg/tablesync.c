@@ -329,6 +329,10 @@ static void add_progress(TableSync *ts, int idx, long long rows, long long bytes
      * must not wait for the end of a large part. */
     ts->progress[idx].dead_letters += dead;
     pthread_mutex_unlock(&ts->mu);
+    /* The loop checks copy.max_errors_early on events: a table copied in one
+     * part has none until it ends, past the first tenth of the load. */
+    if (dead > 0 && ts->notify)
+        ts->notify(ts->notify_arg);
 }
 
 /*
