@@ -7,11 +7,13 @@
 #      loader; the same settings on both clusters;
 #   2. pgbench -i -s $SCALE on the source (5M rows in pgbench_accounts at the default 50);
 #      pgbench_history gets REPLICA IDENTITY FULL (tidemark refuses a table UPDATE/DELETE could not
-#      be replicated for); VACUUM ANALYZE; the schema (pg_dump --schema-only: tables WITH their
-#      primary keys) is created in every target database before its load — the same for every
-#      loader, and what tidemark's default `schema: existing` expects;
+#      be replicated for); VACUUM ANALYZE; the target schema, created in every target database
+#      before its load, the same for every loader: KEYS=yes pg_dump --schema-only (tables WITH
+#      their primary keys: what tidemark's default `schema: existing` expects, and what users
+#      have), KEYS=no its pre-data section only (bare tables);
 #   3. one warm-up read of the source tables (so the first loader does not pay for a cold cache);
-#   4. the loaders, one after the other, each into its own freshly created database (schema as in
+#   4. for every configuration (each of $KEYS times each of $JOBS; "cores": nproc jobs, tidemark
+#      with its default jobs: 0) the loaders, one after the other, each into its own freshly created database (schema as in
 #      2.), with a CHECKPOINT on both clusters before each, all with $JOBS parallel jobs; $REPEAT
 #      rounds, the order rotated by one loader each round (the machine may be shared: the median
 #      of the rounds is reported, every round's time is printed):
@@ -24,15 +26,18 @@
 #                  state 'r' in pg_subscription_rel;
 #        pipe      psql -c "COPY t TO STDOUT" | psql -c "COPY t FROM STDIN" per table, one table
 #                  after the other (pgbench_accounts dominates), wall time: the bulk-load limit;
-#   5. every target (of the last round) compared with the source (row counts + md5 of the per-row
+#        base      (only if in ORDER) tidemark again with the binary BASE_BIN (default: the same)
+#                  and part_size_mb BASE_PART_SIZE_MB (default: PART_SIZE_MB): A/B of a change;
+#   5. every target (of the last round of each configuration) compared with the source (row counts + md5 of the per-row
 #      md5s in key order): FAIL and exit 1 if one differs;
-#   6. summary: seconds, rows/s, ratio tidemark/each anchor (time, and CPU seconds: the loader's
-#      own processes plus both clusters' during the load), tidemark peak RSS, the goals.
+#   6. summary per configuration: seconds, rows/s, ratio tidemark/each anchor, CPU seconds (the
+#      loader's own processes plus both clusters' during the load) and CPU microseconds per row,
+#      tidemark peak RSS, the goals; then one RESULT line per configuration.
 # Method notes and results: docs/BENCHMARKS.md ("Initial load").
 #
-# Environment: SCALE (50), JOBS (2), PART_SIZE_MB (unset: tidemark's default), REPEAT (3), ORDER
+# Environment: SCALE (50), KEYS ("yes"; e.g. "yes no"), JOBS ("2"; e.g. "1 2 cores"), PART_SIZE_MB (unset: tidemark's default), REPEAT (3), ORDER
 # of the first round (default "tidemark pgcopydb native pipe"), TIDEMARK_BIN (build/tidemark), LOAD_TIMEOUT seconds (1800),
-# PG_BIN (/usr/lib/postgresql/15/bin), PGCOPYDB (pgcopydb), KEEP=1 keeps the clusters,
+# BASE_BIN, PG_BIN (/usr/lib/postgresql/15/bin), PGCOPYDB (pgcopydb), KEEP=1 keeps the clusters,
 # RESULTS_DIR=DIR copies the logs there.  Runs as root (servers then run as postgres) or not.
 set -euo pipefail
 
@@ -43,6 +48,7 @@ TIMER="$HERE/bulkload_timer.py"
 
 SCALE=${SCALE:-50}
 JOBS=${JOBS:-2}
+KEYS=${KEYS:-yes}
 REPEAT=${REPEAT:-3}
 ORDER=${ORDER:-tidemark pgcopydb native pipe}
 TIDEMARK_BIN=${TIDEMARK_BIN:-$ROOT/build/tidemark}
@@ -67,8 +73,11 @@ calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 command -v "$PGCOPYDB" >/dev/null || die "no $PGCOPYDB (apt-get install pgcopydb)"
 "$PY" -c 'import psycopg' 2>/dev/null || die "$PY cannot import psycopg (apt-get install python3-psycopg)"
 for who in $ORDER; do
-    case $who in tidemark | pgcopydb | native | pipe) ;; *) die "ORDER: unknown loader '$who'" ;; esac
+    case $who in tidemark | base | pgcopydb | native | pipe) ;; *) die "ORDER: unknown loader '$who'" ;; esac
 done
+for k in $KEYS; do case $k in yes | no) ;; *) die "KEYS: yes or no, not '$k'" ;; esac; done
+for j in $JOBS; do case $j in cores | [1-9] | [1-9][0-9]) ;; *) die "JOBS: a number or 'cores', not '$j'" ;; esac; done
+BASE_BIN=${BASE_BIN:-$TIDEMARK_BIN}
 
 BENCH_DIR=""
 cleanup() {
@@ -103,6 +112,11 @@ log "clusters in $BENCH_DIR"
 cp "$TIDEMARK_BIN" "$BENCH_DIR/tidemark"
 TIDEMARK_ID="$("$BENCH_DIR/tidemark" --version 2>&1 | head -1), $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), sha256 $(sha256sum "$BENCH_DIR/tidemark" | cut -c1-12)"
 TIDEMARK_BIN="$BENCH_DIR/tidemark"
+if [ -n "${BASE_BIN:-}" ]; then
+    cp "$BASE_BIN" "$BENCH_DIR/tidemark-base"
+    BASE_BIN=$BENCH_DIR/tidemark-base
+    BASE_ID="sha256 $(sha256sum "$BASE_BIN" | cut -c1-12)"
+fi
 log "tidemark: $TIDEMARK_ID; $("$PGCOPYDB" --version 2>&1 | grep -m1 '^pgcopydb version')"
 
 # ---------------------------------------------------------------- 1. clusters
@@ -115,7 +129,7 @@ SETTINGS=(
     "max_wal_size = 8GB"
     "checkpoint_timeout = 30min"
     "max_logical_replication_workers = 8"
-    "max_sync_workers_per_subscription = $JOBS"
+    "max_sync_workers_per_subscription = 2" # per configuration: ALTER SYSTEM in run_config
 )
 pgc_init src 55442 "${SETTINGS[@]}"
 pgc_init dst 55443 "${SETTINGS[@]}"
@@ -136,17 +150,23 @@ t=$(now)
 pgc_psql src bench -c "ALTER TABLE public.pgbench_history REPLICA IDENTITY FULL"
 pgc_psql src bench -c "VACUUM ANALYZE"
 log "pgbench -i took $(calc '%.0f' "$(now) - $t") s"
+# keys=yes: tables with their primary keys (what pg_dump --schema-only / tidemark's schema: copy
+# leave on a target); keys=no: bare tables (pre-data only), nothing to maintain while loading.
 "$PG_BIN/pg_dump" --schema-only --no-owner -h "$BENCH_DIR" -p "$(pgc_port src)" -U "$PGC_SUPERUSER" bench \
-    >"$BENCH_DIR/schema.sql"
-# fresh_target WHO: an empty database load_WHO with the source's schema.
+    >"$BENCH_DIR/schema-keys.sql"
+"$PG_BIN/pg_dump" --schema-only --section=pre-data --no-owner -h "$BENCH_DIR" -p "$(pgc_port src)" \
+    -U "$PGC_SUPERUSER" bench >"$BENCH_DIR/schema-bare.sql"
+# fresh_target WHO: an empty database load_WHO with the source's schema ($SCHEMA_SQL).
 fresh_target() {
-    pgc_psql dst postgres -c "DROP DATABASE IF EXISTS load_$1" -c "CREATE DATABASE load_$1"
-    pgc_psql dst "load_$1" -f "$BENCH_DIR/schema.sql" >/dev/null
+    pgc_psql dst postgres -c "DROP DATABASE IF EXISTS load_$1" -c "CREATE DATABASE load_$1" 2>/dev/null
+    pgc_psql dst "load_$1" -f "$SCHEMA_SQL" >/dev/null
 }
 ACCOUNTS_MB=$(pgc_psql src bench -c "SELECT pg_table_size('pgbench_accounts') / 1048576")
 TOTAL_MB=$(pgc_psql src bench -c "SELECT (sum(pg_table_size(c.oid)) / 1048576)::bigint FROM pg_class c
     WHERE c.relname IN ('pgbench_accounts', 'pgbench_branches', 'pgbench_tellers', 'pgbench_history')")
 ROWS=$(pgc_psql src bench -c "SELECT count(*) FROM pgbench_accounts")
+ROWS_ALL=$(pgc_psql src bench -c "SELECT (SELECT count(*) FROM pgbench_accounts) + (SELECT count(*) FROM pgbench_branches)
+    + (SELECT count(*) FROM pgbench_tellers) + (SELECT count(*) FROM pgbench_history)")
 log "source: $ROWS rows in pgbench_accounts ($ACCOUNTS_MB MB), $TOTAL_MB MB in the four tables"
 
 # ---------------------------------------------------------------- 3. warm-up
@@ -156,38 +176,46 @@ done
 
 # ---------------------------------------------------------------- 4. loads
 table_list=$(printf '%s, ' "${TABLES[@]}")
-cat >"$BENCH_DIR/tidemark.yaml" <<EOF
+# tidemark_yaml DB JOBS_SETTING PART_SIZE_MB: the config of a tidemark load into database DB.
+tidemark_yaml() {
+    cat <<EOF
 pipeline: $PIPELINE
 source:
   conninfo: "$SRC"
   tables: [${table_list%, }]
 target:
   type: postgres
-  conninfo: "$(pgc_conninfo dst load_tidemark)"
-copy: {jobs: $JOBS${PART_SIZE_MB:+, part_size_mb: $PART_SIZE_MB}}
+  conninfo: "$(pgc_conninfo dst "$1")"
+copy: {jobs: $2${3:+, part_size_mb: $3}}
 log: {level: info, format: text}
 EOF
+}
 
-load_tidemark() {
+# load_tidemark_bin WHO BIN PART_SIZE_MB: one tidemark load into load_WHO with binary BIN.
+load_tidemark_bin() {
     local out
-    out=$("$PY" "$TIMER" tidemark --bin "$TIDEMARK_BIN" --config "$BENCH_DIR/tidemark.yaml" \
-        --log "$BENCH_DIR/tidemark.log" --pidfile "$BENCH_DIR/tidemark.pid" \
-        --dst "$(pgc_conninfo dst load_tidemark)" --pipeline "$PIPELINE" --tables "${#TABLES[@]}" \
-        --timeout "$LOAD_TIMEOUT") || die "tidemark load failed"
+    tidemark_yaml "load_$1" "$TM_JOBS" "$3" >"$BENCH_DIR/$1.yaml"
+    out=$("$PY" "$TIMER" tidemark --bin "$2" --config "$BENCH_DIR/$1.yaml" \
+        --log "$BENCH_DIR/$1.log" --pidfile "$BENCH_DIR/tidemark.pid" \
+        --dst "$(pgc_conninfo dst "load_$1")" --pipeline "$PIPELINE" --tables "${#TABLES[@]}" \
+        --timeout "$LOAD_TIMEOUT") || die "$1 load failed"
     eval "$out"
     CLIENT_CPU=$TM_CPU_S
+    [ "$1" != tidemark ] || TIDEMARK_PARTS=$TM_PARTS
     rm -f "$BENCH_DIR/tidemark.pid"
     # The pipeline's slot and publication would keep WAL for the loads that follow.
     pgc_psql src bench -c "SELECT pg_drop_replication_slot('tidemark_$PIPELINE')" \
         -c "DROP PUBLICATION IF EXISTS tidemark_$PIPELINE" >/dev/null
     TIME=$TM_SECONDS
 }
+load_tidemark() { load_tidemark_bin tidemark "$TIDEMARK_BIN" "${PART_SIZE_MB:-}"; }
+load_base() { load_tidemark_bin base "$BASE_BIN" "${BASE_PART_SIZE_MB:-${PART_SIZE_MB:-}}"; }
 
 load_pgcopydb() {
     local out
     out=$("$PY" "$TIMER" run --log "$BENCH_DIR/pgcopydb.log" -- "$PGCOPYDB" copy table-data \
         --source "$(uri src bench)" --target "$(uri dst load_pgcopydb)" --dir "$BENCH_DIR/pgcopydb" \
-        --table-jobs "$JOBS")
+        --table-jobs "$NJOBS")
     eval "$out"
     [ "$RUN_RC" = 0 ] || {
         tail -30 "$BENCH_DIR/pgcopydb.log"
@@ -225,81 +253,98 @@ load_pipe() {
 
 # median of the arguments
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
-read -r -a order <<<"$ORDER"
 server_cpu() { "$PY" "$TIMER" cpu --datadir "$BENCH_DIR/src" --datadir "$BENCH_DIR/dst" | sed -n 's/^CPU_S=//p'; }
-declare -A TIMES CPUS
-for round in $(seq 1 "$REPEAT"); do
-    for who in "${order[@]}"; do
-        fresh_target "$who"
-        pgc_psql src bench -c "CHECKPOINT"
-        pgc_psql dst postgres -c "CHECKPOINT"
-        log "round $round: $who"
-        cpu0=$(server_cpu)
-        "load_$who"
-        cpu=$(calc '%.2f' "$(server_cpu) - $cpu0 + $CLIENT_CPU")
-        TIMES[$who]="${TIMES[$who]:-} $TIME"
-        CPUS[$who]="${CPUS[$who]:-} $cpu"
-        if [ "$who" = tidemark ]; then
-            RSS_KB_ALL="${RSS_KB_ALL:-} $TM_VMHWM_KB"
-        fi
-        log "round $round: $who took $TIME s, $cpu CPU s (client $CLIENT_CPU s, the rest both clusters)"
-    done
-    order=("${order[@]:1}" "${order[0]}")
-done
-for who in $ORDER; do
-    # shellcheck disable=SC2086
-    printf -v "SECONDS_$who" '%s' "$(median ${TIMES[$who]})"
-    # shellcheck disable=SC2086
-    printf -v "CPU_$who" '%s' "$(median ${CPUS[$who]})"
-done
-# shellcheck disable=SC2086
-TM_VMHWM_KB=$(printf '%s\n' $RSS_KB_ALL | sort -g | tail -1)
+goal() { awk "BEGIN { exit !($1) }" && echo "met" || echo "MISSED"; }
 
-# ---------------------------------------------------------------- 5. verify
-log "verify: every target against the source"
-verify_args=()
-for who in $ORDER; do
-    verify_args+=(--target "$who" "$(pgc_conninfo dst "load_$who")")
+SUMMARY=()
+ALL_OK=1
+# run_config KEYS JOBS: every loader, REPEAT interleaved rounds, verify, summary.
+run_config() {
+    local keys=$1 jobs=$2 round who cpu out
+    local -A TIMES=() CPUS=()
+    local rss_all=""
+    if [ "$jobs" = cores ]; then
+        NJOBS=$(nproc) TM_JOBS=0 # tidemark's own default: one job per core
+    else
+        NJOBS=$jobs TM_JOBS=$jobs
+    fi
+    if [ "$keys" = yes ]; then SCHEMA_SQL=$BENCH_DIR/schema-keys.sql; else SCHEMA_SQL=$BENCH_DIR/schema-bare.sql; fi
+    pgc_psql dst postgres -c "ALTER SYSTEM SET max_sync_workers_per_subscription = $NJOBS" \
+        -c "SELECT pg_reload_conf()" >/dev/null
+    read -r -a order <<<"$ORDER"
+    for round in $(seq 1 "$REPEAT"); do
+        for who in "${order[@]}"; do
+            fresh_target "$who"
+            pgc_psql src bench -c "CHECKPOINT"
+            pgc_psql dst postgres -c "CHECKPOINT"
+            log "keys=$keys jobs=$jobs round $round: $who"
+            cpu0=$(server_cpu)
+            "load_$who"
+            cpu=$(calc '%.2f' "$(server_cpu) - $cpu0 + $CLIENT_CPU")
+            TIMES[$who]="${TIMES[$who]:-} $TIME"
+            CPUS[$who]="${CPUS[$who]:-} $cpu"
+            [ "$who" = tidemark ] && rss_all="$rss_all $TM_VMHWM_KB"
+            log "keys=$keys jobs=$jobs round $round: $who took $TIME s, $cpu CPU s (client $CLIENT_CPU s, the rest both clusters)"
+        done
+        order=("${order[@]:1}" "${order[0]}")
+    done
+    local -A SEC=() CPU=()
+    for who in $ORDER; do
+        # shellcheck disable=SC2086
+        SEC[$who]=$(median ${TIMES[$who]})
+        # shellcheck disable=SC2086
+        CPU[$who]=$(median ${CPUS[$who]})
+    done
+
+    log "verify (keys=$keys jobs=$jobs): every target against the source"
+    local verify_args=() verify_ok=1
+    for who in $ORDER; do
+        verify_args+=(--target "$who" "$(pgc_conninfo dst "load_$who")")
+    done
+    out=$("$PY" "$TIMER" verify --src "$SRC" "${verify_args[@]}") || verify_ok=0
+    eval "$out"
+    [ "$verify_ok" = 1 ] || ALL_OK=0
+    local problems rss_mb
+    problems=$(cat "$BENCH_DIR"/tidemark.log "$BENCH_DIR"/base.log 2>/dev/null | grep -ciE '\b(error|warning|fatal|panic)\b' || true)
+    # shellcheck disable=SC2086
+    rss_mb=$(calc '%.1f' "$(printf '%s\n' $rss_all -1024 | sort -g | tail -1) / 1024")
+
+    echo
+    echo "== keys=$keys jobs=$jobs ($NJOBS; tidemark jobs: $TM_JOBS): pgbench -s $SCALE, $ROWS_ALL rows in all tables, median of $REPEAT round(s)"
+    echo "tidemark parts: ${TIDEMARK_PARTS:-?}; load average now $(cut -d' ' -f1 /proc/loadavg)"
+    printf '%-10s %8s %10s %8s %9s %10s   %s\n' loader seconds rows/s "tm/this" "CPU s" "CPU us/row" "rounds: seconds / CPU s"
+    local line="" ratio
+    for who in tidemark base pgcopydb native pipe; do
+        [ -n "${SEC[$who]:-}" ] || continue
+        ratio=""
+        [ "$who" != tidemark ] && [ -n "${SEC[tidemark]:-}" ] && ratio=$(calc '%.2f' "${SEC[tidemark]} / ${SEC[$who]}")
+        printf '%-10s %8.2f %10s %8s %9.2f %10.2f   %s / %s\n' "$who" "${SEC[$who]}" \
+            "$(calc '%.0f' "$ROWS_ALL / ${SEC[$who]}")" "$ratio" "${CPU[$who]}" \
+            "$(calc '%.3f' "${CPU[$who]} * 1000000 / $ROWS_ALL")" "${TIMES[$who]# }" "${CPUS[$who]# }"
+        line+=" ${who}_s=${SEC[$who]} ${who}_cpu_s=${CPU[$who]}"
+    done
+    if [ -n "${SEC[tidemark]:-}" ]; then
+        [ -n "${SEC[pgcopydb]:-}" ] && echo "goal         faster than pgcopydb: $(goal "${SEC[tidemark]} < ${SEC[pgcopydb]}")"
+        [ -n "${SEC[native]:-}" ] && echo "goal         faster than native: $(goal "${SEC[tidemark]} < ${SEC[native]}")"
+        [ -n "${SEC[pipe]:-}" ] && echo "goal         within 1.2x of the raw pipe: $(goal "${SEC[tidemark]} <= 1.2 * ${SEC[pipe]}")"
+        echo "goal         peak RSS < 64 MB: $(goal "$rss_mb < 64") ($rss_mb MB); $problems error/warning line(s) in tidemark's log"
+    fi
+    if [ "$verify_ok" = 1 ]; then echo "verify       PASS"; else echo "verify       FAIL: a target differs from the source"; fi
+    SUMMARY+=("RESULT scale=$SCALE keys=$keys jobs=$jobs repeat=$REPEAT rows=$ROWS_ALL$line tidemark_rss_mb=$rss_mb verify=$verify_ok")
+}
+
+for keys in $KEYS; do
+    for jobs in $JOBS; do
+        run_config "$keys" "$jobs"
+    done
 done
-verify_ok=1
-out=$("$PY" "$TIMER" verify --src "$SRC" "${verify_args[@]}") || verify_ok=0
-eval "$out"
-TM_PROBLEMS=$(grep -ciE '\b(error|warning|fatal|panic)\b' "$BENCH_DIR/tidemark.log" 2>/dev/null || true)
 
 # ---------------------------------------------------------------- 6. summary
-RSS_MB=$(calc '%.1f' "${TM_VMHWM_KB:--1} / 1024")
 echo
-echo "== initial load of pgbench -s $SCALE ($ROWS rows in pgbench_accounts, $ACCOUNTS_MB MB; $TOTAL_MB MB in all), $JOBS jobs, median of $REPEAT round(s)"
-echo "machine      $(nproc) CPUs; 1-min load average $LOAD_START at start, $(cut -d' ' -f1 /proc/loadavg) at end; order: $ORDER"
-echo "tidemark     $TIDEMARK_ID; parts: ${TM_PARTS:-?}"
-line=""
-printf '%-10s %9s %10s %22s %9s %12s   %s\n' loader "seconds" "rows/s" "tidemark/loader (time)" "CPU s" "(CPU ratio)" "rounds: seconds / CPU s"
-for who in tidemark pgcopydb native pipe; do
-    s=$(eval echo "\${SECONDS_$who:-}")
-    [ -n "$s" ] || continue
-    c=$(eval echo "\${CPU_$who:-}")
-    r="" rc=""
-    if [ "$who" != tidemark ] && [ -n "${SECONDS_tidemark:-}" ]; then
-        r=$(calc '%.2f' "$SECONDS_tidemark / $s")
-        # shellcheck disable=SC2154 # CPU_tidemark: set by printf -v above
-        rc=$(calc '%.2f' "$CPU_tidemark / $c")
-        line+=" ratio_$who=$r cpu_ratio_$who=$rc"
-    fi
-    printf '%-10s %9.2f %10s %22s %9.2f %12s   %s / %s\n' "$who" "$s" "$(calc '%.0f' "$ROWS / $s")" "$r" "$c" \
-        "${rc:+($rc)}" "${TIMES[$who]# }" "${CPUS[$who]# }"
-    line+=" ${who}_s=$s ${who}_cpu_s=$c"
-done
-echo "tidemark     peak RSS $RSS_MB MB (highest VmHWM of the rounds), daemon CPU ${TM_CPU_S:-?} s (last round), $TM_PROBLEMS error/warning log line(s)"
-goal() { awk "BEGIN { exit !($1) }" && echo "met" || echo "MISSED"; }
-if [ -n "${SECONDS_tidemark:-}" ]; then
-    [ -n "${SECONDS_pgcopydb:-}" ] && echo "goal         faster than pgcopydb: $(goal "$SECONDS_tidemark < $SECONDS_pgcopydb")"
-    [ -n "${SECONDS_native:-}" ] && echo "goal         faster than native: $(goal "$SECONDS_tidemark < $SECONDS_native")"
-    [ -n "${SECONDS_pipe:-}" ] && echo "goal         within 1.2x of the raw pipe: $(goal "$SECONDS_tidemark <= 1.2 * $SECONDS_pipe")"
-    echo "goal         peak RSS < 64 MB with jobs=$JOBS: $(goal "$RSS_MB < 64")"
-fi
-echo "RESULT scale=$SCALE jobs=$JOBS repeat=$REPEAT rows=$ROWS$line tidemark_rss_mb=$RSS_MB tidemark_daemon_cpu_s=${TM_CPU_S:-} load_start=$LOAD_START load_end=$(cut -d' ' -f1 /proc/loadavg)"
-if [ "$verify_ok" != 1 ]; then
+echo "== all configurations: pgbench -s $SCALE; $(nproc) CPUs; load average $LOAD_START at start, $(cut -d' ' -f1 /proc/loadavg) at end"
+echo "tidemark     $TIDEMARK_ID${BASE_ID:+; base: $BASE_ID}"
+printf '%s\n' "${SUMMARY[@]}"
+if [ "$ALL_OK" != 1 ]; then
     echo "FAIL: a target differs from the source (see the verify lines above)"
     exit 1
 fi

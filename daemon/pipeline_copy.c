@@ -251,6 +251,7 @@ static void on_copy_async(struct ev_loop *loop, ev_async *w, int revents)
 
     while (p->rc == 0 && tablesync_poll(p->tsync, &ev) == 1)
         on_event(p, &ev);
+    pipeline_check_early_errors(p); /* also woken by a copy's dead letters */
 }
 
 static void copy_notify(void *arg)

@@ -123,6 +123,15 @@ typedef struct SinkOps {
     int (*copy_open_part)(Sink *s, const TableDef *t, const TableDef *target, const CopyPart *part,
                           Lsn sync_lsn, SinkCopy **out);
     /*
+     * Optional: whether t's target table has an index led by the column key
+     * (t's split key; with a mapping, the target's single key column).
+     * Parts of one table copied at once would insert into such an index at
+     * several places together, each of them splitting pages in the middle:
+     * slower than one COPY appending at its right edge. Without this op
+     * tables are split.
+     */
+    int (*copy_key_indexed)(Sink *s, const TableDef *t, const char *key, bool *indexed);
+    /*
      * Optional: a copied row that could not be transformed (on_error:
      * dead_letter), as the JSON of its source row; stored in the copy's
      * transaction when it commits.

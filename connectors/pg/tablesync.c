@@ -184,8 +184,8 @@ static void split_range(CopyPart *parts, int n, PartKind kind, int64_t lo, int64
     }
 }
 
-static int plan_parts(PGconn *src, const Config *cfg, int jobs, const TableDef *t, CopyPart **out,
-                      int *n, long long *est_rows)
+static int plan_parts(PGconn *src, Sink *sink, const Config *cfg, int jobs, const TableDef *t,
+                      CopyPart **out, int *n, long long *est_rows)
 {
     char oidbuf[16];
     const char *params[1] = {oidbuf};
@@ -223,6 +223,26 @@ static int plan_parts(PGconn *src, const Config *cfg, int jobs, const TableDef *
         return 0;
     }
     key = single_int_key(t);
+    if (key >= 0 && sink->ops->copy_key_indexed) {
+        bool indexed = false;
+
+        rc = sink->ops->copy_key_indexed(sink, t, t->cols[key].name, &indexed);
+        if (rc < 0)
+            return rc;
+        if (indexed) {
+            /* One COPY fills the index in key order at its right edge;
+             * parallel key ranges would split its pages in the middle, and
+             * a ctid split of a table loaded in key order does the same. */
+            log_write(LOG_LVL_INFO, t->display, LSN_INVALID,
+                      "initial copy in one part: the target indexes the key %s, which %d"
+                      " parallel parts would fill at %d places at once",
+                      t->cols[key].name, want, want);
+            *out = xcalloc(1, sizeof(CopyPart));
+            (*out)[0].kind = PART_WHOLE;
+            *n = 1;
+            return 0;
+        }
+    }
     if (key >= 0) {
         char *q = pgconn_qualified(src, t->schema, t->name);
         char *k = pgconn_ident(src, t->cols[key].name);
@@ -309,6 +329,10 @@ static void add_progress(TableSync *ts, int idx, long long rows, long long bytes
      * must not wait for the end of a large part. */
     ts->progress[idx].dead_letters += dead;
     pthread_mutex_unlock(&ts->mu);
+    /* The loop checks copy.max_errors_early on events: a table copied in one
+     * part has none until it ends, past the first tenth of the load. */
+    if (dead > 0 && ts->notify)
+        ts->notify(ts->notify_arg);
 }
 
 /*
@@ -609,7 +633,7 @@ static int load_plan(Worker *w, int idx, CopyPart **parts, int *n, long long *es
         /* Never planned: the table must not hold rows a copy would duplicate. */
         rc = sink->ops->check_table(sink, t, true);
         if (rc == 0)
-            rc = plan_parts(w->src, ts->cfg, ts->jobs, t, parts, n, est);
+            rc = plan_parts(w->src, sink, ts->cfg, ts->jobs, t, parts, n, est);
         if (rc == 0)
             rc = sink->ops->parts_plan(sink, t, *parts, *n, false);
         return rc;

@@ -693,6 +693,48 @@ fail:
     return tm_fail_ctx(rc, "initial copy of %s", t->display);
 }
 
+static int pgsink_copy_key_indexed(Sink *base, const TableDef *t, const char *key, bool *indexed)
+{
+    PgSink *s = pgsink_of(base);
+    MappingPlan *plan = NULL;
+    TableDef tgt = {0};
+    PGconn *conn = NULL;
+    PGresult *res = NULL;
+    int rc = mapped_target(s, t, &plan, &tgt);
+
+    *indexed = false;
+    if (rc == 0)
+        rc = pgsink_open_session(s, &conn);
+    if (rc == 0) {
+        const TableDef *dt = plan ? &tgt : t;
+        const char *col = key;
+        int nkeys = 0;
+
+        for (size_t i = 0; plan && i < tgt.ncols; i++)
+            if (tgt.cols[i].is_key && nkeys++ == 0)
+                col = tgt.cols[i].name;
+        if (plan && nkeys != 1)
+            col = key;
+        char *q = pgconn_qualified(conn, dt->schema, dt->name);
+        const char *params[2] = {q, col};
+
+        rc = pgconn_query(conn,
+                          "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a"
+                          " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+                          " WHERE i.indrelid = to_regclass($1) AND a.attname = $2)",
+                          2, params, &res);
+        free(q);
+        if (rc == 0)
+            *indexed = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+    }
+    if (conn)
+        PQfinish(conn);
+    mapping_free(plan);
+    tabledef_release(&tgt);
+    return rc < 0 ? tm_fail_ctx(rc, "target: the indexes of %s", t->display) : 0;
+}
+
 static int pgsink_copy_open(Sink *base, const TableDef *t, Lsn sync_lsn, SinkCopy **out)
 {
     return pgsink_copy_open_part(base, t, NULL, NULL, sync_lsn, out);
@@ -930,6 +972,7 @@ static const SinkOps pgsink_ops = {
     .parts_load = pgsink_parts_load,
     .parts_plan = pgsink_parts_plan,
     .copy_open_part = pgsink_copy_open_part,
+    .copy_key_indexed = pgsink_copy_key_indexed,
     .copy_dead_letter = pgsink_copy_dead_letter,
     .dead_letter = pgapply_dead_letter,
     .forget_tables = pgsink_forget_tables,

@@ -59,6 +59,9 @@ def create_bank(env, accounts, ledger, orders, ledger_note=8):
         CREATE INDEX ON orders (id);
     """
     env.both_sql(ddl)
+    # No index on the target's accounts.id: a key the target indexes is copied in one part
+    # (test_indexed_key_copied_in_one_part); these tests are about key-range parts.
+    env.dst_sql("ALTER TABLE accounts DROP CONSTRAINT accounts_pkey")
     env.src_sql("INSERT INTO branches SELECT g, 0 FROM generate_series(1, 10) g")
     env.src_sql("INSERT INTO tellers SELECT g, g % 10 + 1, 'teller ' || g FROM generate_series(1, 100) g")
     env.src_sql("INSERT INTO accounts SELECT g, g %% 10 + 1, 0, 'a' || g FROM generate_series(1, %d) g" % accounts)
@@ -262,6 +265,44 @@ def test_parallel_copy_with_concurrent_writer(env):
     d.stop()
 
 
+def test_indexed_key_copied_in_one_part(env):
+    """A table whose target has an index led by the split key is copied as one
+    part (parallel key ranges would fill that index at several places at once,
+    splitting its pages in the middle); the same source table with a target
+    that does not index the key is still split into key ranges. Changes made
+    during and after the copy converge row by row."""
+    env.both_sql("""
+        CREATE TABLE ix_pk (id bigint PRIMARY KEY, v int NOT NULL, note text);
+        CREATE TABLE ix_lead (id int PRIMARY KEY, v int NOT NULL, note text);
+        CREATE TABLE ix_bare (id bigint PRIMARY KEY, v int NOT NULL, note text);
+    """)
+    # ix_lead's target: no primary key, but a (non-unique) index led by id.
+    env.dst_sql("ALTER TABLE ix_lead DROP CONSTRAINT ix_lead_pkey; CREATE INDEX ON ix_lead (id, v)")
+    env.dst_sql("ALTER TABLE ix_bare DROP CONSTRAINT ix_bare_pkey; CREATE INDEX ON ix_bare (v)")
+    for t in ("ix_pk", "ix_lead", "ix_bare"):
+        env.src_sql("INSERT INTO %s SELECT g, g %% 7, repeat(md5(g::text), 2) FROM generate_series(1, 60000) g" % t)
+    env.src_sql("VACUUM ANALYZE")
+    tables = ["public.ix_pk", "public.ix_lead", "public.ix_bare"]
+    d = env.daemon(tables=tables, extra=COPY)
+    env.src_sql("UPDATE ix_pk SET v = v + 1 WHERE id % 100 = 0; DELETE FROM ix_lead WHERE id % 333 = 0;"
+                "INSERT INTO ix_bare VALUES (70000, 1, 'new'); UPDATE ix_bare SET id = -id WHERE id = 5")
+    wait_copy_done(env, d)
+    env.src_sql("UPDATE ix_pk SET note = 'after' WHERE id < 50; UPDATE ix_lead SET v = -1 WHERE id > 59990")
+    env.wait_caught_up(d, timeout=120)
+    env.assert_tables_equal("ix_pk", "ix_lead", "ix_bare")
+
+    state = sync_state(env)
+    assert part_kinds(state, "public.ix_pk") == {"whole": 1}, state["public.ix_pk"]
+    assert part_kinds(state, "public.ix_lead") == {"whole": 1}, state["public.ix_lead"]
+    assert part_kinds(state, "public.ix_bare")["key"] >= 4, state["public.ix_bare"]
+    log = d.log()
+    for t, key in (("public.ix_pk", "id"), ("public.ix_lead", "id")):
+        assert re.search(r"initial copy in one part: the target indexes the key %s\b.* table=%s$" % (key, re.escape(t)),
+                         log, re.M), "no one-part line for %s" % t
+    assert not any("in one part" in l and l.endswith("table=public.ix_bare") for l in log.splitlines())
+    d.stop()
+
+
 # --------------------------------------------------------------------------- (b)
 
 # Kill i lands in the copy of KILL_TABLES[i] (a random number of its parts
@@ -387,6 +428,7 @@ def test_trickle_add_and_remove_tables(env):
     # slot exists: after a restart the walsender would decode these 500k
     # inserts again before it reaches the changes the test waits for.)
     env.src_sql("INSERT INTO trk_c SELECT g, 0, 'c' || g FROM generate_series(1, 500000) g")
+    env.dst_sql("ALTER TABLE trk_c DROP CONSTRAINT trk_c_pkey")  # key-range parts (see create_bank)
     env.src_sql("VACUUM ANALYZE trk_c")
     d = env.daemon(tables=["public.trk_a", "public.trk_b"], extra=COPY)
     env.src_sql("UPDATE trk_a SET v = 1 WHERE id % 10 = 0; INSERT INTO trk_b VALUES (1001, 1, 'new')")
