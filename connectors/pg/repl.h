@@ -62,7 +62,6 @@ int repl_create_slot_wait(ReplConn *rc, const char *name, bool temporary, Lsn *c
  */
 void repl_log_open_transactions(PGconn *sql, const char *slot, double seconds);
 
-
 /* -ENOENT: the slot does not exist (dropped, e.g. by a cutover). */
 int repl_start(ReplConn *rc, Lsn start);
 
