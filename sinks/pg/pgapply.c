@@ -81,6 +81,10 @@ static const char *const WM_SQL =
 
 void pgapply_reset_session(PgSink *s)
 {
+    /* The open batch died with the session (the stream replays it), so runs
+     * the pipeline released meanwhile were lost with it, not dropped from a
+     * batch that could still commit. */
+    s->run_lost = false;
     s->session++;
     for (size_t i = 0; i < s->ndealloc; i++)
         free(s->dealloc[i]);

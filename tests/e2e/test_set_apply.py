@@ -136,3 +136,30 @@ def test_big_transaction_bounded_memory_and_prompt_catch_up(env):
     # awaits the target's results (16 MB), not the transaction.
     assert kb < 48 * 1024, hwm
     d.stop()
+
+
+def test_target_lost_while_a_set_statement_gathers(env):
+    """The target session ends while rows of a big transaction wait in a run:
+    the batch died with the session, so after the reconnect the stream replays
+    it and commits; nothing of the dead session may be held against the new
+    one (it was: "changes gathered for a set statement were dropped unsent",
+    exit 1, found by the fault campaign's target black hole)."""
+    env.both_sql("CREATE TABLE gl (id int PRIMARY KEY, v text NOT NULL)")
+    d = env.daemon(tables=["public.gl"])
+    env.wait_caught_up(d)
+    env.src_sql("INSERT INTO gl SELECT g, repeat('v', 200) FROM generate_series(1, 300000) g")
+
+    def applying():
+        d.check_alive()
+        return env.dst_sql("SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = 'tidemark'"
+                           " AND xact_start IS NOT NULL AND pid <> pg_backend_pid()", (env.dst_db,))
+    harness.wait_for(applying, 60, "the big transaction to be applied on the target")
+    env.dst_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+                " AND application_name = 'tidemark' AND pid <> pg_backend_pid()", (env.dst_db,))
+    env.src_sql("UPDATE gl SET v = 'after' WHERE id % 1000 = 0")
+    env.wait_caught_up(d, timeout=120)
+    d.check_alive()
+    env.assert_tables_equal("gl")
+    assert "lost the target" in d.log(), d.log_tail()
+    assert "dropped unsent" not in d.log(), d.log_tail()
+    d.stop()
