@@ -5,6 +5,7 @@
  * reconnects).
  */
 #include "connectors/kafka/kconsumer.h"
+#include "sinks/kafka/krdk.h"
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -128,32 +129,12 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     log_warn("kafka: %s (%s)", reason, rd_kafka_err2name((rd_kafka_resp_err_t)err));
 }
 
-static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    LogLevel lvl = level <= 3   ? LOG_LVL_ERROR
-                   : level == 4 ? LOG_LVL_WARNING
-                   : level == 5 ? LOG_LVL_NOTICE
-                   : level == 6 ? LOG_LVL_INFO
-                                : LOG_LVL_DEBUG;
-
-    log_write(lvl, NULL, LSN_INVALID, "kafka %s: %s", fac, buf);
-}
-
 static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                       rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
     /* Advisory only: the target has the offsets that count. */
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         log_debug("kafka: advisory offset commit: %s", rd_kafka_err2str(err));
-}
-
-static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value)
-{
-    char errstr[512];
-
-    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
-        return tm_fail(-EINVAL, "Kafka setting %s=\"%s\": %s", key, value, errstr);
-    return 0;
 }
 
 /* Settings the exactly-once design rests on; properties may not change them. */
@@ -191,27 +172,28 @@ static int make_conf(KConsumer *kc, const Config *cfg, rd_kafka_conf_t **out)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char *client_id = xasprintf("tidemark-apply-%s", cfg->pipeline);
-    int rc = conf_set(conf, "bootstrap.servers", cfg->source.kafka.brokers);
+    int rc = krdk_conf_set(conf, "bootstrap.servers", cfg->source.kafka.brokers);
 
     if (rc == 0)
-        rc = conf_set(conf, "group.id", cfg->source.kafka.group);
+        rc = krdk_conf_set(conf, "group.id", cfg->source.kafka.group);
     for (size_t i = 0; rc == 0 && i < sizeof(FIXED) / sizeof(FIXED[0]); i++)
-        rc = conf_set(conf, FIXED[i][0], FIXED[i][1]);
+        rc = krdk_conf_set(conf, FIXED[i][0], FIXED[i][1]);
     if (rc == 0)
-        rc = conf_set(conf, "client.id", client_id);
+        rc = krdk_conf_set(conf, "client.id", client_id);
     if (rc == 0)
-        rc = conf_set(conf, "log.queue", "true");
+        rc = krdk_conf_set(conf, "log.queue", "true");
     /* bounded prefetch (invariant 6): the default queues up to 64 MB per consumer */
     if (rc == 0 && !has_property(cfg, "queued.max.messages.kbytes"))
-        rc = conf_set(conf, "queued.max.messages.kbytes", "16384");
+        rc = krdk_conf_set(conf, "queued.max.messages.kbytes", "16384");
     /* topics created after the start are found within seconds, not minutes */
     if (rc == 0 && !cfg->source.kafka.ntopics &&
         !has_property(cfg, "topic.metadata.refresh.interval.ms"))
-        rc = conf_set(conf, "topic.metadata.refresh.interval.ms", "10000");
+        rc = krdk_conf_set(conf, "topic.metadata.refresh.interval.ms", "10000");
     for (size_t i = 0; rc == 0 && i < cfg->source.kafka.nproperties; i++) {
         rc = check_property(cfg->source.kafka.prop_keys[i], cfg->source.kafka.prop_values[i]);
         if (rc == 0)
-            rc = conf_set(conf, cfg->source.kafka.prop_keys[i], cfg->source.kafka.prop_values[i]);
+            rc = krdk_conf_set(conf, cfg->source.kafka.prop_keys[i],
+                               cfg->source.kafka.prop_values[i]);
     }
     free(client_id);
     if (rc < 0) {
@@ -221,7 +203,7 @@ static int make_conf(KConsumer *kc, const Config *cfg, rd_kafka_conf_t **out)
     rd_kafka_conf_set_opaque(conf, kc);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_log_cb(conf, krdk_on_log);
     rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
     *out = conf;
     return 0;
@@ -476,16 +458,16 @@ int kafka_high_watermarks(const Config *cfg, KMark **out, size_t *n)
     rd_kafka_resp_err_t err;
     char errstr[512];
     size_t cap = 16;
-    int rc = conf_set(conf, "bootstrap.servers", cfg->source.kafka.brokers);
+    int rc = krdk_conf_set(conf, "bootstrap.servers", cfg->source.kafka.brokers);
 
     *out = xcalloc(cap, sizeof(KMark));
     *n = 0;
     if (rc == 0)
-        rc = conf_set(conf, "group.id", group); /* never joined: no subscription */
+        rc = krdk_conf_set(conf, "group.id", group); /* never joined: no subscription */
     if (rc == 0)
-        rc = conf_set(conf, "log_level", "3");
+        rc = krdk_conf_set(conf, "log_level", "3");
     for (size_t i = 0; rc == 0 && i < cfg->source.kafka.nproperties; i++)
-        rc = conf_set(conf, cfg->source.kafka.prop_keys[i], cfg->source.kafka.prop_values[i]);
+        rc = krdk_conf_set(conf, cfg->source.kafka.prop_keys[i], cfg->source.kafka.prop_values[i]);
     free(group);
     if (rc < 0) {
         rd_kafka_conf_destroy(conf);

@@ -7,6 +7,7 @@
  * kafkacopy.c.
  */
 #include "sinks/kafka/kafkasink_int.h"
+#include "sinks/kafka/krdk.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/xmalloc.h"
@@ -288,26 +289,6 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     log_warn("kafka: %s (%s)", reason, rd_kafka_err2name((rd_kafka_resp_err_t)err));
 }
 
-static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    LogLevel lvl = level <= 3   ? LOG_LVL_ERROR
-                   : level == 4 ? LOG_LVL_WARNING
-                   : level == 5 ? LOG_LVL_NOTICE
-                   : level == 6 ? LOG_LVL_INFO
-                                : LOG_LVL_DEBUG;
-
-    log_write(lvl, NULL, LSN_INVALID, "kafka %s: %s", fac, buf);
-}
-
-static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value)
-{
-    char errstr[512];
-
-    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK)
-        return tm_fail(-EINVAL, "Kafka setting %s=\"%s\": %s", key, value, errstr);
-    return 0;
-}
-
 static int check_property(const char *key, const char *value)
 {
     if (strcmp(key, "bootstrap.servers") == 0 || strcmp(key, "metadata.broker.list") == 0)
@@ -333,27 +314,27 @@ static int make_conf(KafkaSink *s, rd_kafka_conf_t **out)
     const Config *cfg = s->cfg;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char *client_id = xasprintf("tidemark-%s", cfg->pipeline);
-    int rc = conf_set(conf, "bootstrap.servers", cfg->target.kafka.brokers);
+    int rc = krdk_conf_set(conf, "bootstrap.servers", cfg->target.kafka.brokers);
 
     for (size_t i = 0; rc == 0 && i < sizeof(FIXED) / sizeof(FIXED[0]); i++)
-        rc = conf_set(conf, FIXED[i][0], FIXED[i][1]);
+        rc = krdk_conf_set(conf, FIXED[i][0], FIXED[i][1]);
     /* Retry forever while brokers are away: the slot keeps the WAL meanwhile. */
     if (rc == 0)
-        rc = conf_set(conf, "message.timeout.ms", "0");
+        rc = krdk_conf_set(conf, "message.timeout.ms", "0");
     /* Java's default partitioner, so keys land where Debezium would put them. */
     if (rc == 0)
-        rc = conf_set(conf, "partitioner", "murmur2_random");
+        rc = krdk_conf_set(conf, "partitioner", "murmur2_random");
     if (rc == 0)
-        rc = conf_set(conf, "client.id", client_id);
+        rc = krdk_conf_set(conf, "client.id", client_id);
     /* Logs through the main queue: served on the loop thread like everything else. */
     if (rc == 0)
-        rc = conf_set(conf, "log.queue", "true");
+        rc = krdk_conf_set(conf, "log.queue", "true");
     for (size_t i = 0; rc == 0 && i < cfg->target.kafka.nproperties; i++) {
         const char *key = cfg->target.kafka.prop_keys[i], *value = cfg->target.kafka.prop_values[i];
 
         rc = check_property(key, value);
         if (rc == 0)
-            rc = conf_set(conf, key, value);
+            rc = krdk_conf_set(conf, key, value);
     }
     free(client_id);
     if (rc < 0) {
@@ -363,7 +344,7 @@ static int make_conf(KafkaSink *s, rd_kafka_conf_t **out)
     rd_kafka_conf_set_opaque(conf, s);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_log_cb(conf, krdk_on_log);
     *out = conf;
     return 0;
 }
