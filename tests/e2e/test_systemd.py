@@ -100,9 +100,9 @@ def test_unit_contents():
     assert "@bindir@" not in exec_start[0]
 
 
-def test_meson_install_layout(tmp_path):
-    """meson install (DESTDIR) installs unit, sysusers and tmpfiles where
-    systemd searches, and the unit runs the binary installed beside them."""
+def meson_install(tmp_path):
+    """`meson install` of the build under test into tmp_path/root (skips
+    when the binary under test was not built by meson); returns that root."""
     bdir = build_dir()
     if not os.path.isfile(os.path.join(bdir, "build.ninja")):
         pytest.skip("%s is not a meson build directory" % bdir)
@@ -110,6 +110,13 @@ def test_meson_install_layout(tmp_path):
     res = subprocess.run(["meson", "install", "-C", bdir, "--no-rebuild", "--destdir", str(dest)],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
     assert res.returncode == 0, res.stdout
+    return dest
+
+
+def test_meson_install_layout(tmp_path):
+    """meson install (DESTDIR) installs unit, sysusers and tmpfiles where
+    systemd searches, and the unit runs the binary installed beside them."""
+    dest = meson_install(tmp_path)
     found = {}
     for root, _, files in os.walk(dest):
         for name in files:

@@ -5,11 +5,10 @@ puts it beside tidemark@.service."""
 
 import os
 import re
-import subprocess
 
 import pytest
 
-from test_systemd import SYSTEMD_ANALYZE, analyze, build_dir, unit_keys
+from test_systemd import SYSTEMD_ANALYZE, analyze, build_dir, meson_install, unit_keys
 
 
 def generated():
@@ -56,13 +55,7 @@ def test_apply_unit_contents():
 
 
 def test_apply_unit_installed(tmp_path):
-    bdir = build_dir()
-    if not os.path.isfile(os.path.join(bdir, "build.ninja")):
-        pytest.skip("%s is not a meson build directory" % bdir)
-    dest = tmp_path / "root"
-    res = subprocess.run(["meson", "install", "-C", bdir, "--no-rebuild", "--destdir", str(dest)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-    assert res.returncode == 0, res.stdout
+    dest = meson_install(tmp_path)
     units = [os.path.join(r, f) for r, _, fs in os.walk(dest) for f in fs if f.startswith("tidemark")
              and f.endswith(".service")]
     assert sorted(os.path.basename(u) for u in units) == ["tidemark-apply@.service", "tidemark@.service"]
