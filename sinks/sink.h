@@ -132,6 +132,11 @@ typedef struct SinkOps {
      */
     int (*copy_key_indexed)(Sink *s, const TableDef *t, const char *key, bool *indexed);
     /*
+     * Optional: a copy worker found no work left; the sink may close what it
+     * keeps for the copy functions (idle sessions). Called from any worker.
+     */
+    void (*copy_idle)(Sink *s);
+    /*
      * Optional: a copied row that could not be transformed (on_error:
      * dead_letter), as the JSON of its source row; stored in the copy's
      * transaction when it commits.

@@ -1,10 +1,11 @@
 /*
  * Table-sync workers (see tablesync.h). A worker that takes a table plans
- * its parts (or loads the stored plan), creates a temporary slot to get an
- * exact snapshot, queues the table's other parts for idle workers and copies
- * one part itself. The slot's connection stays idle, holding the snapshot,
- * until the table's last part is done; then the temporary slot vanishes with
- * it. Work queues are protected by one mutex; events go to the main loop.
+ * its parts (or loads the stored plan), takes an exact snapshot (a temporary
+ * slot's, or the one it took for its previous table while that is recent),
+ * queues the table's other parts for idle workers and copies one part
+ * itself. The slot's connection stays idle, holding the snapshot, until no
+ * part and no worker needs it; then the temporary slot vanishes with it.
+ * Work queues are protected by one mutex; events go to the main loop.
  */
 #include "connectors/pg/tablesync.h"
 #include "connectors/pg/idmap.h"
@@ -29,11 +30,27 @@
 
 #define MAX_PARTS 1024
 
-typedef struct SnapCtx {
-    int table_idx;
+/*
+ * How long a worker keeps its last snapshot for its next table. Creating a
+ * temporary slot costs 50-130 ms (a fixed cost per table that made a load of
+ * many small tables slow, issue 17); one snapshot serves any table of this
+ * TableSync (see tablesync_submit). Bounded because a held snapshot holds
+ * back the source's vacuum horizon and WAL for as long as it is kept.
+ */
+#define SNAPSHOT_REUSE_SECS 30.0
+
+/* A temporary slot's exported snapshot, shared by the tables copied in it. */
+typedef struct Snap {
     ReplConn *holder; /* idle replication session keeping the snapshot */
     char *snapshot;
     Lsn lsn;
+    double taken; /* monotonic seconds */
+    int refs;     /* tables using it, plus the worker keeping it; under mu */
+} Snap;
+
+typedef struct SnapCtx {
+    int table_idx;
+    Snap *snap;
     int remaining;
     CopyPart *parts; /* the table's plan */
     int nparts;
@@ -49,6 +66,8 @@ typedef struct Worker {
     pthread_t thread;
     int id;
     PGconn *src;
+    Snap *keep;  /* its last snapshot, for its next table */
+    bool rested; /* released what it keeps since its last job */
 } Worker;
 
 struct TableSync {
@@ -69,8 +88,7 @@ struct TableSync {
     size_t nparts, parts_cap;
     TableSyncEvent *events;
     size_t nevents, events_cap;
-    int busy;    /* workers inside a job */
-    int holders; /* snapshots still held */
+    int busy; /* workers inside a job */
     bool stopping;
     atomic_bool cancel;
     atomic_uint slot_seq;
@@ -476,7 +494,7 @@ static int copy_part(Worker *w, SnapCtx *ctx, const CopyPart *part)
     rc = ensure_source(w);
     if (rc < 0)
         return rc;
-    lit = PQescapeLiteral(w->src, ctx->snapshot, strlen(ctx->snapshot));
+    lit = PQescapeLiteral(w->src, ctx->snap->snapshot, strlen(ctx->snap->snapshot));
     sql = xasprintf("SET TRANSACTION SNAPSHOT %s", lit ? lit : "''");
     PQfreemem(lit);
     rc = pgconn_exec(w->src, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
@@ -503,9 +521,9 @@ static int copy_part(Worker *w, SnapCtx *ctx, const CopyPart *part)
                      sink->ops->name);
     if (rc == 0)
         rc = sink->ops->copy_open_part
-                 ? sink->ops->copy_open_part(sink, t, map.plan ? &map.target : NULL, part, ctx->lsn,
-                                             &sc)
-                 : sink->ops->copy_open(sink, t, ctx->lsn, &sc);
+                 ? sink->ops->copy_open_part(sink, t, map.plan ? &map.target : NULL, part,
+                                             ctx->snap->lsn, &sc)
+                 : sink->ops->copy_open(sink, t, ctx->snap->lsn, &sc);
     if (rc < 0) {
         cancel_copy(w->src);
         goto out;
@@ -549,7 +567,7 @@ out:
         ts->progress[ctx->table_idx].filtered += map.filtered;
         pthread_mutex_unlock(&ts->mu);
         if (map.dead)
-            log_write(LOG_LVL_WARNING, t->display, ctx->lsn,
+            log_write(LOG_LVL_WARNING, t->display, ctx->snap->lsn,
                       "%lld copied rows could not be transformed: see tidemark.dead_letter",
                       map.dead);
     }
@@ -566,31 +584,45 @@ out:
         ev.part = *part;
         ev.part.leaf_schema = ev.part.leaf_name = NULL;
         ev.part.synced = true;
-        ev.part.sync_lsn = ctx->lsn;
+        ev.part.sync_lsn = ctx->snap->lsn;
         ev.part.rows = rows;
         emit(ts, &ev);
     }
     return rc;
 }
 
-/* Drops the snapshot (and the temporary slot) once the table's last part is done. */
+/* The last user of a snapshot drops it (and its temporary slot). */
+static void snap_unref(TableSync *ts, Snap *snap)
+{
+    bool last;
+
+    if (!snap)
+        return;
+    pthread_mutex_lock(&ts->mu);
+    last = --snap->refs == 0;
+    pthread_mutex_unlock(&ts->mu);
+    if (!last)
+        return;
+    repl_free(snap->holder);
+    free(snap->snapshot);
+    free(snap);
+}
+
+/* The table's last part releases its snapshot. */
 static void part_done(TableSync *ts, SnapCtx *ctx)
 {
     bool last;
 
     pthread_mutex_lock(&ts->mu);
     last = --ctx->remaining == 0;
-    if (last) {
-        ts->holders--;
+    if (last)
         ts->progress[ctx->table_idx].finished = clock_mono_secs();
-    }
     ts->progress[ctx->table_idx].parts_done++;
     pthread_cond_broadcast(&ts->cond);
     pthread_mutex_unlock(&ts->mu);
     if (!last)
         return;
-    repl_free(ctx->holder);
-    free(ctx->snapshot);
+    snap_unref(ts, ctx->snap);
     copyparts_free(ctx->parts, ctx->nparts);
     free(ctx);
 }
@@ -672,6 +704,65 @@ static void copy_waiting(void *arg, double seconds)
     repl_log_open_transactions(cw->src, cw->slot, seconds);
 }
 
+/*
+ * The snapshot for the worker's next table: the one it kept from its
+ * previous table while that is recent, else a new temporary slot's (which
+ * it then keeps). Either is exact at its LSN, and either is at or after the
+ * point where the stream began holding this TableSync's tables.
+ */
+static int worker_snapshot(Worker *w, const TableDef *t, Snap **out, bool *reused)
+{
+    TableSync *ts = w->ts;
+    Snap *snap = w->keep;
+    char name[64];
+    int rc;
+
+    *reused = snap && clock_mono_secs() - snap->taken < SNAPSHOT_REUSE_SECS;
+    if (*reused) {
+        pthread_mutex_lock(&ts->mu);
+        snap->refs++;
+        pthread_mutex_unlock(&ts->mu);
+        *out = snap;
+        return 0;
+    }
+    w->keep = NULL;
+    snap_unref(ts, snap);
+    snap = xcalloc(1, sizeof(*snap));
+    snap->holder = repl_new(ts->cfg);
+    /* Unique per snapshot: a worker may take a new one while its previous
+     * one is still held for parts other workers copy. */
+    snprintf(name, sizeof(name), "tm_sync_%d_%u_%.40s", (int)getpid(),
+             atomic_fetch_add(&ts->slot_seq, 1u), ts->cfg->pipeline);
+    CopyWait cw = {ts, w->src, name};
+    ReplWait wait = {copy_stop, copy_waiting, 5.0, &cw};
+
+    rc = repl_connect(snap->holder);
+    if (rc == 0)
+        rc = repl_create_slot_wait(snap->holder, name, true, &snap->lsn, &snap->snapshot, &wait);
+    if (rc < 0) {
+        repl_free(snap->holder);
+        free(snap->snapshot);
+        free(snap);
+        return tm_fail_ctx(rc, "creating the copy snapshot of %s", t->display);
+    }
+    snap->taken = clock_mono_secs();
+    snap->refs = 2; /* the table's, and the worker's keep */
+    w->keep = snap;
+    *out = snap;
+    return 0;
+}
+
+/* Nothing is queued: what the worker keeps for a next table goes. */
+static void worker_rest(Worker *w)
+{
+    Sink *sink = w->ts->sink;
+
+    snap_unref(w->ts, w->keep);
+    w->keep = NULL;
+    if (sink->ops->copy_idle)
+        sink->ops->copy_idle(sink);
+}
+
 static int run_table(Worker *w, int idx)
 {
     TableSync *ts = w->ts;
@@ -679,7 +770,7 @@ static int run_table(Worker *w, int idx)
     CopyPart *parts = NULL;
     SnapCtx *ctx;
     TableSyncEvent ev = {.kind = TSE_PLANNED, .table_idx = idx};
-    char name[64];
+    bool reused;
     int n = 0, npending = 0, first = -1, rc;
     long long est = 0;
 
@@ -720,28 +811,16 @@ static int run_table(Worker *w, int idx)
     ctx->parts = parts;
     ctx->nparts = n;
     ctx->remaining = npending;
-    ctx->holder = repl_new(ts->cfg);
-    /* Unique per snapshot: a worker may start a table while the snapshot of
-     * its previous one is still held for parts other workers copy. */
-    snprintf(name, sizeof(name), "tm_sync_%d_%u_%.40s", (int)getpid(),
-             atomic_fetch_add(&ts->slot_seq, 1u), ts->cfg->pipeline);
-    CopyWait cw = {ts, w->src, name};
-    ReplWait wait = {copy_stop, copy_waiting, 5.0, &cw};
-
-    rc = repl_connect(ctx->holder);
-    if (rc == 0)
-        rc = repl_create_slot_wait(ctx->holder, name, true, &ctx->lsn, &ctx->snapshot, &wait);
+    rc = worker_snapshot(w, t, &ctx->snap, &reused);
     if (rc < 0) {
-        repl_free(ctx->holder);
         copyparts_free(parts, n);
         free(ctx);
-        return tm_fail_ctx(rc, "creating the copy snapshot of %s", t->display);
+        return rc;
     }
-    log_write(LOG_LVL_INFO, t->display, ctx->lsn, "initial copy: %d of %d part(s) to copy",
-              npending, n);
+    log_write(LOG_LVL_INFO, t->display, ctx->snap->lsn, "initial copy: %d of %d part(s) to copy%s",
+              npending, n, reused ? " (in the snapshot of the worker's previous table)" : "");
 
     pthread_mutex_lock(&ts->mu);
-    ts->holders++;
     for (int i = 0; i < n; i++) {
         if (parts[i].synced)
             continue;
@@ -770,11 +849,20 @@ static void *worker_main(void *arg)
 
     pthread_mutex_lock(&ts->mu);
     for (;;) {
-        while (!ts->stopping && ts->nparts == 0 && ts->ntables == 0)
+        while (!ts->stopping && ts->nparts == 0 && ts->ntables == 0) {
+            if (!w->rested) {
+                w->rested = true;
+                pthread_mutex_unlock(&ts->mu);
+                worker_rest(w);
+                pthread_mutex_lock(&ts->mu);
+                continue;
+            }
             pthread_cond_wait(&ts->cond, &ts->mu);
+        }
         if (ts->stopping)
             break;
         int rc;
+        w->rested = false;
         ts->busy++;
         if (ts->nparts > 0) {
             /* Parts first: they finish tables whose snapshot is being held. */
@@ -802,6 +890,7 @@ static void *worker_main(void *arg)
         pthread_cond_broadcast(&ts->cond);
     }
     pthread_mutex_unlock(&ts->mu);
+    worker_rest(w);
     if (w->src)
         PQfinish(w->src);
     w->src = NULL;
@@ -826,7 +915,6 @@ TableSync *tablesync_new(const Config *cfg, Sink *sink, const TableSet *tabs,
     pthread_mutex_init(&ts->mu, NULL);
     pthread_cond_init(&ts->cond, NULL);
     atomic_init(&ts->cancel, false);
-    atomic_init(&ts->slot_seq, 0u);
     atomic_init(&ts->slot_seq, 0u);
     return ts;
 }
@@ -884,16 +972,6 @@ int tablesync_poll(TableSync *ts, TableSyncEvent *ev)
     }
     pthread_mutex_unlock(&ts->mu);
     return got;
-}
-
-bool tablesync_idle(TableSync *ts)
-{
-    bool idle;
-
-    pthread_mutex_lock(&ts->mu);
-    idle = ts->ntables == 0 && ts->nparts == 0 && ts->busy == 0 && ts->holders == 0;
-    pthread_mutex_unlock(&ts->mu);
-    return idle;
 }
 
 void tablesync_progress(TableSync *ts, int table_idx, TableSyncProgress *out)

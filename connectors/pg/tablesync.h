@@ -2,8 +2,8 @@
  * Table-sync workers: the initial load of tables (or parts of tables) in
  * worker threads while the main loop streams. Each table is copied in the
  * snapshot of a temporary replication slot, whose LSN is exact; the parts of
- * a table share it. A worker reports every committed part to the main loop
- * (through notify(), e.g. an ev_async), which then applies stream changes of
+ * a table share it, and a worker's consecutive tables may too. A worker reports every committed
+ * part to the main loop (through notify(), e.g. an ev_async), which then applies stream changes of
  * that part iff they committed at or after the part's sync LSN (invariant 3).
  */
 #ifndef TM_TABLESYNC_H
@@ -51,7 +51,13 @@ TableSync *tablesync_new(const Config *cfg, Sink *sink, const TableSet *tabs,
                          void (*notify)(void *arg), void *arg);
 void tablesync_free(TableSync *ts); /* stops and joins the workers first */
 
-/* Queues table_idx for copying; workers start on the first submit. */
+/*
+ * Queues table_idx for copying; workers start on the first submit. Submit
+ * every table of a TableSync in one turn of the main loop, after the stream
+ * began holding their changes and before it moves on: any snapshot the
+ * workers take is then late enough for every one of them, so a worker may
+ * copy several tables in one snapshot.
+ */
 int tablesync_submit(TableSync *ts, int table_idx);
 
 /* Takes the next event; returns 1, or 0 when there is none. */
@@ -59,9 +65,6 @@ int tablesync_poll(TableSync *ts, TableSyncEvent *ev);
 
 /* Asks the workers to abandon their copies (they roll back) and waits for them. */
 void tablesync_stop(TableSync *ts);
-
-/* True when every submitted table is done (or nothing was submitted). */
-bool tablesync_idle(TableSync *ts);
 
 void tablesync_progress(TableSync *ts, int table_idx, TableSyncProgress *out);
 

@@ -94,44 +94,6 @@ static const char *const STATE_SQL =
     " ALTER TABLE tidemark.dead_letter ADD COLUMN id uuid NOT NULL DEFAULT gen_random_uuid();"
     " END IF; END $tm$";
 
-int pgsink_open_session(PgSink *s, PGconn **out)
-{
-    PGconn *conn;
-    int rc = pgconn_open(&s->cfg->target.conn, PGCONN_NORMAL, "target", &conn);
-
-    if (rc < 0)
-        return rc;
-    if (PQsetClientEncoding(conn, s->encoding) != 0) {
-        rc = tm_fail(-EINVAL, "target: cannot set client_encoding %s: %s", s->encoding,
-                     pgconn_errmsg(conn, NULL));
-        goto fail;
-    }
-    /* replica: the target's triggers and FK checks must not fire twice for
-     * what the source already validated and cascaded. read-write: a database
-     * frozen by cutover or rollback (docs/CUTOVER.md) still takes the stream. */
-    rc = pgconn_exec(conn, "SET session_replication_role = replica; SET DateStyle = ISO;"
-                           " SET default_transaction_read_only = off;"
-                           " SET IntervalStyle = postgres; SET extra_float_digits = 3;"
-                           " SET statement_timeout = 0; SET lock_timeout = 0;"
-                           " SET idle_in_transaction_session_timeout = 0;"
-                           /* A COMMIT tidemark reports to the source as flushed must
-                            * survive a crash of the target: with synchronous_commit
-                            * off the slot would confirm commits an immediate
-                            * shutdown then loses. Stronger settings are kept. */
-                           " SELECT set_config('synchronous_commit', 'on', false)"
-                           " WHERE current_setting('synchronous_commit') = 'off'");
-    if (rc < 0) {
-        rc = tm_fail_ctx(rc, "target: setting up the apply session (the target user needs the"
-                             " right to set session_replication_role)");
-        goto fail;
-    }
-    *out = conn;
-    return 0;
-fail:
-    PQfinish(conn);
-    return rc;
-}
-
 static void pgsink_disconnect(PgSink *s)
 {
     if (s->conn)
@@ -154,6 +116,8 @@ static void pgsink_free(Sink *base)
     PgSink *s = pgsink_of(base);
 
     pgsink_disconnect(s);
+    pgsink_sessions_close(s);
+    pthread_mutex_destroy(&s->pool_mu);
     free(s->dealloc);
     free(s->pend);
     free(s->encoding);
@@ -169,6 +133,9 @@ static int pgsink_connect(Sink *base, const char *client_encoding)
     int rc;
 
     pgsink_disconnect(s);
+    /* A new stream session follows a lost one, or the target's restart:
+     * pooled sessions may be as stale. */
+    pgsink_sessions_close(s);
     /* Set once, never replaced: copy workers read it to open their sessions
      * while the stream's session reconnects (the source's encoding does not
      * change while the daemon runs). */
@@ -305,12 +272,11 @@ static int pgsink_table_state(Sink *base, const TableDef *t, bool *synced, Lsn *
 {
     PgSink *s = pgsink_of(base);
     PGconn *conn = NULL;
-    int rc = pgsink_open_session(s, &conn);
+    int rc = pgsink_session_get(s, &conn);
 
     if (rc == 0)
         rc = table_state_on(s, conn, t, synced, sync_lsn);
-    if (conn)
-        PQfinish(conn);
+    pgsink_session_put(s, conn);
     return rc;
 }
 
@@ -454,12 +420,11 @@ static int pgsink_check_table(Sink *base, const TableDef *t, bool require_empty)
 {
     PgSink *s = pgsink_of(base);
     PGconn *conn = NULL;
-    int rc = pgsink_open_session(s, &conn);
+    int rc = pgsink_session_get(s, &conn);
 
     if (rc == 0)
         rc = check_table_on(s, conn, t, require_empty);
-    if (conn)
-        PQfinish(conn);
+    pgsink_session_put(s, conn);
     return rc;
 }
 
@@ -468,12 +433,11 @@ static int pgsink_check_tables(Sink *base, const TableSet *tabs, bool require_em
 {
     PgSink *s = pgsink_of(base);
     PGconn *conn = NULL;
-    int rc = pgsink_open_session(s, &conn);
+    int rc = pgsink_session_get(s, &conn);
 
     for (size_t i = 0; rc == 0 && i < tabs->n; i++)
         rc = check_table_on(s, conn, &tabs->t[i], require_empty);
-    if (conn)
-        PQfinish(conn);
+    pgsink_session_put(s, conn);
     return rc;
 }
 
@@ -536,12 +500,11 @@ static int pgsink_parts_load(Sink *base, const TableDef *t, CopyPart **parts, in
 {
     PgSink *s = pgsink_of(base);
     PGconn *conn = NULL;
-    int rc = pgsink_open_session(s, &conn);
+    int rc = pgsink_session_get(s, &conn);
 
     if (rc == 0)
         rc = parts_load_on(s, conn, t, parts, n);
-    if (conn)
-        PQfinish(conn);
+    pgsink_session_put(s, conn);
     return rc;
 }
 
@@ -627,12 +590,11 @@ static int pgsink_parts_plan(Sink *base, const TableDef *t, const CopyPart *part
 {
     PgSink *s = pgsink_of(base);
     PGconn *conn = NULL;
-    int rc = pgsink_open_session(s, &conn);
+    int rc = pgsink_session_get(s, &conn);
 
     if (rc == 0)
         rc = parts_plan_on(s, conn, t, parts, n, reset);
-    if (conn)
-        PQfinish(conn);
+    pgsink_session_put(s, conn);
     return rc;
 }
 
@@ -661,7 +623,7 @@ static int pgsink_copy_open_part(Sink *base, const TableDef *t, const TableDef *
     c->tgt = dt;
     c->part = part ? part->index : 0;
     c->sync_lsn = sync_lsn;
-    rc = pgsink_open_session(s, &c->conn);
+    rc = pgsink_session_get(s, &c->conn);
     if (rc < 0)
         goto fail;
     char *q = pgconn_qualified(c->conn, dt->schema, dt->name);
@@ -704,7 +666,7 @@ static int pgsink_copy_key_indexed(Sink *base, const TableDef *t, const char *ke
 
     *indexed = false;
     if (rc == 0)
-        rc = pgsink_open_session(s, &conn);
+        rc = pgsink_session_get(s, &conn);
     if (rc == 0) {
         const TableDef *dt = plan ? &tgt : t;
         const char *col = key;
@@ -728,8 +690,7 @@ static int pgsink_copy_key_indexed(Sink *base, const TableDef *t, const char *ke
             *indexed = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
         PQclear(res);
     }
-    if (conn)
-        PQfinish(conn);
+    pgsink_session_put(s, conn);
     mapping_free(plan);
     tabledef_release(&tgt);
     return rc < 0 ? tm_fail_ctx(rc, "target: the indexes of %s", t->display) : 0;
@@ -865,8 +826,8 @@ static void pgsink_copy_free(SinkCopy *sc)
 
     if (!c)
         return;
-    if (c->conn)
-        PQfinish(c->conn);
+    /* A copy that did not end (no COMMIT or ROLLBACK) is not reusable: closed. */
+    pgsink_session_put(c->sink, c->conn);
     for (size_t i = 0; i < c->ndl; i++) {
         free(c->dl_rows[i]);
         free(c->dl_errors[i]);
@@ -874,6 +835,11 @@ static void pgsink_copy_free(SinkCopy *sc)
     free(c->dl_rows);
     free(c->dl_errors);
     free(c);
+}
+
+static void pgsink_copy_idle(Sink *base)
+{
+    pgsink_sessions_close(pgsink_of(base));
 }
 
 static int pgsink_socket(const Sink *base)
@@ -973,6 +939,7 @@ static const SinkOps pgsink_ops = {
     .parts_plan = pgsink_parts_plan,
     .copy_open_part = pgsink_copy_open_part,
     .copy_key_indexed = pgsink_copy_key_indexed,
+    .copy_idle = pgsink_copy_idle,
     .copy_dead_letter = pgsink_copy_dead_letter,
     .dead_letter = pgapply_dead_letter,
     .forget_tables = pgsink_forget_tables,
@@ -989,5 +956,6 @@ Sink *pgsink_new(const Config *cfg)
     s->cfg = cfg;
     s->pend_cap = 1024;
     s->pend = xcalloc(s->pend_cap, sizeof(Pending));
+    pthread_mutex_init(&s->pool_mu, NULL);
     return &s->base;
 }

@@ -11,6 +11,7 @@
 #include "sinks/pg/pgtarget.h"
 
 #include <libpq-fe.h>
+#include <pthread.h>
 
 typedef enum PendKind {
     PEND_BEGIN,
@@ -43,6 +44,9 @@ typedef struct Pending {
  * thousands. The least recently used beyond this many is deallocated.
  */
 #define PGSINK_MAX_UPDATE_SHAPES 16
+
+/* Idle copy-side sessions kept at most (one per copy worker, typically). */
+#define PGSINK_POOL_MAX 16
 
 typedef struct PgSink PgSink;
 
@@ -127,6 +131,10 @@ struct PgSink {
     struct SinkRel *runs;
     size_t run_bytes; /* buffered in them */
     bool run_lost;    /* a run was freed unsent: the open batch must not commit */
+    /* Idle copy-side sessions (pgsession.c), shared by the copy workers. */
+    pthread_mutex_t pool_mu;
+    PGconn *pool[PGSINK_POOL_MAX];
+    int npool;
 };
 
 static inline PgSink *pgsink_of(Sink *s)
@@ -172,8 +180,14 @@ void pgrun_discard_all(PgSink *s);
 /* r is freed: its run goes (unsent) and its statements are deallocated later. */
 void pgrun_release(PgSink *s, SinkRel *r);
 
-/* Opens and sets up an apply session (used for the stream and copy sessions). */
+/* pgsession.c: opens and sets up an apply session (the stream's, and copy
+ * sessions). The copy side takes its sessions with session_get and gives
+ * them back with session_put (kept when reusable, else closed);
+ * sessions_close closes the pooled ones. Thread-safe. */
 int pgsink_open_session(PgSink *s, PGconn **out);
+int pgsink_session_get(PgSink *s, PGconn **out);
+void pgsink_session_put(PgSink *s, PGconn *conn);
+void pgsink_sessions_close(PgSink *s);
 
 int pgapply_start(Sink *s, Lsn lsn);
 int pgapply_txn_begin(Sink *s, const TxnInfo *txn);

@@ -305,11 +305,15 @@ def test_indexed_key_copied_in_one_part(env):
 
 # --------------------------------------------------------------------------- (b)
 
-# Kill i lands in the copy of KILL_TABLES[i] (a random number of its parts
-# done, plus a random delay): the key-split table, the CTID-split one, the
-# partitioned one.  The copies run in this order, so each kill also finds
-# the earlier tables finished.
+# Each kill lands in the copy of one of KILL_TABLES (a random number of its
+# parts done, plus a random delay): the key-split table, the CTID-split one,
+# the partitioned one. Which of them is being copied when depends on the
+# workers' scheduling (a worker may take its next table in the snapshot of
+# its previous one, without waiting for a new slot), so each kill takes the
+# first of them that this run is copying and has not finished; one that
+# finished meanwhile is not killed in. Each kill also finds tables finished.
 KILL_TABLES = ["public.accounts", "public.ledger", "public.orders"]
+KEY_TABLE = "public.accounts"
 
 
 def test_kill9_during_copy_resumes_unfinished_parts(env):
@@ -321,19 +325,34 @@ def test_kill9_during_copy_resumes_unfinished_parts(env):
     writer = BankWriter(env.src, seed=seed + 1, accounts=accounts, orders=orders)
     writer.start()
     kills = []  # (sync_state after the kill, log file of the run that follows)
+    remaining = list(KILL_TABLES)
     try:
         harness.wait_for(lambda: writer.error or writer.txns >= 20, 30, "the writer to start")
         d = env.daemon(tables=BANK_TABLES, extra=COPY)
-        for i, table in enumerate(KILL_TABLES):
+        while remaining:
+            i = len(kills)
+
             def copying():
+                """(table, its part count) this run copies, ("", 0) when all are finished."""
                 d.check_alive()
-                return plan_lines(read_log(d.logs[-1])).get(table)
-            # This run started copying the table (its plan line is logged).
-            nparts = harness.wait_for(copying, 120, "this run's copy of %s" % table, interval=0.01)[0][1]
+                state = sync_state(env)
+                left = [t for t in remaining if not fully_synced(state.get(t, []))]
+                if not left:
+                    return "", 0
+                for t, plans in plan_lines(read_log(d.logs[-1])).items():  # in log order
+                    if t in left:
+                        return t, plans[0][1]
+                return None
+            table, nparts = harness.wait_for(copying, 120, "this run's copy of one of %s" % remaining,
+                                             interval=0.01)
+            if not table:
+                break
+            remaining.remove(table)
             # 0..n-3 parts of it done (1.. for the key-split table, so some
             # parts survive the kill), then up to 50 ms more: parts take
             # longer, so the kill usually lands inside one.
-            want, delay = rng.randint(1 if i == 0 else 0, nparts - 3), rng.uniform(0.0, 0.05)
+            want = rng.randint(1 if table == KEY_TABLE else 0, max(nparts - 3, 1))
+            delay = rng.uniform(0.0, 0.05)
 
             def reached():
                 d.check_alive()
@@ -355,6 +374,8 @@ def test_kill9_during_copy_resumes_unfinished_parts(env):
                                      for t, ps in state.items()}))
             d.start()
             kills.append((state, d.logs[-1]))
+        assert len(kills) >= 2, "only %d kill(s) landed in a copy (seed %d): make the tables bigger" % (
+            len(kills), seed)
         wait_copy_done(env, d)
         target = writer.txns + 50
         harness.wait_for(lambda: writer.error or writer.txns >= target, 30, "writes after the copy")
@@ -683,3 +704,103 @@ def test_sync_sequences(env):
     env.dst_sql("INSERT INTO orders (customer_id, qty, price) VALUES (1, 1, 1)")
     env.dst_sql("INSERT INTO order_notes (order_id, body) VALUES (1, 'target')")
     assert env.dst_sql("SELECT nextval('invoice_no')")[0][0] == src_seqs["public.invoice_no"] + 10
+
+
+# --------------------------------------------------------------------------- (f)
+
+SMALL_TABLES = ["public.sm_%02d" % i for i in range(24)]
+
+
+class SmallWriter(threading.Thread):
+    """Short transactions on random small tables until stopped: an update, an
+    insert of a new key, a delete, or a change to two tables at once."""
+
+    def __init__(self, conninfo, tables, rows, seed):
+        super().__init__(daemon=True)
+        self.conninfo, self.tables, self.rng = conninfo, tables, random.Random(seed)
+        self.next_id = rows + 1
+        self.stop_event = threading.Event()
+        self.txns, self.error = 0, None
+
+    def run(self):
+        try:
+            with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                while not self.stop_event.is_set():
+                    with conn.transaction():
+                        for t in self.rng.sample(self.tables, self.rng.choice((1, 2))):
+                            self.one(conn, t)
+                    self.txns += 1
+                    self.stop_event.wait(0.002)
+        except Exception as e:  # reported by the test
+            self.error = e
+
+    def one(self, conn, table):
+        kind, key = self.rng.randrange(3), self.rng.randint(1, 2000)
+        if kind == 0:
+            conn.execute("UPDATE %s SET v = v + 1, note = note || '+' WHERE id = %%s" % table, (key,))
+        elif kind == 1:
+            conn.execute("INSERT INTO %s VALUES (%%s, 0, 'new')" % table, (self.next_id,))
+            self.next_id += 1
+        else:
+            conn.execute("DELETE FROM %s WHERE id = %%s" % table, (key,))
+
+    def finish(self, timeout=30):
+        self.stop_event.set()
+        self.join(timeout)
+        assert not self.is_alive(), "writer did not stop"
+        assert self.error is None, "writer failed: %r" % self.error
+
+
+def target_sessions_total(env):
+    """Sessions ever established to the test's target database (pg_stat_database)."""
+    with psycopg.connect(env.dst, autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        return conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s",
+                            (env.dst_db,)).fetchone()[0]
+
+
+def test_many_small_tables_share_snapshot_and_sessions(env):
+    """One copy worker loads many small tables: each after the first in the
+    snapshot it took for the first (no new temporary slot per table) and on
+    target sessions it reuses (no new connection per step), while a writer
+    changes them; the target converges row by row. Once the copy is done no
+    temporary slot and no idle copy session is left behind (issue 17)."""
+    for t in SMALL_TABLES:
+        name = t.split(".")[1]
+        env.both_sql("CREATE TABLE %s (id bigint PRIMARY KEY, v int NOT NULL, note text)" % name)
+        env.src_sql("INSERT INTO %s SELECT g, g %% 5, md5(g::text) FROM generate_series(1, 2000) g" % name)
+    writer = SmallWriter(env.src, SMALL_TABLES, 2000, seed=17)
+    writer.start()
+    try:
+        harness.wait_for(lambda: writer.error or writer.txns >= 20, 30, "the writer to start")
+        sessions_before = target_sessions_total(env)
+        d = env.daemon(tables=SMALL_TABLES, extra="copy: {jobs: 1}\n")
+        # Waits on the daemon's log, not on target queries: those would count as sessions.
+        harness.wait_for(lambda: d.check_alive() or "initial copy complete for all" in d.log(), 120,
+                         "the initial copy", interval=0.1)
+        txns_at_copy = writer.txns
+        harness.wait_for(lambda: writer.error or writer.txns >= txns_at_copy + 50, 30, "writes after the copy")
+    finally:
+        writer.finish()
+    # What the workers kept for a next table goes once nothing is queued.
+    harness.wait_for(lambda: env.src_sql("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'tm_sync_%'")[0][0] == 0,
+                     30, "the copy's temporary slots to go")
+    harness.wait_for(lambda: target_sessions(env) == 1, 30, "the copy sessions to close (only the stream's is left)")
+    env.wait_caught_up(d, timeout=120)
+    env.assert_tables_equal(*SMALL_TABLES)
+
+    log = d.log()
+    plans = plan_lines(log)
+    assert sorted(plans) == SMALL_TABLES and all(p == [(1, 1)] for p in plans.values()), plans
+    lsns = {r[0] for r in env.dst_sql("SELECT sync_lsn::text FROM tidemark.sync_state WHERE pipeline = %s",
+                                      (env.pipeline,))}
+    reused = log.count("(in the snapshot of the worker's previous table)")
+    print("sync LSNs: %s; tables copied in a previous table's snapshot: %d" % (sorted(lsns), reused))
+    assert len(lsns) == 1 and reused == len(SMALL_TABLES) - 1, (lsns, reused)
+
+    d.stop()
+    harness.wait_for(lambda: target_sessions(env) == 0, 30, "the daemon's target sessions to end")
+    # Minus the two sessions of target_sessions_total; the waits above made a few more.
+    opened = target_sessions_total(env) - sessions_before
+    print("target sessions opened while %d tables were copied and streamed: at most %d" % (len(SMALL_TABLES), opened))
+    assert opened < len(SMALL_TABLES), "%d target sessions for %d tables" % (opened, len(SMALL_TABLES))
