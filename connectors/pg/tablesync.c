@@ -29,6 +29,8 @@
 #include <unistd.h>
 
 #define MAX_PARTS 1024
+/* With one copy job, tables up to this many parts are copied whole. */
+#define ONE_JOB_WHOLE_PARTS 8
 
 /*
  * How long a worker keeps its last snapshot for its next table. Creating a
@@ -234,13 +236,20 @@ static int plan_parts(PGconn *src, Sink *sink, const Config *cfg, int jobs, cons
         want = (want + jobs - 1) / jobs * jobs;
     if (want > MAX_PARTS)
         want = MAX_PARTS;
+    key = single_int_key(t);
+    /* One job copies parts one after the other: they buy no speed, only a
+     * smaller redo after a crash (key parts; CTID parts are redone together,
+     * so not even that), and cost 20-40% more source CPU than one scan
+     * (range scans; docs/BENCHMARKS.md, issue 17). Up to this many parts'
+     * worth of redo is accepted for that. */
+    if (jobs == 1 && (key < 0 || want <= ONE_JOB_WHOLE_PARTS))
+        want = 1;
     if (want <= 1) {
         *out = xcalloc(1, sizeof(CopyPart));
         (*out)[0].kind = PART_WHOLE;
         *n = 1;
         return 0;
     }
-    key = single_int_key(t);
     if (key >= 0 && sink->ops->copy_key_indexed) {
         bool indexed = false;
 
@@ -870,6 +879,13 @@ static void *worker_main(void *arg)
 
             memmove(ts->parts, ts->parts + 1, --ts->nparts * sizeof(*ts->parts));
             pthread_mutex_unlock(&ts->mu);
+            /* At most one snapshot per worker at a time (preflight counts
+             * one temporary slot per copy job): a part in another snapshot
+             * ends the keep. */
+            if (w->keep && w->keep != job.ctx->snap) {
+                snap_unref(ts, w->keep);
+                w->keep = NULL;
+            }
             rc = copy_part(w, job.ctx, &job.ctx->parts[job.part]);
             part_done(ts, job.ctx);
         } else {

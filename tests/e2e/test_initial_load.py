@@ -11,6 +11,9 @@
 (d) `schema: copy` creates the target tables (indexes, FKs, CHECK, generated
     and identity columns, serial, enum) from the source.
 (e) `tidemark sync-sequences` sets the target's sequences from the source.
+(f) one copy worker loads many small tables in one snapshot and on reused
+    target sessions, with a writer running; nothing is left open afterwards.
+Also: which tables are split (the target indexes the key; one copy job).
 
 Every wait is a deadline on a condition; the copies are forced into many parts
 with copy.part_size_mb = 1.
@@ -300,6 +303,38 @@ def test_indexed_key_copied_in_one_part(env):
         assert re.search(r"initial copy in one part: the target indexes the key %s\b.* table=%s$" % (key, re.escape(t)),
                          log, re.M), "no one-part line for %s" % t
     assert not any("in one part" in l and l.endswith("table=public.ix_bare") for l in log.splitlines())
+    d.stop()
+
+
+def test_one_job_splits_only_large_keyed_tables(env):
+    """With copy.jobs 1 parts run one after the other: a keyed table of up to
+    8 parts and a table without a key (whose CTID parts would be redone
+    together anyway) are copied whole; a keyed table larger than that is
+    still split by key (a crash redoes one part, not the table). Bare targets
+    (no index on the key), changes during and after the copy; row by row."""
+    env.both_sql("""
+        CREATE TABLE oj_small (id bigint PRIMARY KEY, v int NOT NULL, note text);
+        CREATE TABLE oj_big (id bigint PRIMARY KEY, v int NOT NULL, note text);
+        CREATE TABLE oj_nokey (id bigint NOT NULL, v int NOT NULL, note text);
+        ALTER TABLE oj_nokey REPLICA IDENTITY FULL;
+    """)
+    env.dst_sql("ALTER TABLE oj_small DROP CONSTRAINT oj_small_pkey; ALTER TABLE oj_big DROP CONSTRAINT oj_big_pkey")
+    for t, n in (("oj_small", 30000), ("oj_big", 150000), ("oj_nokey", 30000)):
+        env.src_sql("INSERT INTO %s SELECT g, g %% 7, repeat(md5(g::text), 2) FROM generate_series(1, %d) g" % (t, n))
+    env.src_sql("VACUUM ANALYZE")
+    tables = ["public.oj_small", "public.oj_big", "public.oj_nokey"]
+    d = env.daemon(tables=tables, extra="copy: {jobs: 1, part_size_mb: 1}\n")
+    env.src_sql("UPDATE oj_small SET v = v + 1 WHERE id % 100 = 0; DELETE FROM oj_big WHERE id % 333 = 0;"
+                "UPDATE oj_nokey SET note = 'during' WHERE id < 20; INSERT INTO oj_big VALUES (200000, 1, 'new')")
+    wait_copy_done(env, d)
+    env.src_sql("UPDATE oj_big SET note = 'after' WHERE id < 50; DELETE FROM oj_nokey WHERE id > 29990")
+    env.wait_caught_up(d, timeout=120)
+    env.assert_tables_equal(*tables)
+    state = sync_state(env)
+    print({t: dict(part_kinds(state, t)) for t in tables})
+    assert part_kinds(state, "public.oj_small") == {"whole": 1}, state["public.oj_small"]
+    assert part_kinds(state, "public.oj_nokey") == {"whole": 1}, state["public.oj_nokey"]
+    assert part_kinds(state, "public.oj_big")["key"] > 8, state["public.oj_big"]
     d.stop()
 
 
