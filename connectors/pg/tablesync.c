@@ -713,6 +713,16 @@ static void copy_waiting(void *arg, double seconds)
     repl_log_open_transactions(cw->src, cw->slot, seconds);
 }
 
+/* A holder whose session ended (the source restarted) holds no snapshot:
+ * importing it would fail the table instead of taking a new one. Only the
+ * keeping worker touches the holder's connection. */
+static bool holder_alive(ReplConn *holder)
+{
+    PGconn *conn = repl_pgconn(holder);
+
+    return conn && PQconsumeInput(conn) && PQstatus(conn) == CONNECTION_OK;
+}
+
 /*
  * The snapshot for the worker's next table: the one it kept from its
  * previous table while that is recent, else a new temporary slot's (which
@@ -726,7 +736,8 @@ static int worker_snapshot(Worker *w, const TableDef *t, Snap **out, bool *reuse
     char name[64];
     int rc;
 
-    *reused = snap && clock_mono_secs() - snap->taken < SNAPSHOT_REUSE_SECS;
+    *reused =
+        snap && clock_mono_secs() - snap->taken < SNAPSHOT_REUSE_SECS && holder_alive(snap->holder);
     if (*reused) {
         pthread_mutex_lock(&ts->mu);
         snap->refs++;
