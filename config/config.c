@@ -237,6 +237,10 @@ static const KeyDesc copy_keys[] = {
     /* 0: one job per core */
     {.name = "jobs", .type = KT_INT, .def = "0", .min = 0, .max = 64},
     {.name = "part_size_mb", .type = KT_INT, .def = "256", .min = 1, .max = 1048576},
+    /* A worker copies its next tables in its previous table's snapshot for
+     * this long (0: a new snapshot per table); a held snapshot holds back
+     * the source's vacuum horizon. */
+    {.name = "snapshot_reuse_s", .type = KT_INT, .def = "30", .min = 0, .max = 3600},
     /* Stop when more rows than this fail (dead letters) while less than 10% of
      * the initial load is done: something is wrong with the mapping or the
      * data, and it is cheaper to look now. -1: never. */
@@ -1681,6 +1685,8 @@ static Config *config_from_tree(const char *name, json_t *tree)
     json_t *copy = json_object_get(tree, "copy");
     cfg->copy.jobs = (long)json_integer_value(json_object_get(copy, "jobs"));
     cfg->copy.part_size_mb = (long)json_integer_value(json_object_get(copy, "part_size_mb"));
+    cfg->copy.snapshot_reuse_s =
+        (long)json_integer_value(json_object_get(copy, "snapshot_reuse_s"));
     cfg->copy.max_errors_early =
         (long)json_integer_value(json_object_get(copy, "max_errors_early"));
     cfg->schema_copy = strcmp(json_string_value(json_object_get(tree, "schema")), "copy") == 0;

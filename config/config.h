@@ -78,6 +78,7 @@ typedef struct Config {
     struct {
         long jobs;             /* parallel copy jobs; 0: number of cores */
         long part_size_mb;     /* tables larger than this are split into parts */
+        long snapshot_reuse_s; /* a worker's snapshot serves its next tables this long */
         long max_errors_early; /* dead letters tolerated in the first 10% of the load; -1 off */
     } copy;
     bool schema_copy; /* schema: copy — create target tables from the source */

@@ -32,15 +32,6 @@
 /* With one copy job, tables up to this many parts are copied whole. */
 #define ONE_JOB_WHOLE_PARTS 8
 
-/*
- * How long a worker keeps its last snapshot for its next table. Creating a
- * temporary slot costs 50-130 ms (a fixed cost per table that made a load of
- * many small tables slow, issue 17); one snapshot serves any table of this
- * TableSync (see tablesync_submit). Bounded because a held snapshot holds
- * back the source's vacuum horizon and WAL for as long as it is kept.
- */
-#define SNAPSHOT_REUSE_SECS 30.0
-
 /* A temporary slot's exported snapshot, shared by the tables copied in it. */
 typedef struct Snap {
     ReplConn *holder; /* idle replication session keeping the snapshot */
@@ -736,8 +727,13 @@ static int worker_snapshot(Worker *w, const TableDef *t, Snap **out, bool *reuse
     char name[64];
     int rc;
 
-    *reused =
-        snap && clock_mono_secs() - snap->taken < SNAPSHOT_REUSE_SECS && holder_alive(snap->holder);
+    /* Creating a temporary slot costs 50-130 ms, a fixed cost per table that
+     * made a load of many small tables slow (issue 17); one snapshot serves
+     * any table of this TableSync (see tablesync_submit). Bounded by
+     * copy.snapshot_reuse_s: a held snapshot holds back the source's vacuum
+     * horizon and WAL for as long as it is kept. */
+    *reused = snap && clock_mono_secs() - snap->taken < (double)ts->cfg->copy.snapshot_reuse_s &&
+              holder_alive(snap->holder);
     if (*reused) {
         pthread_mutex_lock(&ts->mu);
         snap->refs++;

@@ -179,8 +179,10 @@ def test_schema_copy_with_foreign_keys_under_writes(env):
     w.start()
     try:
         harness.wait_for(lambda: w.txns > 20 or w.error, 30, "the writer to run")
-        # One copy worker: customer, invoice, invoice_line one after the other.
-        d = env.daemon(tables=INVOICE_TABLES, extra="schema: copy\ncopy: {jobs: 1}\n")
+        # One copy worker: customer, invoice, invoice_line one after the other,
+        # each in a snapshot of its own (snapshot_reuse_s: 0; by default they
+        # would share one, and no copy would reference rows another lacks).
+        d = env.daemon(tables=INVOICE_TABLES, extra="schema: copy\ncopy: {jobs: 1, snapshot_reuse_s: 0}\n")
         harness.wait_for(lambda: d.check_alive() or (env.watermark() and harness.copies_done(env.dst, env.pipeline)),
                          120, "the initial copies")
         harness.wait_for(lambda: d.check_alive() or w.txns > 300, 60, "writes while streaming")
