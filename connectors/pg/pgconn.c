@@ -82,6 +82,12 @@ int pgconn_open(const ConfigEndpoint *ep, PgConnKind kind, const char *what, PGc
     return 0;
 }
 
+bool pgconn_alive(PGconn *conn)
+{
+    return conn && PQstatus(conn) == CONNECTION_OK && PQconsumeInput(conn) &&
+           PQstatus(conn) == CONNECTION_OK;
+}
+
 const char *pgconn_errmsg(PGconn *conn, const PGresult *res)
 {
     static _Thread_local char msg[1024];

@@ -43,6 +43,10 @@ int pgconn_query(PGconn *conn, const char *sql, int nparams, const char *const *
 /* The first line of the server's error for a result or connection. */
 const char *pgconn_errmsg(PGconn *conn, const PGresult *res);
 
+/* Connected, and still so once the input waiting on it is read: a session
+ * the server closed while it sat idle shows it only then. Does not block. */
+bool pgconn_alive(PGconn *conn);
+
 /* Quoted identifier / schema-qualified name, malloc'd. */
 char *pgconn_ident(PGconn *conn, const char *name);
 char *pgconn_qualified(PGconn *conn, const char *schema, const char *name);

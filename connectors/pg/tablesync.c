@@ -591,7 +591,15 @@ out:
     return rc;
 }
 
-/* The last user of a snapshot drops it (and its temporary slot). */
+/* Drops the snapshot and, closing its holder, the temporary slot. */
+static void snap_free(Snap *snap)
+{
+    repl_free(snap->holder);
+    free(snap->snapshot);
+    free(snap);
+}
+
+/* The last user of a snapshot drops it. */
 static void snap_unref(TableSync *ts, Snap *snap)
 {
     bool last;
@@ -601,11 +609,8 @@ static void snap_unref(TableSync *ts, Snap *snap)
     pthread_mutex_lock(&ts->mu);
     last = --snap->refs == 0;
     pthread_mutex_unlock(&ts->mu);
-    if (!last)
-        return;
-    repl_free(snap->holder);
-    free(snap->snapshot);
-    free(snap);
+    if (last)
+        snap_free(snap);
 }
 
 /* The table's last part releases its snapshot. */
@@ -704,14 +709,11 @@ static void copy_waiting(void *arg, double seconds)
     repl_log_open_transactions(cw->src, cw->slot, seconds);
 }
 
-/* A holder whose session ended (the source restarted) holds no snapshot:
- * importing it would fail the table instead of taking a new one. Only the
- * keeping worker touches the holder's connection. */
-static bool holder_alive(ReplConn *holder)
+/* The worker no longer keeps its snapshot for a next table. */
+static void worker_drop_keep(Worker *w)
 {
-    PGconn *conn = repl_pgconn(holder);
-
-    return conn && PQconsumeInput(conn) && PQstatus(conn) == CONNECTION_OK;
+    snap_unref(w->ts, w->keep);
+    w->keep = NULL;
 }
 
 /*
@@ -731,9 +733,12 @@ static int worker_snapshot(Worker *w, const TableDef *t, Snap **out, bool *reuse
      * made a load of many small tables slow (issue 17); one snapshot serves
      * any table of this TableSync (see tablesync_submit). Bounded by
      * copy.snapshot_reuse_s: a held snapshot holds back the source's vacuum
-     * horizon and WAL for as long as it is kept. */
+     * horizon and WAL for as long as it is kept. A holder whose session
+     * ended (the source restarted) holds no snapshot: importing it would
+     * fail the table instead of taking a new one. Only the keeping worker
+     * touches the holder's connection. */
     *reused = snap && clock_mono_secs() - snap->taken < (double)ts->cfg->copy.snapshot_reuse_s &&
-              holder_alive(snap->holder);
+              pgconn_alive(repl_pgconn(snap->holder));
     if (*reused) {
         pthread_mutex_lock(&ts->mu);
         snap->refs++;
@@ -741,8 +746,7 @@ static int worker_snapshot(Worker *w, const TableDef *t, Snap **out, bool *reuse
         *out = snap;
         return 0;
     }
-    w->keep = NULL;
-    snap_unref(ts, snap);
+    worker_drop_keep(w);
     snap = xcalloc(1, sizeof(*snap));
     snap->holder = repl_new(ts->cfg);
     /* Unique per snapshot: a worker may take a new one while its previous
@@ -756,9 +760,7 @@ static int worker_snapshot(Worker *w, const TableDef *t, Snap **out, bool *reuse
     if (rc == 0)
         rc = repl_create_slot_wait(snap->holder, name, true, &snap->lsn, &snap->snapshot, &wait);
     if (rc < 0) {
-        repl_free(snap->holder);
-        free(snap->snapshot);
-        free(snap);
+        snap_free(snap);
         return tm_fail_ctx(rc, "creating the copy snapshot of %s", t->display);
     }
     snap->taken = clock_mono_secs();
@@ -773,8 +775,7 @@ static void worker_rest(Worker *w)
 {
     Sink *sink = w->ts->sink;
 
-    snap_unref(w->ts, w->keep);
-    w->keep = NULL;
+    worker_drop_keep(w);
     if (sink->ops->copy_idle)
         sink->ops->copy_idle(sink);
 }
@@ -889,10 +890,8 @@ static void *worker_main(void *arg)
             /* At most one snapshot per worker at a time (preflight counts
              * one temporary slot per copy job): a part in another snapshot
              * ends the keep. */
-            if (w->keep && w->keep != job.ctx->snap) {
-                snap_unref(ts, w->keep);
-                w->keep = NULL;
-            }
+            if (w->keep != job.ctx->snap)
+                worker_drop_keep(w);
             rc = copy_part(w, job.ctx, &job.ctx->parts[job.part]);
             part_done(ts, job.ctx);
         } else {

@@ -50,15 +50,10 @@ fail:
     return rc;
 }
 
-/* Usable as it is: connected, no transaction, no result or COPY pending. A
- * session the server closed while pooled shows it once its input is read. */
+/* Usable as it is: connected, no transaction, no result or COPY pending. */
 static bool session_reusable(PGconn *conn)
 {
-    if (PQstatus(conn) != CONNECTION_OK)
-        return false;
-    if (!PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK)
-        return false;
-    return PQtransactionStatus(conn) == PQTRANS_IDLE && !PQisBusy(conn);
+    return pgconn_alive(conn) && PQtransactionStatus(conn) == PQTRANS_IDLE && !PQisBusy(conn);
 }
 
 int pgsink_session_get(PgSink *s, PGconn **out)
